@@ -1,0 +1,236 @@
+"""``meddl``: MedDL's engines from the command line, for batch work and machines without Slicer.
+
+Files are read and written with Slicer's own MRML storage nodes (from the ``slicer-core`` wheel), so
+NRRD, NIfTI, ``.seg.nrrd`` and ``.h5`` transforms behave exactly as in Slicer.
+
+Module libraries add their own sub-commands and demo parts through ``addCommands(subparsers)`` and
+``demo(scene, outputDir, progress)`` in ``<Module>Lib/cli.py`` (looked up in :data:`MODULE_CLIS`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+__all__ = ["main", "buildParser", "MODULE_CLIS"]
+
+MODULE_CLIS = ["DLSegmentLib.cli", "DLRegisterLib.cli", "DLSynthesizeLib.cli", "DLClassifyLib.cli"]
+
+
+def _moduleClis() -> list:
+    found = []
+    for name in MODULE_CLIS:
+        try:
+            found.append(importlib.import_module(name))
+        except ModuleNotFoundError as exc:
+            if exc.name and name.startswith(exc.name.split(".")[0]):
+                continue  # that module is not installed / not built yet
+            raise
+    return found
+
+
+def _quietVtk(verbose: bool) -> None:
+    """VTK / MRML print warnings (e.g. missing default color tables on a bare scene) to stderr."""
+    if verbose:
+        return
+    import vtk
+
+    vtk.vtkObject.GlobalWarningDisplayOff()
+    if hasattr(vtk, "vtkLogger"):
+        vtk.vtkLogger.SetStderrVerbosity(vtk.vtkLogger.VERBOSITY_OFF)
+
+
+def buildParser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="meddl", description="MedDL: deep learning for medical images (3D Slicer engines, headless).")
+    parser.add_argument("--version", action="version", version=f"meddl {__version__}")
+    parser.add_argument("--verbose", action="store_true", help="show VTK / MRML warnings")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    info = commands.add_parser("info", help="versions, compute device, model cache")
+    info.add_argument("--json", action="store_true", help="print JSON")
+    info.set_defaults(handler=_info)
+
+    models = commands.add_parser("models", help="list, import, fetch and verify models in the catalog")
+    models.add_argument("--catalog", help="catalog JSON (default $MEDDL_HOME/catalog.json)")
+    models.add_argument("--cache", help="cache folder (default $MEDDL_CACHE or ~/.cache/meddl)")
+    modelCommands = models.add_subparsers(dest="modelCommand", metavar="ACTION", required=True)
+    modelCommands.add_parser("list", help="list catalog models").set_defaults(handler=_modelsList)
+    imported = modelCommands.add_parser("import", help="copy a local model file into the cache and catalog")
+    imported.add_argument("file", help="TorchScript .pt/.ts, MONAI bundle .zip, or checkpoint .pt (+ .json)")
+    imported.add_argument("--id", help="catalog id (default: file name)")
+    imported.add_argument("--title", default="")
+    imported.add_argument("--sha256", help="expected checksum; the import is refused if it differs")
+    imported.set_defaults(handler=_modelsImport)
+    verify = modelCommands.add_parser("verify", help="re-hash cached models against the catalog")
+    verify.add_argument("ids", nargs="*", help="model ids (default: all)")
+    verify.set_defaults(handler=_modelsVerify)
+    fetch = modelCommands.add_parser("fetch", help="download (and verify) a catalog model into the cache")
+    fetch.add_argument("id")
+    fetch.set_defaults(handler=_modelsFetch)
+
+    demo = commands.add_parser("demo", help="run the demo on the embedded MNI152 data")
+    demo.add_argument("--output", required=True, help="folder for NRRD, PNG and summary files")
+    demo.set_defaults(handler=_demo)
+
+    for module in _moduleClis():
+        module.addCommands(commands)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = buildParser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return 0
+    _quietVtk(args.verbose)
+    from .errors import DLError
+
+    try:
+        return int(args.handler(args) or 0)
+    except DLError as exc:
+        print(f"meddl: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("meddl: cancelled", file=sys.stderr)
+        return 130
+
+
+# --- info -----------------------------------------------------------------------------------------------
+
+def _versions() -> dict[str, str]:
+    from importlib import metadata
+
+    from . import __version__
+
+    versions = {"meddl": __version__, "python": platform.python_version()}
+    for package in ("torch", "monai", "slicer-core", "vtk", "numpy", "SimpleITK", "nilearn"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = "not installed"
+    return versions
+
+
+def _info(args) -> int:
+    import os
+
+    import torch
+
+    from .catalog import defaultCacheDir, defaultCatalogPath
+    from .devices import pickDevice
+
+    data = {
+        "versions": _versions(),
+        "device": str(pickDevice("auto")),
+        "MEDDL_DEVICE": os.environ.get("MEDDL_DEVICE", ""),
+        "cuda": {"available": torch.cuda.is_available(), "build": torch.version.cuda,
+                 "devices": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]},
+        "catalog": str(defaultCatalogPath()),
+        "cache": str(defaultCacheDir()),
+    }
+    if args.json:
+        print(json.dumps(data, indent=2))
+        return 0
+    for name, version in data["versions"].items():
+        print(f"{name:12s} {version}")
+    print(f"{'device':12s} {data['device']}" + (f" (MEDDL_DEVICE={data['MEDDL_DEVICE']})" if data["MEDDL_DEVICE"] else ""))
+    print(f"{'cuda':12s} {'available: ' + ', '.join(data['cuda']['devices']) if data['cuda']['available'] else 'not available'}"
+          f" (torch built for CUDA {data['cuda']['build'] or 'none: CPU build'})")
+    print(f"{'catalog':12s} {data['catalog']}")
+    print(f"{'cache':12s} {data['cache']}")
+    return 0
+
+
+# --- models ---------------------------------------------------------------------------------------------
+
+def _catalog(args):
+    from .catalog import ModelCatalog
+
+    return ModelCatalog(args.catalog, args.cache)
+
+
+def _modelsList(args) -> int:
+    catalog = _catalog(args)
+    entries = catalog.list()
+    if not entries:
+        print(f"No models in {catalog.catalogPath}. Import one: meddl models import FILE --id NAME")
+        return 0
+    for entry in entries:
+        cached = "cached" if catalog.cachedPath(entry.id).exists() else "not cached"
+        print(f"{entry.id:24s} {entry.format or '?':12s} {entry.sha256[:12]}  {cached:10s} {entry.title}")
+    return 0
+
+
+def _modelsImport(args) -> int:
+    entry = _catalog(args).importFile(args.file, modelId=args.id, title=args.title, sha256=args.sha256)
+    print(f"Imported '{entry.id}' ({entry.format}, sha256 {entry.sha256})")
+    return 0
+
+
+def _modelsVerify(args) -> int:
+    from .errors import DLError
+
+    catalog = _catalog(args)
+    ids = args.ids or [e.id for e in catalog.list()]
+    failures = 0
+    for modelId in ids:
+        try:
+            catalog.verify(modelId)
+            print(f"OK      {modelId}")
+        except DLError as exc:
+            failures += 1
+            print(f"FAILED  {modelId}: {exc}")
+    return 1 if failures else 0
+
+
+def _modelsFetch(args) -> int:
+    from tqdm import tqdm
+
+    catalog = _catalog(args)
+    with tqdm(total=100, desc=f"fetch {args.id}", unit="%") as bar:
+        path = catalog.fetch(args.id, lambda f, m: bar.update(round(100 * f) - bar.n))
+    print(path)
+    return 0
+
+
+# --- demo -----------------------------------------------------------------------------------------------
+
+def _demo(args) -> int:
+    from tqdm import tqdm
+
+    from .demo import runFoundationDemo
+
+    output = Path(args.output)
+    output.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    modules = _moduleClis()
+    with tqdm(total=100 * (1 + len(modules)), desc="meddl demo", unit="%",
+              bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} [{elapsed}<{remaining}]") as bar:
+        def progressFor(part: int):
+            def progress(fraction: float, message: str = "") -> None:
+                bar.set_postfix_str(message[:40])
+                bar.update(100 * part + 100 * fraction - bar.n)
+            return progress
+
+        summary, scene = runFoundationDemo(output, progressFor(0))
+        for index, module in enumerate(modules, start=1):
+            summary.setdefault("modules", {})[module.__name__.split(".")[0]] = module.demo(scene, output, progressFor(index))
+    summary["seconds"] = round(time.monotonic() - started, 1)
+    (output / "summary.json").write_text(json.dumps(summary, indent=2))
+    print(f"Demo written to {output.resolve()}:")
+    for path in sorted(output.iterdir()):
+        print(f"  {path.name}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

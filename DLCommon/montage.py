@@ -1,0 +1,73 @@
+"""PNG montages of volumes (with optional label overlay) for reports, demos and tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+__all__ = ["orthogonalSlices", "saveMontage"]
+
+
+def _toNumpy(tensor) -> np.ndarray:
+    if isinstance(tensor, torch.Tensor):
+        tensor = tensor.detach().cpu()
+        tensor = tensor.as_tensor() if hasattr(tensor, "as_tensor") else tensor
+        return tensor.numpy()
+    return np.asarray(tensor)
+
+
+def orthogonalSlices(volume, index: Sequence[int] | None = None) -> list[np.ndarray]:
+    """Axial, coronal and sagittal slices through ``index`` (default centre) of an ``(I, J, K)`` volume.
+
+    Each slice is oriented for display (superior / anterior up), assuming a near-RAS voxel grid.
+    """
+    volume = _toNumpy(volume)
+    if volume.ndim == 4:
+        volume = volume[0]
+    i, j, k = index if index is not None else [s // 2 for s in volume.shape]
+    axial = volume[:, :, k].T[::-1]          # rows: anterior at top; columns: right-to-left as I grows
+    coronal = volume[:, j, :].T[::-1]        # rows: superior at top
+    sagittal = volume[i, :, :].T[::-1]
+    return [axial, coronal, sagittal]
+
+
+def saveMontage(path: str | Path, volume, labels=None, colors: Sequence[Sequence[float]] | None = None,
+                title: str | None = None, alpha: float = 0.45) -> Path:
+    """Write axial / coronal / sagittal slices of ``(I, J, K)`` ``volume`` side by side as a PNG.
+
+    ``labels`` (same shape, 0 = background) are blended in ``colors`` (RGB 0..1 for label 1, 2, ...).
+    """
+    from PIL import Image, ImageDraw
+
+    volumeArray = _toNumpy(volume).astype(np.float32)
+    low, high = np.percentile(volumeArray, [1, 99.5])
+    slices = orthogonalSlices(volumeArray)
+    labelSlices = orthogonalSlices(_toNumpy(labels)) if labels is not None else [None] * 3
+    height = max(s.shape[0] for s in slices)
+    panels = []
+    for image, label in zip(slices, labelSlices):
+        grey = np.clip((image - low) / max(high - low, 1e-6), 0, 1)
+        rgb = np.repeat(grey[..., None], 3, axis=2)
+        if label is not None:
+            for value, color in enumerate(colors or [], start=1):
+                mask = label == value
+                rgb[mask] = (1 - alpha) * rgb[mask] + alpha * np.asarray(color[:3], dtype=np.float32)
+        panel = np.zeros((height, rgb.shape[1], 3), dtype=np.float32)
+        panel[:rgb.shape[0]] = rgb
+        panels.append(panel)
+    strip = np.concatenate(panels, axis=1)
+    picture = Image.fromarray((255 * strip).astype(np.uint8))
+    if title:
+        banner = Image.new("RGB", (picture.width, 18), (0, 0, 0))
+        ImageDraw.Draw(banner).text((4, 3), title, fill=(255, 255, 255))
+        stacked = Image.new("RGB", (picture.width, picture.height + 18))
+        stacked.paste(banner, (0, 0))
+        stacked.paste(picture, (0, 18))
+        picture = stacked
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    picture.save(path)
+    return path

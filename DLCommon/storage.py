@@ -1,0 +1,93 @@
+"""Read and write nodes through Slicer's own MRML storage nodes (works in Slicer and on slicer-core).
+
+NRRD, NIfTI (.nii / .nii.gz), MetaImage... for volumes, ``.seg.nrrd`` for segmentations, ``.h5`` / ``.tfm``
+/ ``.txt`` for transforms: the same readers and writers, and the same LPS <-> RAS handling, as Slicer.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import slicer
+
+from .errors import DLError
+from .scene import sceneTransaction
+
+__all__ = ["loadVolume", "loadSegmentation", "loadTransform", "saveNode"]
+
+
+def _read(scene, path: str | Path, nodeClass: str, storageClass: str, name: str | None, what: str):
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise DLError("does not exist", file=path, fix="check the path")
+    with sceneTransaction(scene):
+        node = scene.AddNewNodeByClass(nodeClass, name or _baseName(path))
+        storage = scene.AddNewNodeByClass(storageClass)
+        storage.SetFileName(str(path))
+        node.SetAndObserveStorageNodeID(storage.GetID())
+        if not storage.ReadData(node):
+            raise DLError(f"could not be read as a {what}", file=path,
+                          fix="check that the file is complete and in a format Slicer reads")
+        if hasattr(node, "CreateDefaultDisplayNodes"):
+            node.CreateDefaultDisplayNodes()
+    return node
+
+
+def loadVolume(path: str | Path, scene, name: str | None = None, labelmap: bool = False):
+    """Load a volume file into a new scalar (or labelmap) volume node."""
+    nodeClass = "vtkMRMLLabelMapVolumeNode" if labelmap else "vtkMRMLScalarVolumeNode"
+    return _read(scene, path, nodeClass, "vtkMRMLVolumeArchetypeStorageNode", name, "volume")
+
+
+def loadSegmentation(path: str | Path, scene, name: str | None = None):
+    """Load a ``.seg.nrrd`` (or other segmentation file) into a new segmentation node."""
+    return _read(scene, path, "vtkMRMLSegmentationNode", "vtkMRMLSegmentationStorageNode", name, "segmentation")
+
+
+def loadTransform(path: str | Path, scene, name: str | None = None):
+    """Load an ITK transform file (``.h5``, ``.tfm``, ``.txt``) into a new transform node."""
+    return _read(scene, path, "vtkMRMLTransformNode", "vtkMRMLTransformStorageNode", name, "transform")
+
+
+_STORAGE_CLASSES = {
+    "vtkMRMLSegmentationNode": "vtkMRMLSegmentationStorageNode",
+    "vtkMRMLScalarVolumeNode": "vtkMRMLVolumeArchetypeStorageNode",
+    "vtkMRMLLabelMapVolumeNode": "vtkMRMLVolumeArchetypeStorageNode",
+    "vtkMRMLVectorVolumeNode": "vtkMRMLVolumeArchetypeStorageNode",
+}
+
+
+def saveNode(node, path: str | Path, useCompression: bool = True) -> Path:
+    """Write a volume, segmentation or transform node to ``path`` (format from the extension).
+
+    A temporary storage node is used and removed again, so the node's own storage settings are kept.
+    """
+    path = Path(path).expanduser()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    scene = node.GetScene()
+    className = _STORAGE_CLASSES.get(node.GetClassName())
+    if className is None and node.IsA("vtkMRMLTransformNode"):
+        className = "vtkMRMLTransformStorageNode"
+    if className is None:
+        raise DLError("cannot be saved by MedDL", node=node, fix="save it from Slicer's Save dialog")
+    storage = getattr(slicer, className)()
+    if scene is not None:
+        scene.AddNode(storage)
+    try:
+        storage.SetFileName(str(path))
+        storage.SetUseCompression(bool(useCompression))
+        if not storage.WriteData(node):
+            raise DLError(f"could not be written to {path}", node=node,
+                          fix="check the extension (.nrrd, .nii.gz, .seg.nrrd, .h5) and write permission")
+    finally:
+        if scene is not None:
+            scene.RemoveNode(storage)
+    return path
+
+
+def _baseName(path: Path) -> str:
+    name = path.name
+    for suffix in (".seg.nrrd", ".nii.gz", ".nrrd", ".nii", ".mha", ".mhd", ".h5", ".tfm", ".txt"):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return path.stem

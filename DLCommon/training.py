@@ -1,0 +1,227 @@
+"""One training loop for all MedDL modules.
+
+Epochs over re-iterable batches, optional validation with early stopping on a metric, the best weights
+kept (and saved as a ``weights_only``-loadable state dict), the loss history for plots, automatic mixed
+precision on CUDA, seeded determinism, and progress / cancel through a callback.
+
+Example::
+
+    result = trainModel(net, trainBatches, DiceCELoss(softmax=True, to_onehot_y=True),
+                        TrainingConfig(epochs=100, patience=10, seed=0),
+                        validationBatches=valBatches, metric=diceMetric, metricMode="max")
+    plot(result.history.trainLoss)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from pathlib import Path
+from typing import Callable, Iterable
+
+import torch
+
+from .devices import pickDevice
+from .errors import JobCancelled
+
+__all__ = ["TrainingConfig", "TrainingHistory", "TrainingResult", "trainModel"]
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+ProgressCallback = Callable[[float, str], None]
+
+
+@dataclasses.dataclass
+class TrainingConfig:
+    """Options of :func:`trainModel`.
+
+    Attributes:
+        epochs: maximum number of passes over the training batches.
+        learningRate: Adam learning rate (used when no optimizer is given).
+        weightDecay: Adam weight decay.
+        validationInterval: validate every this many epochs.
+        patience: stop after this many validations without improvement (None: never stop early).
+        seed: seeds Python, NumPy and torch (MONAI ``set_determinism``); None leaves RNGs alone.
+        amp: mixed precision (float16 autocast + grad scaling), applied on CUDA only.
+        device: ``"auto"`` (see :func:`~DLCommon.devices.pickDevice`), ``"cpu"``, ``"cuda"``...
+        checkpointPath: where to save the best state dict (atomically), if anywhere.
+        gradientClip: max gradient norm, if any.
+    """
+
+    epochs: int = 10
+    learningRate: float = 1e-3
+    weightDecay: float = 0.0
+    validationInterval: int = 1
+    patience: int | None = None
+    seed: int | None = 0
+    amp: bool = True
+    device: str = "auto"
+    checkpointPath: str | Path | None = None
+    gradientClip: float | None = None
+
+    def validate(self) -> None:
+        if self.epochs < 1:
+            raise ValueError(f"epochs must be >= 1, got {self.epochs}.")
+        if self.learningRate <= 0:
+            raise ValueError(f"learningRate must be > 0, got {self.learningRate}.")
+        if self.validationInterval < 1:
+            raise ValueError(f"validationInterval must be >= 1, got {self.validationInterval}.")
+        if self.patience is not None and self.patience < 1:
+            raise ValueError(f"patience must be >= 1 or None, got {self.patience}.")
+
+
+@dataclasses.dataclass
+class TrainingHistory:
+    """Per-epoch curves (for plots) and how training ended."""
+
+    trainLoss: list[float] = dataclasses.field(default_factory=list)
+    validationEpochs: list[int] = dataclasses.field(default_factory=list)
+    validationLoss: list[float] = dataclasses.field(default_factory=list)
+    validationMetric: list[float] = dataclasses.field(default_factory=list)
+    bestEpoch: int = -1
+    bestMetric: float | None = None
+    stoppedEarly: bool = False
+    seconds: float = 0.0
+
+
+@dataclasses.dataclass
+class TrainingResult:
+    network: torch.nn.Module
+    history: TrainingHistory
+    bestState: dict[str, torch.Tensor]
+    device: torch.device
+
+
+def trainModel(network: torch.nn.Module, trainBatches: Iterable[Batch], lossFunction: Callable,
+               config: TrainingConfig | None = None, validationBatches: Iterable[Batch] | None = None,
+               metric: Callable[[torch.Tensor, torch.Tensor], float] | None = None, metricMode: str = "min",
+               optimizer: torch.optim.Optimizer | None = None,
+               progress: ProgressCallback | None = None) -> TrainingResult:
+    """Train ``network`` and return it with the best weights loaded.
+
+    Args:
+        network: the model; moved to the chosen device.
+        trainBatches: re-iterable of ``(input, target)`` batches, e.g. a DataLoader; input ``(B, C, ...)``.
+        lossFunction: ``loss(prediction, target) -> scalar tensor``.
+        config: :class:`TrainingConfig`.
+        validationBatches: re-iterable of ``(input, target)`` batches; enables best-model selection and
+            early stopping. Without it, the training loss selects the best epoch.
+        metric: ``metric(prediction, target) -> float`` averaged over validation batches; default: the
+            validation loss.
+        metricMode: ``"min"`` (loss-like) or ``"max"`` (Dice-like) for ``metric``.
+        optimizer: default Adam with ``config.learningRate``.
+        progress: ``progress(fraction, message)``; it may raise :class:`JobCancelled` to stop
+            (e.g. :meth:`JobContext.report`). Cancellation propagates; the best checkpoint saved so far stays.
+
+    Returns:
+        :class:`TrainingResult`; ``history`` holds the curves.
+    """
+    config = config or TrainingConfig()
+    config.validate()
+    if metricMode not in ("min", "max"):
+        raise ValueError(f"metricMode must be 'min' or 'max', got {metricMode!r}.")
+    if metric is None:
+        metricMode = "min"
+    if config.seed is not None:
+        from monai.utils import set_determinism
+
+        set_determinism(seed=config.seed)
+    device = pickDevice(config.device)
+    network = network.to(device)
+    optimizer = optimizer or torch.optim.Adam(network.parameters(), lr=config.learningRate,
+                                              weight_decay=config.weightDecay)
+    useAmp = bool(config.amp and device.type == "cuda")
+    scaler = torch.amp.GradScaler("cuda", enabled=useAmp)
+    history = TrainingHistory()
+    bestState = _cpuState(network)
+    better = (lambda new, old: new < old) if metricMode == "min" else (lambda new, old: new > old)
+    validationsWithoutImprovement = 0
+    started = time.monotonic()
+    report = progress or (lambda fraction, message: None)
+
+    try:
+        for epoch in range(config.epochs):
+            network.train()
+            total, count = 0.0, 0
+            for inputs, targets in trainBatches:
+                inputs, targets = inputs.to(device), targets.to(device)
+                optimizer.zero_grad(set_to_none=True)
+                with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=useAmp):
+                    loss = lossFunction(network(inputs), targets)
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(
+                        f"The training loss became {loss.item()} at epoch {epoch + 1}. "
+                        "Fix: lower the learning rate or check the inputs for NaN / extreme values.")
+                scaler.scale(loss).backward()
+                if config.gradientClip:
+                    scaler.unscale_(optimizer)
+                    torch.nn.utils.clip_grad_norm_(network.parameters(), config.gradientClip)
+                scaler.step(optimizer)
+                scaler.update()
+                total += float(loss.detach())
+                count += 1
+            if count == 0:
+                raise ValueError("trainBatches yielded no batch. Fix: give at least one training sample.")
+            history.trainLoss.append(total / count)
+            message = f"epoch {epoch + 1}/{config.epochs}: loss {history.trainLoss[-1]:.4f}"
+
+            score = None
+            if validationBatches is not None and (epoch + 1) % config.validationInterval == 0:
+                validationLoss, validationMetric = _validate(network, validationBatches, lossFunction, metric,
+                                                             device, useAmp)
+                history.validationEpochs.append(epoch)
+                history.validationLoss.append(validationLoss)
+                history.validationMetric.append(validationMetric)
+                score = validationMetric
+                message += f", validation {'metric' if metric else 'loss'} {validationMetric:.4f}"
+            elif validationBatches is None:
+                score = history.trainLoss[-1]
+
+            if score is not None:
+                if history.bestMetric is None or better(score, history.bestMetric):
+                    history.bestMetric, history.bestEpoch = score, epoch
+                    bestState = _cpuState(network)
+                    validationsWithoutImprovement = 0
+                    if config.checkpointPath:
+                        _atomicSave(bestState, Path(config.checkpointPath))
+                else:
+                    validationsWithoutImprovement += 1
+            history.seconds = time.monotonic() - started
+            report((epoch + 1) / config.epochs, message)
+            if config.patience is not None and validationsWithoutImprovement >= config.patience:
+                history.stoppedEarly = True
+                break
+    except JobCancelled:
+        network.load_state_dict(bestState)
+        raise
+    network.load_state_dict(bestState)
+    history.seconds = time.monotonic() - started
+    return TrainingResult(network=network, history=history, bestState=bestState, device=device)
+
+
+def _validate(network, batches, lossFunction, metric, device, useAmp) -> tuple[float, float]:
+    network.eval()
+    losses, metrics = [], []
+    with torch.no_grad():
+        for inputs, targets in batches:
+            inputs, targets = inputs.to(device), targets.to(device)
+            with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=useAmp):
+                prediction = network(inputs)
+                losses.append(float(lossFunction(prediction, targets)))
+            if metric is not None:
+                metrics.append(float(metric(prediction.float(), targets)))
+    if not losses:
+        raise ValueError("validationBatches yielded no batch. Fix: give at least one validation sample.")
+    meanLoss = sum(losses) / len(losses)
+    return meanLoss, (sum(metrics) / len(metrics) if metrics else meanLoss)
+
+
+def _cpuState(network: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu", copy=True) for k, v in network.state_dict().items()}
+
+
+def _atomicSave(state: dict[str, torch.Tensor], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name("." + path.name + ".partial")
+    torch.save(state, partial)
+    os.replace(partial, path)
