@@ -126,7 +126,7 @@ def segmentationFromTensor(labelsOrProbabilities: torch.Tensor, referenceVolumeN
     with sceneTransaction(scene):
         node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", nodeName)
         if referenceVolumeNode.GetParentTransformNode() is not None:
-            node.SetAndObserveTransformNodeID(referenceVolumeNode.GetParentTransformNodeID())
+            node.SetAndObserveTransformNodeID(referenceVolumeNode.GetTransformNodeID())
         node.SetReferenceImageGeometryParameterFromVolumeNode(referenceVolumeNode)
         segmentation = node.GetSegmentation()
         segmentation.SetSourceRepresentationName(representation)

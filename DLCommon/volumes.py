@@ -92,7 +92,7 @@ def volumeFromTensor(tensor: torch.Tensor, referenceVolumeNode, scene, name: str
     with sceneTransaction(scene):
         node = scene.AddNewNodeByClass(className, name)
         if referenceVolumeNode is not None and referenceVolumeNode.GetParentTransformNode() is not None:
-            node.SetAndObserveTransformNodeID(referenceVolumeNode.GetParentTransformNodeID())
+            node.SetAndObserveTransformNodeID(referenceVolumeNode.GetTransformNodeID())
         _writeVoxels(node, tensor, _labelDtype(tensor) if labelmap else None)
         setIJKToRASMatrix(node, affine)
         node.CreateDefaultDisplayNodes()
