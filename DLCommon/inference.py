@@ -45,7 +45,8 @@ def preprocess(image: MetaTensor, spec: ModelSpec) -> MetaTensor:
         raise DLError(f"has {image.shape[0]} channel(s) but model '{spec.name}' expects {spec.inputChannels}",
                       node=f"Input '{image.meta.get('name', 'image')}'",
                       fix="pick a volume with the right number of components, or another model")
-    data = image.float()
+    # a copy: MONAI intensity transforms work in place, and ``image`` may be a view of a node's voxels
+    data = image.to(torch.float32, copy=True)
     if spec.spacing is not None and not np.allclose(_spacingOf(image.affine), spec.spacing, atol=1e-4):
         data = Spacing(pixdim=tuple(spec.spacing), mode="bilinear", dtype=np.float32)(data)
     norm = dict(spec.normalization or {"type": "none"})

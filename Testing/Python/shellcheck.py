@@ -1,0 +1,72 @@
+"""Static checks of a Slicer scripted-module shell (Slicer itself cannot run here).
+
+A module folder ``<Name>/`` holds ``<Name>.py`` and ``Resources/UI/<Name>.ui``. The checks: the module file
+defines the module, widget, logic and test classes (and a ``@parameterNodeWrapper`` parameter node); every
+``SlicerParameterName`` used in the .ui is a field of that parameter node; nothing below the shell
+(``<Name>Lib/``) imports ``qt``, ``ctk`` or ``slicer.app``.
+"""
+
+from __future__ import annotations
+
+import ast
+import xml.etree.ElementTree as ElementTree
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def moduleFolders(root: Path = ROOT) -> list[Path]:
+    """Top-level folders that are scripted modules (``X/X.py`` exists)."""
+    return sorted(p for p in root.iterdir() if p.is_dir() and (p / f"{p.name}.py").is_file())
+
+
+def _baseNames(node: ast.ClassDef) -> list[str]:
+    return [b.id if isinstance(b, ast.Name) else b.attr if isinstance(b, ast.Attribute) else "" for b in node.bases]
+
+
+def _decoratorNames(node: ast.ClassDef) -> list[str]:
+    names = []
+    for d in node.decorator_list:
+        target = d.func if isinstance(d, ast.Call) else d
+        names.append(target.id if isinstance(target, ast.Name) else getattr(target, "attr", ""))
+    return names
+
+
+def checkModuleShell(folder: Path) -> list[str]:
+    """Problems found in the module at ``folder`` (empty list: the shell is well-formed)."""
+    name = folder.name
+    problems = []
+    tree = ast.parse((folder / f"{name}.py").read_text())
+    classes = {c.name: c for c in ast.walk(tree) if isinstance(c, ast.ClassDef)}
+    expected = {name: "ScriptedLoadableModule", f"{name}Widget": "ScriptedLoadableModuleWidget",
+                f"{name}Logic": "ScriptedLoadableModuleLogic", f"{name}Test": "ScriptedLoadableModuleTest"}
+    for className, base in expected.items():
+        if className not in classes:
+            problems.append(f"{name}.py does not define class {className}")
+        elif base not in _baseNames(classes[className]):
+            problems.append(f"{className} does not derive from {base}")
+    parameterNodes = [c for c in classes.values() if "parameterNodeWrapper" in _decoratorNames(c)]
+    if not parameterNodes:
+        problems.append(f"{name}.py has no @parameterNodeWrapper class")
+        return problems
+    fields = {stmt.target.id for c in parameterNodes for stmt in c.body
+              if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name)}
+    uiFile = folder / "Resources" / "UI" / f"{name}.ui"
+    if not uiFile.is_file():
+        problems.append(f"{uiFile.relative_to(folder.parent)} is missing")
+        return problems
+    for prop in ElementTree.parse(uiFile).iter("property"):
+        if prop.get("name") == "SlicerParameterName":
+            value = prop.findtext("string") or ""
+            if value not in fields:
+                problems.append(f"{uiFile.name}: SlicerParameterName '{value}' is not a field of "
+                                f"{', '.join(c.name for c in parameterNodes)}")
+    for libFile in sorted((folder / f"{name}Lib").rglob("*.py")) if (folder / f"{name}Lib").is_dir() else []:
+        for node in ast.walk(ast.parse(libFile.read_text())):
+            imported = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                        else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            if any(m.split(".")[0] in ("qt", "ctk") for m in imported):
+                problems.append(f"{libFile.relative_to(folder.parent)} imports qt/ctk (only the shell may)")
+            if isinstance(node, ast.Attribute) and node.attr == "app" and getattr(node.value, "id", "") == "slicer":
+                problems.append(f"{libFile.relative_to(folder.parent)} uses slicer.app (only the shell may)")
+    return problems

@@ -1,0 +1,71 @@
+"""Extension packaging: Extensions Index entry, CMake wiring, icon, license, README commands."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from shellcheck import ROOT, moduleFolders
+
+
+def test_extensions_index_entry():
+    entry = json.loads((ROOT / "MedDL.json").read_text())
+    assert entry["$schema"].startswith("https://raw.githubusercontent.com/Slicer/Slicer/main/Schemas/"
+                                       "slicer-extension-catalog-entry-schema-v1.0.2.json")
+    for key in ("$schema", "category", "scm_url", "scm_revision", "build_dependencies", "tier"):
+        assert entry.get(key) not in (None, ""), key
+    assert entry["build_dependencies"] == ["PyTorch"]
+    assert entry["scm_url"].endswith("/SlicerMedDL.git") and entry["tier"] in range(1, 6)
+
+
+def test_top_level_cmake():
+    text = (ROOT / "CMakeLists.txt").read_text()
+    assert re.search(r"^project\(MedDL\)", text, re.M)
+    for variable in ("EXTENSION_HOMEPAGE", "EXTENSION_CONTRIBUTORS", "EXTENSION_DESCRIPTION", "EXTENSION_ICONURL",
+                     "EXTENSION_SCREENSHOTURLS"):
+        assert re.search(rf'set\({variable} "[^"]+"\)', text), variable
+    assert re.search(r'set\(EXTENSION_DEPENDS "?PyTorch"?\)', text)
+    for line in ("find_package(Slicer REQUIRED)", "include(${Slicer_USE_FILE})",
+                 "include(${Slicer_EXTENSION_GENERATE_CONFIG})", "include(${Slicer_EXTENSION_CPACK})"):
+        assert line in text
+    wired = set(re.findall(r"^add_subdirectory\((\w+)\)", text, re.M))
+    assert wired == {"DLCommon"} | {folder.name for folder in moduleFolders()}
+    for name in wired:
+        assert (ROOT / name / "CMakeLists.txt").is_file(), name
+    # the icon and screenshot URLs point into this repository
+    for url in re.findall(r'"(https://raw\.githubusercontent\.com/[^"]+)"', text):
+        assert (ROOT / url.split("/main/", 1)[1]).is_file(), url
+
+
+def test_module_cmake_lists_every_script():
+    for folder in moduleFolders():
+        text = (folder / "CMakeLists.txt").read_text()
+        assert "slicerMacroBuildScriptedModule" in text and "WITH_GENERIC_TESTS" in text
+        listed = set(re.findall(r"(\S+\.py)", text)) | {f"{folder.name}.py"}
+        scripts = {p.relative_to(folder).as_posix() for p in folder.rglob("*.py") if "Testing" not in p.parts}
+        assert scripts <= listed | {s for s in scripts if s.endswith(f"{folder.name}.py")}, folder.name
+
+
+def test_dlcommon_cmake_installs_the_whole_package():
+    text = (ROOT / "DLCommon" / "CMakeLists.txt").read_text()
+    assert "ctkMacroCompilePythonScript" in text and "Slicer_QTSCRIPTEDMODULES_LIB_DIR" in text
+    listed = set(re.findall(r"(DLCommon/\S+\.py)", text))
+    present = {f"DLCommon/{p.relative_to(ROOT / 'DLCommon').as_posix()}" for p in (ROOT / "DLCommon").rglob("*.py")}
+    assert listed == present
+
+
+def test_icon_license_readme():
+    from PIL import Image
+
+    with Image.open(ROOT / "Resources" / "Icons" / "MedDL.png") as icon:
+        assert icon.size == (128, 128)
+        assert len(set(icon.convert("RGB").getdata())) > 50  # a picture, not a blank square
+    license = (ROOT / "LICENSE").read_text()
+    assert "Apache License" in license and "Version 2.0" in license
+    readme = (ROOT / "README.md").read_text()
+    commands = re.findall(r"^```(?:bash|sh)\n(.+?)\n```", readme, re.M | re.S)
+    fresh = [c for c in commands if c.startswith("bash setup.sh")]
+    assert fresh == ["bash setup.sh && .venv/bin/meddl demo --output meddl-demo",
+                     "bash setup.sh test && .venv/bin/python -m pytest Testing"]
+    assert fresh[1] in (ROOT / ".ci" / "run").read_text()

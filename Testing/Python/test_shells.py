@@ -1,0 +1,67 @@
+"""Every module shell present is well-formed; the checker itself is tested on a module it builds."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+from shellcheck import checkModuleShell, moduleFolders
+
+
+@pytest.mark.parametrize("folder", moduleFolders(), ids=lambda p: p.name)
+def test_module_shell(folder):
+    assert checkModuleShell(folder) == []
+
+
+GOOD_MODULE = '''
+from slicer.ScriptedLoadableModule import *
+from slicer.parameterNodeWrapper import parameterNodeWrapper
+
+@parameterNodeWrapper
+class DLFooParameterNode:
+    inputVolume: vtkMRMLScalarVolumeNode
+    epochs: int = 10
+
+class DLFoo(ScriptedLoadableModule):
+    pass
+
+class DLFooWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+    pass
+
+class DLFooLogic(ScriptedLoadableModuleLogic):
+    pass
+
+class DLFooTest(ScriptedLoadableModuleTest):
+    pass
+'''
+
+UI = '''<?xml version="1.0" encoding="UTF-8"?>
+<ui version="4.0"><class>DLFoo</class><widget class="qMRMLWidget" name="DLFoo"><layout class="QFormLayout">
+ <item row="0" column="1"><widget class="qMRMLNodeComboBox" name="inputSelector">
+  <property name="SlicerParameterName" stdset="0"><string>{field}</string></property></widget></item>
+</layout></widget></ui>'''
+
+
+def makeModule(root, field="inputVolume", libImport=""):
+    folder = root / "DLFoo"
+    (folder / "Resources" / "UI").mkdir(parents=True)
+    (folder / "DLFooLib").mkdir()
+    (folder / "DLFoo.py").write_text(GOOD_MODULE)
+    (folder / "Resources" / "UI" / "DLFoo.ui").write_text(UI.format(field=field))
+    (folder / "DLFooLib" / "__init__.py").write_text(libImport)
+    return folder
+
+
+def test_checker_accepts_a_good_shell(tmp_path):
+    folder = makeModule(tmp_path)
+    assert moduleFolders(tmp_path) == [folder]
+    assert checkModuleShell(folder) == []
+
+
+def test_checker_finds_problems(tmp_path):
+    folder = makeModule(tmp_path, field="outputVolume", libImport="import qt\n")
+    (folder / "DLFoo.py").write_text(GOOD_MODULE.replace("class DLFooTest(ScriptedLoadableModuleTest)", "class Other(object)"))
+    problems = checkModuleShell(folder)
+    assert "DLFoo.py does not define class DLFooTest" in problems
+    assert any("SlicerParameterName 'outputVolume' is not a field of DLFooParameterNode" in p for p in problems)
+    assert any("imports qt/ctk" in p for p in problems)

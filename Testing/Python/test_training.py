@@ -1,0 +1,85 @@
+"""The shared training loop: it learns, is deterministic, stops early, saves a safe checkpoint."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from monai.losses import DiceCELoss
+from monai.networks.nets import UNet
+
+from DLCommon import TrainingConfig, loadModel, saveCheckpoint, trainModel
+
+
+def blobBatches(count, seed):
+    """Bright spheres on noise: a real (tiny) segmentation problem."""
+    generator = torch.Generator().manual_seed(seed)
+    batches = []
+    grid = torch.stack(torch.meshgrid(*[torch.arange(16.0)] * 3, indexing="ij"))
+    for _ in range(count):
+        centre = torch.randint(5, 11, (3,), generator=generator).float()
+        radius = 3 + 2 * torch.rand(1, generator=generator)
+        mask = ((grid - centre[:, None, None, None]) ** 2).sum(0) < radius ** 2
+        image = mask.float() + 0.3 * torch.randn(16, 16, 16, generator=generator)
+        batches.append((image[None, None], mask[None, None].long()))
+    return batches
+
+
+def dice(prediction, target):
+    predicted = prediction.argmax(1, keepdim=True)
+    intersection = ((predicted == 1) & (target == 1)).sum().item()
+    return 2 * intersection / max((predicted == 1).sum().item() + (target == 1).sum().item(), 1)
+
+
+def makeNetwork():
+    torch.manual_seed(0)
+    return UNet(spatial_dims=3, in_channels=1, out_channels=2, channels=(8, 16), strides=(2,), num_res_units=1)
+
+
+def test_learns_selects_best_and_saves_safe_checkpoint(tmp_path):
+    train, validation = blobBatches(6, 0), blobBatches(3, 1)
+    config = TrainingConfig(epochs=15, learningRate=1e-2, seed=0, device="cpu",
+                            checkpointPath=tmp_path / "best.pt")
+    fractions = []
+    result = trainModel(makeNetwork(), train, DiceCELoss(to_onehot_y=True, softmax=True), config,
+                        validationBatches=validation, metric=dice, metricMode="max",
+                        progress=lambda f, m: fractions.append(f))
+    history = result.history
+    assert len(history.trainLoss) == 15 and fractions[-1] == 1.0
+    assert history.trainLoss[-1] < 0.5 * history.trainLoss[0]
+    assert history.bestMetric == max(history.validationMetric) and history.bestMetric > 0.8
+    # the returned network holds the best weights, and the checkpoint loads with weights_only
+    state = torch.load(tmp_path / "best.pt", weights_only=True)
+    for key, value in result.network.state_dict().items():
+        assert torch.equal(state[key], value)
+    specPath = saveCheckpoint(result.network, tmp_path / "export.pt", "UNet",
+                              {"spatial_dims": 3, "in_channels": 1, "out_channels": 2, "channels": [8, 16],
+                               "strides": [2], "num_res_units": 1})
+    reloaded = loadModel(specPath).network
+    result.network.eval()
+    with torch.no_grad():
+        assert dice(reloaded(validation[0][0]), validation[0][1]) == dice(result.network(validation[0][0]), validation[0][1])
+
+
+def test_same_seed_same_history():
+    def run():
+        config = TrainingConfig(epochs=3, seed=42, device="cpu")
+        return trainModel(makeNetwork(), blobBatches(2, 0), DiceCELoss(to_onehot_y=True, softmax=True), config).history
+
+    assert run().trainLoss == run().trainLoss
+
+
+def test_early_stopping():
+    batches = blobBatches(2, 0)
+    config = TrainingConfig(epochs=50, learningRate=1e-9, patience=2, seed=0, device="cpu")
+    # with a learning rate this small the metric cannot improve after the first epoch
+    history = trainModel(makeNetwork(), batches, DiceCELoss(to_onehot_y=True, softmax=True), config,
+                         validationBatches=batches, metric=lambda p, t: 0.5, metricMode="max").history
+    assert history.stoppedEarly and len(history.trainLoss) == 3 and history.bestEpoch == 0
+
+
+def test_bad_config_and_nan_loss():
+    with pytest.raises(ValueError, match="epochs must be >= 1"):
+        trainModel(makeNetwork(), [], torch.nn.MSELoss(), TrainingConfig(epochs=0))
+    batch = [(torch.full((1, 1, 16, 16, 16), float("nan")), torch.zeros(1, 2, 16, 16, 16))]
+    with pytest.raises(FloatingPointError, match="lower the learning rate"):
+        trainModel(makeNetwork(), batch, torch.nn.MSELoss(), TrainingConfig(epochs=1, device="cpu"))
