@@ -137,3 +137,16 @@ def test_wrong_ddf_shape_is_refused(scene):
     with pytest.raises(DLError, match=r"must have shape \(3, 5, 4, 3\).*Fix: compute it on the grid of 'Fixed'"):
         gridTransformFromDisplacement(torch.zeros(3, 2, 2, 2), reference, scene)
     assert scene.GetNumberOfNodes() == count
+
+
+def test_grid_transform_survives_h5_file(scene, tmp_path):
+    """Saved and re-read through Slicer's transform storage node (ITK .h5), the field is unchanged."""
+    from DLCommon.storage import loadTransform, saveNode
+
+    rng = np.random.default_rng(8)
+    reference = makeVolume(scene, np.zeros((6, 7, 8), np.float32), obliqueAffine(rng, spacing=(1.0, 1.5, 2.0)))
+    ddf = torch.from_numpy(rng.normal(scale=2.0, size=(3, 8, 7, 6)).astype(np.float32))
+    node = gridTransformFromDisplacement(ddf, reference, scene)
+    saveNode(node, tmp_path / "warp.h5")
+    reread = loadTransform(tmp_path / "warp.h5", scene)
+    assert (displacementFromTransform(reread, reference) - ddf).abs().max() < 1e-3
