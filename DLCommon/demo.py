@@ -20,7 +20,7 @@ def runFoundationDemo(output: Path, progress: Callable[[float, str], None]) -> t
 
     from .geometry import ijkToRasMatrix
     from .montage import saveMontage
-    from .sampledata import loadMNI152
+    from .sampledata import TISSUE_COLORS, TISSUE_NAMES, loadMNI152, tissueLabels
     from .segmentations import segmentationFromTensor, tensorFromSegmentation
     from .storage import loadSegmentation, saveNode
     from .volumes import tensorFromVolume, volumeFromTensor
@@ -38,14 +38,11 @@ def runFoundationDemo(output: Path, progress: Callable[[float, str], None]) -> t
     geometryError = float(np.abs(ijkToRasMatrix(copy) - ijkToRasMatrix(t1)).max())
 
     progress(0.5, "tissue segmentation from GM/WM maps")
-    gm = tensorFromVolume(nodes["gm"])[0]
-    wm = tensorFromVolume(nodes["wm"])[0]
-    background = torch.clamp(255.0 - gm - wm, min=0.0)
-    probabilities = torch.stack([torch.maximum(background, torch.full_like(gm, 127.5)), gm, wm])
-    names, colors = ["grey matter", "white matter"], [(0.90, 0.62, 0.0), (0.34, 0.71, 0.91)]
-    segmentation = segmentationFromTensor(probabilities, t1, scene, names, colors, nodeName="MNI152_tissue")
+    tissue = tissueLabels(tensorFromVolume(nodes["gm"])[0], tensorFromVolume(nodes["wm"])[0])
+    names, colors = TISSUE_NAMES, TISSUE_COLORS
+    segmentation = segmentationFromTensor(tissue, t1, scene, names, colors, nodeName="MNI152_tissue")
     labels, readNames, readColors = tensorFromSegmentation(segmentation, t1)
-    segmentationRoundTrip = bool(torch.equal(labels, probabilities.argmax(0)) and readNames == names)
+    segmentationRoundTrip = bool(torch.equal(labels, tissue) and readNames == names)
 
     progress(0.7, "writing NRRD and .seg.nrrd")
     saveNode(copy, output / "MNI152_T1.nrrd")

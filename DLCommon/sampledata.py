@@ -10,7 +10,13 @@ from pathlib import Path
 
 from .errors import DLError
 
-__all__ = ["mni152Paths", "loadMNI152"]
+import torch
+
+__all__ = ["mni152Paths", "loadMNI152", "tissueLabels", "TISSUE_NAMES", "TISSUE_COLORS", "mni152Tissue",
+           "randomCopy"]
+
+TISSUE_NAMES = ["grey matter", "white matter"]
+TISSUE_COLORS = [(0.90, 0.62, 0.0), (0.34, 0.71, 0.91)]
 
 
 def mni152Paths() -> dict[str, Path]:
@@ -33,3 +39,70 @@ def loadMNI152(scene) -> dict[str, object]:
     from .storage import loadVolume
 
     return {key: loadVolume(path, scene, name=f"MNI152_{key.upper()}") for key, path in mni152Paths().items()}
+
+
+def tissueLabels(gm: torch.Tensor, wm: torch.Tensor) -> torch.Tensor:
+    """Labels 0 = background, 1 = grey matter, 2 = white matter from probability maps (any scale).
+
+    A tissue wins where its probability is highest and above one half of the maximum (255 for the
+    uint8 MNI152 maps); elsewhere background (CSF, skull, outside).
+    """
+    gm, wm = (t.as_tensor() if hasattr(t, "as_tensor") else t for t in (gm.float(), wm.float()))
+    full = 255.0 if float(torch.maximum(gm.max(), wm.max())) > 1.0 else 1.0
+    background = torch.clamp(full - gm - wm, min=0.0)
+    return torch.stack([torch.maximum(background, torch.full_like(gm, full / 2)), gm, wm]).argmax(0)
+
+
+def mni152Tissue(spacing: float | None = 2.0):
+    """The MNI152 T1 and its tissue labels as tensors, optionally resampled to ``spacing`` mm.
+
+    Returns:
+        ``(image, labels)``: MetaTensor ``(1, I, J, K)`` float32 (T1, 0-255) and int64 ``(I, J, K)`` labels
+        (see :func:`tissueLabels`) on the same grid.
+    """
+    import slicer
+    from monai.data import MetaTensor
+    from monai.transforms import Spacing
+
+    from .volumes import tensorFromVolume
+
+    scene = slicer.vtkMRMLScene()
+    nodes = loadMNI152(scene)
+    image = tensorFromVolume(nodes["t1"])
+    labels = tissueLabels(tensorFromVolume(nodes["gm"])[0], tensorFromVolume(nodes["wm"])[0])
+    if spacing is not None:
+        labelImage = MetaTensor(labels[None].float(), affine=image.affine.clone())
+        image = Spacing(pixdim=(spacing,) * 3, mode="bilinear")(image)
+        labels = Spacing(pixdim=(spacing,) * 3, mode="nearest")(labelImage)[0].round().long().as_tensor()
+    scene.Clear(1)
+    return image, labels
+
+
+def randomCopy(image, labels: torch.Tensor, seed: int, deform: bool = True, bias: bool = True,
+               noise: bool = True, contrast: bool = True):
+    """A realistic random variant of ``(image (1, I, J, K), labels (I, J, K))`` on the same grid.
+
+    Smooth elastic deformation + small rotation / scaling (applied to both, labels with nearest
+    neighbour), a multiplicative bias field, a gamma contrast change and Gaussian noise (image only),
+    all from MONAI transforms and reproducible from ``seed``.
+    """
+    from monai.transforms import (Compose, Rand3DElasticd, RandAdjustContrastd, RandBiasFieldd,
+                                  RandGaussianNoised)
+
+    spread = float(image.max() - image.min()) or 1.0
+    steps = []
+    if deform:
+        steps.append(Rand3DElasticd(keys=["image", "label"], sigma_range=(6, 8), magnitude_range=(40, 80), prob=1.0,
+                                    rotate_range=(0.1, 0.1, 0.1), scale_range=(0.06, 0.06, 0.06),
+                                    mode=("bilinear", "nearest"), padding_mode="zeros"))
+    if bias:
+        steps.append(RandBiasFieldd(keys=["image"], coeff_range=(0.15, 0.3), prob=1.0))
+    if contrast:
+        steps.append(RandAdjustContrastd(keys=["image"], gamma=(0.8, 1.25), prob=1.0))
+    if noise:
+        steps.append(RandGaussianNoised(keys=["image"], std=0.03 * spread, prob=1.0))
+    transform = Compose(steps)
+    transform.set_random_state(seed=seed)
+    out = transform({"image": image.clone(), "label": labels[None].float().clone()})
+    outLabels = out["label"][0].round().long()
+    return out["image"].float(), (outLabels.as_tensor() if hasattr(outLabels, "as_tensor") else outLabels)
