@@ -2,7 +2,8 @@
 
 Pipeline for an input MetaTensor ``(C, I, J, K)`` (from :func:`~DLCommon.volumes.tensorFromVolume`):
 
-1. resample to the spec's voxel spacing (MONAI ``Spacing``; skipped when the spec has none or it equals
+1. reorient to the spec's axis codes (MONAI ``Orientation``, if the spec names them), resample to the spec's
+   voxel spacing (MONAI ``Spacing``; skipped when the spec has none or it equals
    the input's),
 2. normalise intensities (MONAI ``NormalizeIntensity`` / ``ScaleIntensityRange``),
 3. MONAI ``SlidingWindowInferer`` over ``spec.roiSize`` patches (OOM: smaller window batch, then CPU),
@@ -20,7 +21,7 @@ import torch
 from monai.data import MetaTensor
 from monai.inferers import SlidingWindowInferer
 from monai.inferers.utils import _get_scan_interval, dense_patch_slices
-from monai.transforms import NormalizeIntensity, ScaleIntensityRange, Spacing, SpatialResample
+from monai.transforms import NormalizeIntensity, Orientation, ScaleIntensityRange, Spacing, SpatialResample
 
 from .devices import pickDevice, runWithOOMFallback
 from .errors import DLError
@@ -47,6 +48,8 @@ def preprocess(image: MetaTensor, spec: ModelSpec) -> MetaTensor:
                       fix="pick a volume with the right number of components, or another model")
     # a copy: MONAI intensity transforms work in place, and ``image`` may be a view of a node's voxels
     data = image.to(torch.float32, copy=True)
+    if spec.orientation:
+        data = Orientation(axcodes=spec.orientation)(data)
     if spec.spacing is not None and not np.allclose(_spacingOf(image.affine), spec.spacing, atol=1e-4):
         data = Spacing(pixdim=tuple(spec.spacing), mode="bilinear", dtype=np.float32)(data)
     norm = dict(spec.normalization or {"type": "none"})

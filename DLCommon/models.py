@@ -44,6 +44,7 @@ class ModelSpec:
         task: ``"segmentation"``, ``"classification"``, ``"registration"``, ``"synthesis"`` or ``"other"``.
         inputChannels: number of input channels ``C`` of the ``(B, C, I, J, K)`` input.
         spacing: voxel size in mm the model was trained at (``None``: use the input's own).
+        orientation: axis codes the model expects (e.g. ``"RAS"``; ``None``: the input's own voxel order).
         normalization: intensity normalisation, ``{"type": "none"}``, ``{"type": "zscore"}`` (per image,
             nonzero voxels if ``"nonzero": true``) or ``{"type": "range", "aMin", "aMax", "bMin", "bMax",
             "clip"}`` (MONAI ``ScaleIntensityRange``).
@@ -58,6 +59,7 @@ class ModelSpec:
     task: str = "other"
     inputChannels: int = 1
     spacing: Sequence[float] | None = None
+    orientation: str | None = None
     normalization: dict[str, Any] = dataclasses.field(default_factory=lambda: {"type": "none"})
     roiSize: Sequence[int] | None = None
     labelNames: list[str] = dataclasses.field(default_factory=list)
@@ -83,6 +85,9 @@ class ModelSpec:
             raise ValueError(f"inputChannels must be >= 1, got {self.inputChannels}.")
         if self.spacing is not None and (len(self.spacing) != 3 or min(self.spacing) <= 0):
             raise ValueError(f"spacing must be 3 positive numbers (mm), got {self.spacing}.")
+        if self.orientation is not None and (len(self.orientation) != 3 or
+                                             set(self.orientation.upper()) - set("RLAPSI")):
+            raise ValueError(f"orientation must be 3 axis codes like 'RAS', got {self.orientation!r}.")
         kind = self.normalization.get("type", "none")
         if kind not in ("none", "zscore", "range"):
             raise ValueError(f"normalization type must be none, zscore or range, got {kind!r}.")
@@ -98,6 +103,7 @@ class LoadedModel:
     spec: ModelSpec
     format: str
     path: Path
+    networkDef: dict[str, Any] | None = None  # checkpoints: {"name": monai class, "args": {...}}, to re-save
 
 
 def sha256Of(path: str | Path) -> str:
@@ -175,9 +181,10 @@ def loadModel(source: str | Path, sha256: str | None = None, device: torch.devic
     elif kind == "bundle":
         network, spec = _loadBundle(path, device, weightsOnly)
     else:
-        network, spec = _loadCheckpoint(path, device, weightsOnly, sha256)
+        network, spec, networkDef = _loadCheckpoint(path, device, weightsOnly, sha256)
     network.eval()
-    return LoadedModel(network=network, spec=spec, format=kind, path=path)
+    return LoadedModel(network=network, spec=spec, format=kind, path=path,
+                       networkDef=networkDef if kind == "checkpoint" else None)
 
 
 def _loadTorchScript(path: Path, device) -> tuple[torch.nn.Module, ModelSpec]:
@@ -234,7 +241,8 @@ def _buildMonaiNetwork(networkDef: dict[str, Any], path: Path) -> torch.nn.Modul
                       fix=f"check the arguments against monai.networks.nets.{name}") from None
 
 
-def _loadCheckpoint(path: Path, device, weightsOnly: bool, sha256: str | None) -> tuple[torch.nn.Module, ModelSpec]:
+def _loadCheckpoint(path: Path, device, weightsOnly: bool, sha256: str | None
+                    ) -> tuple[torch.nn.Module, ModelSpec, dict[str, Any]]:
     specPath = path if path.suffix.lower() == ".json" else path.with_suffix(".json")
     if not specPath.exists():
         raise DLError(f"has no spec: {specPath.name} is missing", file=path,
@@ -249,7 +257,7 @@ def _loadCheckpoint(path: Path, device, weightsOnly: bool, sha256: str | None) -
     network = _buildMonaiNetwork(specData.get("network"), specPath)
     state = _stateDictFrom(_safeTorchLoad(weights, weightsOnly), weights)
     _loadState(network, state, weights)
-    return network.to(device), ModelSpec.fromDict(specData.get("spec", specData))
+    return network.to(device), ModelSpec.fromDict(specData.get("spec", specData)), specData["network"]
 
 
 def _loadState(network: torch.nn.Module, state: dict, path: Path) -> None:
@@ -293,19 +301,42 @@ def _loadBundle(path: Path, device, weightsOnly: bool) -> tuple[torch.nn.Module,
     if specFile.exists():
         spec = ModelSpec.fromDict(json.loads(specFile.read_text()))
     else:
-        spec = _specFromBundleMetadata(parser.get("_meta_", {}) or {}, root.name)
+        spec = _specFromBundle(parser.get("_meta_", {}) or {}, parser.get("preprocessing") or {},
+                               parser.get("inferer") or {}, root.name)
     return network, spec
 
 
-def _specFromBundleMetadata(meta: dict[str, Any], name: str) -> ModelSpec:
+def _specFromBundle(meta: dict[str, Any], preprocessing: Any, inferer: Any, name: str) -> ModelSpec:
+    """A spec from a bundle's metadata (channels, labels) and inference config (the raw, unparsed
+    ``preprocessing`` transforms: Orientationd, Spacingd, ScaleIntensityRanged / NormalizeIntensityd; and the
+    ``inferer`` roi_size), so a Model Zoo bundle runs unchanged."""
     formats = meta.get("network_data_format", {})
     image = (formats.get("inputs") or {}).get("image", {})
     pred = (formats.get("outputs") or {}).get("pred", {})
     channels = pred.get("channel_def", {})
     labels = [str(v) for k, v in sorted(channels.items(), key=lambda kv: int(kv[0])) if str(k) != "0"]
-    return ModelSpec(name=meta.get("name", name), task="segmentation" if labels else "other",
+    spec = ModelSpec(name=meta.get("name", name), task="segmentation" if labels else "other",
                      inputChannels=int(image.get("num_channels", 1)), labelNames=labels,
                      description=meta.get("description", ""))
+    transforms = preprocessing.get("transforms", []) if isinstance(preprocessing, dict) else []
+    for transform in transforms:
+        if not isinstance(transform, dict):
+            continue
+        target = str(transform.get("_target_", "")).split(".")[-1]
+        if target in ("Orientationd", "Orientation") and isinstance(transform.get("axcodes"), str):
+            spec.orientation = transform["axcodes"]
+        elif target in ("Spacingd", "Spacing") and isinstance(transform.get("pixdim"), list):
+            spec.spacing = [float(v) for v in transform["pixdim"]]
+        elif target in ("ScaleIntensityRanged", "ScaleIntensityRange"):
+            spec.normalization = {"type": "range", "aMin": float(transform.get("a_min", 0)),
+                                  "aMax": float(transform.get("a_max", 1)), "bMin": float(transform.get("b_min", 0)),
+                                  "bMax": float(transform.get("b_max", 1)), "clip": bool(transform.get("clip", False))}
+        elif target in ("NormalizeIntensityd", "NormalizeIntensity"):
+            spec.normalization = {"type": "zscore", "nonzero": bool(transform.get("nonzero", False))}
+    if isinstance(inferer, dict) and isinstance(inferer.get("roi_size"), list):
+        spec.roiSize = [int(v) for v in inferer["roi_size"]]
+    spec.validate()
+    return spec
 
 
 def _bundleRoot(path: Path) -> Path:

@@ -46,6 +46,7 @@ class TrainingConfig:
         device: ``"auto"`` (see :func:`~DLCommon.devices.pickDevice`), ``"cpu"``, ``"cuda"``...
         checkpointPath: where to save the best state dict (atomically), if anywhere.
         gradientClip: max gradient norm, if any.
+        schedule: ``"constant"`` learning rate, or ``"cosine"`` annealing to zero over ``epochs``.
     """
 
     epochs: int = 10
@@ -58,6 +59,7 @@ class TrainingConfig:
     device: str = "auto"
     checkpointPath: str | Path | None = None
     gradientClip: float | None = None
+    schedule: str = "constant"
 
     def validate(self) -> None:
         if self.epochs < 1:
@@ -66,6 +68,8 @@ class TrainingConfig:
             raise ValueError(f"learningRate must be > 0, got {self.learningRate}.")
         if self.validationInterval < 1:
             raise ValueError(f"validationInterval must be >= 1, got {self.validationInterval}.")
+        if self.schedule not in ("constant", "cosine"):
+            raise ValueError(f"schedule must be 'constant' or 'cosine', got {self.schedule!r}.")
         if self.patience is not None and self.patience < 1:
             raise ValueError(f"patience must be >= 1 or None, got {self.patience}.")
 
@@ -96,7 +100,8 @@ def trainModel(network: torch.nn.Module, trainBatches: Iterable[Batch], lossFunc
                config: TrainingConfig | None = None, validationBatches: Iterable[Batch] | None = None,
                metric: Callable[[torch.Tensor, torch.Tensor], float] | None = None, metricMode: str = "min",
                optimizer: torch.optim.Optimizer | None = None,
-               progress: ProgressCallback | None = None) -> TrainingResult:
+               progress: ProgressCallback | None = None,
+               onEpoch: Callable[[TrainingHistory], None] | None = None) -> TrainingResult:
     """Train ``network`` and return it with the best weights loaded.
 
     Args:
@@ -112,6 +117,8 @@ def trainModel(network: torch.nn.Module, trainBatches: Iterable[Batch], lossFunc
         optimizer: default Adam with ``config.learningRate``.
         progress: ``progress(fraction, message)``; it may raise :class:`JobCancelled` to stop
             (e.g. :meth:`JobContext.report`). Cancellation propagates; the best checkpoint saved so far stays.
+        onEpoch: ``onEpoch(history)`` after every epoch, for live curves (it runs on the training thread:
+            copy what you need, e.g. ``dataclasses.replace(history)``).
 
     Returns:
         :class:`TrainingResult`; ``history`` holds the curves.
@@ -132,6 +139,8 @@ def trainModel(network: torch.nn.Module, trainBatches: Iterable[Batch], lossFunc
                                               weight_decay=config.weightDecay)
     useAmp = bool(config.amp and device.type == "cuda")
     scaler = torch.amp.GradScaler("cuda", enabled=useAmp)
+    scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
+                 if config.schedule == "cosine" else None)
     history = TrainingHistory()
     bestState = _cpuState(network)
     better = (lambda new, old: new < old) if metricMode == "min" else (lambda new, old: new > old)
@@ -163,6 +172,8 @@ def trainModel(network: torch.nn.Module, trainBatches: Iterable[Batch], lossFunc
             if count == 0:
                 raise ValueError("trainBatches yielded no batch. Fix: give at least one training sample.")
             history.trainLoss.append(total / count)
+            if scheduler is not None:
+                scheduler.step()
             message = f"epoch {epoch + 1}/{config.epochs}: loss {history.trainLoss[-1]:.4f}"
 
             score = None
@@ -187,6 +198,8 @@ def trainModel(network: torch.nn.Module, trainBatches: Iterable[Batch], lossFunc
                 else:
                     validationsWithoutImprovement += 1
             history.seconds = time.monotonic() - started
+            if onEpoch is not None:
+                onEpoch(history)
             report((epoch + 1) / config.epochs, message)
             if config.patience is not None and validationsWithoutImprovement >= config.patience:
                 history.stoppedEarly = True

@@ -49,18 +49,28 @@ def checkModuleShell(folder: Path) -> list[str]:
     if not parameterNodes:
         problems.append(f"{name}.py has no @parameterNodeWrapper class")
         return problems
-    fields = {stmt.target.id for c in parameterNodes for stmt in c.body
-              if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name)}
+    annotations = {stmt.target.id: ast.unparse(stmt.annotation) for c in parameterNodes for stmt in c.body
+                   if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name)}
+    fields = set(annotations)
     uiFile = folder / "Resources" / "UI" / f"{name}.ui"
     if not uiFile.is_file():
         problems.append(f"{uiFile.relative_to(folder.parent)} is missing")
         return problems
-    for prop in ElementTree.parse(uiFile).iter("property"):
-        if prop.get("name") == "SlicerParameterName":
+    for widget in ElementTree.parse(uiFile).iter("widget"):
+        for prop in widget.findall("property"):
+            if prop.get("name") != "SlicerParameterName":
+                continue
             value = prop.findtext("string") or ""
             if value not in fields:
                 problems.append(f"{uiFile.name}: SlicerParameterName '{value}' is not a field of "
                                 f"{', '.join(c.name for c in parameterNodes)}")
+            elif widget.get("class") == "QComboBox" and "Choice(" not in annotations[value] \
+                    and annotations[value].split("[")[0] in ("str", "int", "float", "bool", "Annotated"):
+                # Slicer's QComboBox connector refuses plain str/int/float/bool without a Choice annotation
+                problems.append(f"{uiFile.name}: QComboBox '{widget.get('name')}' is bound to '{value}', "
+                                "which needs Annotated[..., Choice([...])]")
+            elif annotations[value].startswith(("list[", "tuple[", "dict[")):
+                problems.append(f"{uiFile.name}: '{value}' is a container; no widget connector exists for it")
     for libFile in sorted((folder / f"{name}Lib").rglob("*.py")) if (folder / f"{name}Lib").is_dir() else []:
         for node in ast.walk(ast.parse(libFile.read_text())):
             imported = ([a.name for a in node.names] if isinstance(node, ast.Import)

@@ -90,3 +90,21 @@ def test_progress_and_cancel():
         slidingWindowInference(scaleNetwork(), image, ModelSpec(roiSize=[16, 16, 16]), windowBatchSize=1,
                                overlap=0.0, progress=progress)
     assert fractions == [1 / 8, 2 / 8]
+
+
+def test_orientation_is_applied_and_undone():
+    """An LPS-ordered image seen by a model that wants RAS: the network sees RAS order, the output comes
+    back on the input grid unchanged."""
+    affine = np.diag([-1.0, -1.0, 1.0, 1.0])
+    image = MetaTensor(torch.arange(4 * 5 * 6, dtype=torch.float32).reshape(1, 4, 5, 6), affine=torch.as_tensor(affine))
+    seen = []
+
+    class Recorder(torch.nn.Module):
+        def forward(self, x):
+            seen.append(x.clone())
+            return x
+
+    output = slidingWindowInference(Recorder(), image, ModelSpec(orientation="RAS"))
+    assert torch.equal(seen[0][0, 0], torch.flip(image.as_tensor()[0], dims=(0, 1)))  # RAS order inside
+    assert torch.allclose(output.as_tensor(), image.as_tensor(), atol=1e-4)
+    np.testing.assert_array_equal(output.affine.numpy(), affine)

@@ -39,12 +39,19 @@ def test_top_level_cmake():
 
 
 def test_module_cmake_lists_every_script():
+    from PIL import Image
+
     for folder in moduleFolders():
-        text = (folder / "CMakeLists.txt").read_text()
+        text = (folder / "CMakeLists.txt").read_text().replace("${MODULE_NAME}", folder.name)
+        assert f"set(MODULE_NAME {folder.name})" in text
         assert "slicerMacroBuildScriptedModule" in text and "WITH_GENERIC_TESTS" in text
-        listed = set(re.findall(r"(\S+\.py)", text)) | {f"{folder.name}.py"}
+        listed = set(re.findall(r"(\S+\.py)", text))
         scripts = {p.relative_to(folder).as_posix() for p in folder.rglob("*.py") if "Testing" not in p.parts}
-        assert scripts <= listed | {s for s in scripts if s.endswith(f"{folder.name}.py")}, folder.name
+        assert scripts == listed, folder.name
+        resources = {p.relative_to(folder).as_posix() for p in (folder / "Resources").rglob("*") if p.is_file()}
+        assert resources <= set(re.findall(r"(Resources/\S+)", text)), folder.name
+        with Image.open(folder / "Resources" / "Icons" / f"{folder.name}.png") as icon:
+            assert icon.size == (128, 128)
 
 
 def test_dlcommon_cmake_installs_the_whole_package():

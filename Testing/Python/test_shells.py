@@ -21,6 +21,7 @@ from slicer.parameterNodeWrapper import parameterNodeWrapper
 class DLFooParameterNode:
     inputVolume: vtkMRMLScalarVolumeNode
     epochs: int = 10
+    loss: str = "dice"
 
 class DLFoo(ScriptedLoadableModule):
     pass
@@ -65,3 +66,10 @@ def test_checker_finds_problems(tmp_path):
     assert "DLFoo.py does not define class DLFooTest" in problems
     assert any("SlicerParameterName 'outputVolume' is not a field of DLFooParameterNode" in p for p in problems)
     assert any("imports qt/ctk" in p for p in problems)
+
+
+def test_checker_requires_choice_for_combo_boxes(tmp_path):
+    folder = makeModule(tmp_path, field="loss")
+    ui = folder / "Resources" / "UI" / "DLFoo.ui"
+    ui.write_text(ui.read_text().replace('class="qMRMLNodeComboBox"', 'class="QComboBox"'))
+    assert any("needs Annotated[..., Choice([...])]" in p for p in checkModuleShell(folder))

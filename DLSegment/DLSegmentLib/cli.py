@@ -1,0 +1,154 @@
+"""``meddl segment`` / ``meddl train-segment`` and DLSegment's part of ``meddl demo``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+__all__ = ["addCommands", "demo"]
+
+IMAGE_SUFFIXES = (".nrrd", ".nii", ".nii.gz", ".mha", ".mhd")
+
+
+def addCommands(commands) -> None:
+    from .networks import NETWORKS
+    from .trainer import LOSS_NAMES
+
+    segment = commands.add_parser("segment", help="segment a volume (or every volume in a folder) with a model")
+    segment.add_argument("--model", required=True, help="catalog id or model file / bundle")
+    segment.add_argument("--input", required=True, help="volume file, or a folder of volumes (batch)")
+    segment.add_argument("--output", required=True,
+                         help="output .seg.nrrd (for a folder input: an output folder)")
+    segment.add_argument("--probabilities", help="also write class probabilities (a 4D .nrrd / a folder)")
+    segment.add_argument("--device", default="auto")
+    segment.set_defaults(handler=_segment)
+
+    train = commands.add_parser("train-segment", help="train a segmentation model on image / label files")
+    train.add_argument("--images", nargs="+", required=True, help="training volumes")
+    train.add_argument("--labels", nargs="+", required=True, help=".seg.nrrd or labelmap files, one per image")
+    train.add_argument("--loss", choices=LOSS_NAMES, default="dicece")
+    train.add_argument("--network", choices=sorted(NETWORKS), default="unet")
+    train.add_argument("--epochs", type=int, default=20)
+    train.add_argument("--patch", type=int, nargs="+", default=[64, 64, 64], help="patch size (2 or 3 values)")
+    train.add_argument("--spacing", type=float, nargs=3, help="train at this voxel size (mm)")
+    train.add_argument("--batches-per-epoch", type=int, default=16)
+    train.add_argument("--fine-tune", help="catalog id or model file to start from")
+    train.add_argument("--output-model", required=True, help="folder for the trained model (+ curves PNG)")
+    train.add_argument("--name", default="segmentation", help="model name (and catalog id with --register)")
+    train.add_argument("--register", action="store_true", help="add the model to the catalog")
+    train.add_argument("--device", default="auto")
+    train.set_defaults(handler=_trainSegment)
+
+
+def _inputs(path: Path) -> list[Path]:
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.name.lower().endswith(IMAGE_SUFFIXES))
+        if not files:
+            from DLCommon import DLError
+
+            raise DLError("holds no volume files (.nrrd, .nii, .nii.gz, .mha)", file=path, fix="check the folder")
+        return files
+    return [path]
+
+
+def _stem(path: Path) -> str:
+    from DLCommon.storage import _baseName
+
+    return _baseName(path)
+
+
+def _segment(args) -> int:
+    import slicer
+    from tqdm import tqdm
+
+    from DLCommon import saveNode, segmentationFromTensor, tensorFromVolume, volumeFromTensor
+    from DLCommon.storage import loadVolume
+
+    from .logic import resolveModel
+    from .segmenter import predictProbabilities
+
+    model = resolveModel(args.model)
+    inputs = _inputs(Path(args.input))
+    batch = Path(args.input).is_dir()
+    for path in tqdm(inputs, desc="segment", unit="volume", disable=not batch):
+        scene = slicer.vtkMRMLScene()
+        volume = loadVolume(path, scene)
+        with tqdm(total=100, desc=path.name, unit="%", leave=False) as bar:
+            probabilities = predictProbabilities(model, tensorFromVolume(volume), device=args.device,
+                                                 progress=lambda f, m: bar.update(100 * f - bar.n))
+        names = model.spec.labelNames or [f"label {i}" for i in range(1, probabilities.shape[0])]
+        segmentation = segmentationFromTensor(probabilities, volume, scene, names, model.spec.labelColors or None,
+                                              nodeName=f"{volume.GetName()} {model.spec.name}")
+        output = Path(args.output) / f"{_stem(path)}.seg.nrrd" if batch else Path(args.output)
+        saveNode(segmentation, output)
+        if args.probabilities:
+            target = (Path(args.probabilities) / f"{_stem(path)}_probabilities.nrrd" if batch
+                      else Path(args.probabilities))
+            saveNode(volumeFromTensor(probabilities, volume, scene, "probabilities"), target)
+        print(f"{path.name}: {', '.join(names)} -> {output}")
+        scene.Clear(1)
+    return 0
+
+
+def _trainSegment(args) -> int:
+    from tqdm import tqdm
+
+    from DLCommon.plots import historyCurves, saveCurvesPng
+
+    from .data import samplesFromFiles
+    from .logic import resolveModel
+    from .trainer import SegmentationTrainingConfig, trainSegmentationModel
+
+    samples, names, colors = samplesFromFiles(args.images, args.labels)
+    config = SegmentationTrainingConfig(network=args.network, loss=args.loss, epochs=args.epochs,
+                                        patchSize=args.patch, spacing=args.spacing,
+                                        batchesPerEpoch=args.batches_per_epoch, device=args.device)
+    base = resolveModel(args.fine_tune) if args.fine_tune else None
+    output = Path(args.output_model)
+    with tqdm(total=args.epochs, desc=f"train {args.name}", unit="epoch") as bar:
+        def progress(fraction, message):
+            bar.set_postfix_str(message.split(": ", 1)[-1][:50])
+            bar.update(round(fraction * args.epochs) - bar.n)
+
+        result = trainSegmentationModel(samples, names, colors, config, output, args.name, baseModel=base,
+                                        register=args.register, progress=progress)
+    saveCurvesPng(historyCurves(result.history), output / f"{args.name}_curves.png", title=f"{args.name} ({args.loss})")
+    print(f"Model: {result.modelPath}" + (f" (catalog id '{result.catalogId}')" if result.catalogId else ""))
+    print(f"Best validation Dice {result.history.bestMetric:.3f} at epoch {result.history.bestEpoch + 1}")
+    return 0
+
+
+def demo(scene, output: Path, progress) -> dict:
+    """Train a small tissue model on augmented MNI152 copies, segment a held-out deformed copy."""
+    from DLCommon import segmentationFromTensor, volumeFromTensor
+    from DLCommon.montage import saveMontage
+    from DLCommon.plots import historyCurves, saveCurvesPng
+    from DLCommon.sampledata import TISSUE_COLORS, TISSUE_NAMES, mni152Tissue, randomCopy
+
+    from .data import SegmentationSample
+    from .segmenter import dicePerLabel, predictProbabilities
+    from .trainer import SegmentationTrainingConfig, trainSegmentationModel
+
+    progress(0.02, "segment: preparing MNI152 at 3 mm")
+    image, labels = mni152Tissue(3.0)
+    samples = [SegmentationSample(*randomCopy(image, labels, seed)) for seed in range(3)]
+    test = randomCopy(image, labels, 999)
+    config = SegmentationTrainingConfig(epochs=6, batchesPerEpoch=8, patchSize=(32, 32, 32), features=8,
+                                        learningRate=3e-3, device="cpu")
+    result = trainSegmentationModel(samples, TISSUE_NAMES, TISSUE_COLORS, config, output / "segment-model",
+                                    "mni152-tissue-demo",
+                                    progress=lambda f, m: progress(0.05 + 0.8 * f, "segment: " + m))
+    saveCurvesPng(historyCurves(result.history), output / "segment_training_curves.png", title="DLSegment demo (dicece)")
+    progress(0.9, "segment: held-out copy")
+    probabilities = predictProbabilities(result.model, test[0], device="cpu")
+    predicted = probabilities.argmax(0)
+    dice = dicePerLabel(predicted, test[1], 2)
+    reference = volumeFromTensor(test[0], None, scene, "MNI152 deformed copy")
+    segmentationFromTensor(predicted, reference, scene, TISSUE_NAMES, TISSUE_COLORS, nodeName="DLSegment demo")
+    saveMontage(output / "segment_montage.png", test[0][0], predicted, TISSUE_COLORS,
+                title=f"DLSegment demo: GM Dice {dice[0]:.2f}, WM Dice {dice[1]:.2f} (6 quick epochs, 3 mm)")
+    progress(1.0, "segment: done")
+    summary = {"dice": dict(zip(TISSUE_NAMES, [round(d, 3) for d in dice])), "model": str(result.modelPath),
+               "files": ["segment_montage.png", "segment_training_curves.png"]}
+    (output / "segment_summary.json").write_text(json.dumps(summary, indent=2))
+    return summary

@@ -1,0 +1,199 @@
+"""Training data for segmentation: (image, labels) samples from the scene or files, patches, augmentation.
+
+A sample is an image MetaTensor ``(C, I, J, K)`` and int64 labels ``(I, J, K)`` on the same voxel grid
+(0 = background, n = n-th label name). Segmentations drawn on another geometry are rasterised onto the
+image's grid (Slicer's own resampling), never silently misaligned.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+from monai.data import MetaTensor
+
+from DLCommon import DLError, tensorFromSegmentation, tensorFromVolume
+from DLCommon.inference import preprocess
+from DLCommon.models import ModelSpec
+
+__all__ = ["SegmentationSample", "sampleFromNodes", "samplesFromFiles", "prepareSample", "PatchBatches",
+           "AUGMENTATIONS", "checkFinite"]
+
+AUGMENTATIONS = ("affine", "elastic", "bias", "noise", "contrast")
+
+
+@dataclasses.dataclass
+class SegmentationSample:
+    """An image ``(C, I, J, K)`` MetaTensor with labels ``(I, J, K)`` int64 on its grid."""
+
+    image: MetaTensor
+    labels: torch.Tensor
+    name: str = ""
+
+
+def checkFinite(image: torch.Tensor, subject) -> None:
+    """Refuse images with NaN / infinite voxels (they poison training and inference alike)."""
+    bad = int((~torch.isfinite(image)).sum()) if image.is_floating_point() else 0
+    if bad:
+        raise DLError(f"has {bad} NaN or infinite voxel(s)", node=subject,
+                      fix="replace them first, e.g. array[~numpy.isfinite(array)] = 0 and "
+                          "slicer.util.arrayFromVolumeModified(node)")
+
+
+def sampleFromNodes(volumeNode, segmentationNode, segmentIds: Sequence[str] | None = None
+                    ) -> tuple[SegmentationSample, list[str], list]:
+    """A training sample from a volume and a segmentation (rasterised on the volume's grid).
+
+    Returns ``(sample, names, colors)`` of the segments used.
+    """
+    image = tensorFromVolume(volumeNode)
+    checkFinite(image, volumeNode)
+    if segmentationNode is None:
+        raise DLError("No segmentation was given for volume '" + volumeNode.GetName() + "'",
+                      fix="select the segmentation that labels it")
+    if segmentationNode.GetSegmentation().GetNumberOfSegments() == 0:
+        raise DLError("has no segments", node=segmentationNode, fix="draw at least one segment in Segment Editor")
+    labels, names, colors = tensorFromSegmentation(segmentationNode, volumeNode, segmentIds)
+    if not bool(labels.any()):
+        raise DLError(f"is empty on the grid of volume '{volumeNode.GetName()}'", node=segmentationNode,
+                      fix="paint the segments, or check that the segmentation overlaps the volume")
+    return SegmentationSample(image=image, labels=labels, name=volumeNode.GetName()), names, colors
+
+
+def samplesFromFiles(imagePaths: Sequence[str | Path], labelPaths: Sequence[str | Path]
+                     ) -> tuple[list[SegmentationSample], list[str], list]:
+    """Samples from image files and label files (``.seg.nrrd`` segmentations or labelmap volumes).
+
+    Label names come from the first segmentation file (labelmaps: ``label 1``, ``label 2``...).
+    """
+    import slicer
+
+    from DLCommon.storage import loadSegmentation, loadVolume
+
+    if len(imagePaths) != len(labelPaths) or not imagePaths:
+        raise DLError(f"got {len(imagePaths)} image(s) and {len(labelPaths)} label file(s)", node="Training data",
+                      fix="give one label file per image, in the same order")
+    scene = slicer.vtkMRMLScene()
+    samples, names, colors = [], None, None
+    try:
+        for imagePath, labelPath in zip(imagePaths, labelPaths):
+            volume = loadVolume(imagePath, scene)
+            if str(labelPath).lower().endswith(".seg.nrrd"):
+                sample, sampleNames, sampleColors = sampleFromNodes(volume, loadSegmentation(labelPath, scene))
+            else:
+                labelmap = tensorFromVolume(loadVolume(labelPath, scene, labelmap=True), dtype=torch.int64)[0]
+                if tuple(labelmap.shape) != tuple(tensorFromVolume(volume).shape[1:]):
+                    raise DLError("is not on the image's voxel grid", file=labelPath,
+                                  fix="resample it onto the image or save it as a .seg.nrrd segmentation")
+                image = tensorFromVolume(volume)
+                checkFinite(image, volume)
+                count = int(labelmap.max())
+                sampleNames = [f"label {i}" for i in range(1, count + 1)]
+                sampleColors = None
+                sample = SegmentationSample(image=image, labels=labelmap.as_tensor().long(), name=Path(imagePath).name)
+            if names is None:
+                names, colors = sampleNames, sampleColors
+            elif len(sampleNames) != len(names):
+                raise DLError(f"has {len(sampleNames)} labels but the first has {len(names)}", file=labelPath,
+                              fix="use the same label set in every training case")
+            samples.append(sample)
+    finally:
+        scene.Clear(1)
+    return samples, names, colors
+
+
+def prepareSample(sample: SegmentationSample, spec: ModelSpec) -> SegmentationSample:
+    """Resample to ``spec.spacing`` (labels: nearest) and normalise, as inference will."""
+    from monai.transforms import SpatialResample
+
+    image = preprocess(sample.image, spec)
+    labels = sample.labels
+    if tuple(image.shape[1:]) != tuple(labels.shape) or not torch.allclose(image.affine, sample.image.affine):
+        source = MetaTensor(labels[None].float(), affine=sample.image.affine.clone())
+        labels = SpatialResample(mode="nearest", padding_mode="zeros")(
+            source, dst_affine=image.affine, spatial_size=image.shape[1:])[0].round().long().as_tensor()
+    return SegmentationSample(image=image, labels=labels, name=sample.name)
+
+
+class PatchBatches:
+    """Re-iterable batches of random patches ``((B, C, *patch), (B, 1, *patch))`` for the training loop.
+
+    Patch centres are drawn class-balanced (MONAI ``RandCropByLabelClassesd``) so small structures are
+    seen; augmentations are MONAI random transforms applied per patch. With ``fixed=True`` every pass
+    yields the same patches (for validation).
+
+    Args:
+        samples: prepared samples.
+        patchSize: patch size in voxels (2 or 3 values; 2 values use single-slice samples).
+        numClasses: number of classes including background.
+        batchSize: patches per batch.
+        batchesPerEpoch: batches per pass.
+        augmentations: subset of :data:`AUGMENTATIONS`.
+        seed: random seed.
+        fixed: same patches on every pass.
+    """
+
+    def __init__(self, samples: Sequence[SegmentationSample], patchSize: Sequence[int], numClasses: int,
+                 batchSize: int = 2, batchesPerEpoch: int = 8, augmentations: Sequence[str] = (),
+                 seed: int = 0, fixed: bool = False):
+        unknown = set(augmentations) - set(AUGMENTATIONS)
+        if unknown:
+            raise ValueError(f"augmentations must be among {AUGMENTATIONS}, got {sorted(unknown)}.")
+        if not samples:
+            raise ValueError("PatchBatches needs at least one sample.")
+        self.samples = list(samples)
+        self.patchSize = tuple(int(p) for p in patchSize)
+        self.numClasses = numClasses
+        self.batchSize = batchSize
+        self.batchesPerEpoch = batchesPerEpoch
+        self.seed = seed
+        self.fixed = fixed
+        self.transform = self._buildTransform(tuple(augmentations))
+        self.transform.set_random_state(seed=seed)
+        self._rng = np.random.default_rng(seed)
+
+    def _buildTransform(self, augmentations: tuple[str, ...]):
+        from monai.transforms import (Compose, Rand3DElasticd, RandAdjustContrastd, RandAffined, RandBiasFieldd,
+                                      RandCropByLabelClassesd, RandGaussianNoised, SpatialPadd)
+
+        keys = ["image", "label"]
+        steps = [SpatialPadd(keys=keys, spatial_size=self.patchSize),
+                 RandCropByLabelClassesd(keys=keys, label_key="label", spatial_size=self.patchSize,
+                                         num_classes=self.numClasses, num_samples=1, allow_smaller=True)]
+        if "affine" in augmentations:
+            steps.append(RandAffined(keys=keys, prob=0.5, rotate_range=[0.15] * 3, scale_range=[0.1] * 3,
+                                     mode=("bilinear", "nearest"), padding_mode="border"))
+        if "elastic" in augmentations and len(self.patchSize) == 3:
+            steps.append(Rand3DElasticd(keys=keys, prob=0.3, sigma_range=(5, 7), magnitude_range=(20, 60),
+                                        mode=("bilinear", "nearest"), padding_mode="border"))
+        if "bias" in augmentations:
+            steps.append(RandBiasFieldd(keys=["image"], prob=0.5, coeff_range=(0.1, 0.3)))
+        if "contrast" in augmentations:
+            steps.append(RandAdjustContrastd(keys=["image"], prob=0.5, gamma=(0.75, 1.35)))
+        if "noise" in augmentations:
+            steps.append(RandGaussianNoised(keys=["image"], prob=0.5, std=0.1))
+        return Compose(steps)
+
+    def __len__(self) -> int:
+        return self.batchesPerEpoch
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        if self.fixed:
+            self.transform.set_random_state(seed=self.seed)
+            self._rng = np.random.default_rng(self.seed)
+        for _ in range(self.batchesPerEpoch):
+            images, labels = [], []
+            for _ in range(self.batchSize):
+                sample = self.samples[int(self._rng.integers(len(self.samples)))]
+                image, label = sample.image, sample.labels[None].float()
+                if len(self.patchSize) == 2:  # a 2D model trains on single slices along K
+                    k = int(self._rng.integers(image.shape[-1]))
+                    image, label = image[..., k], label[..., k]
+                out = self.transform({"image": image.as_tensor() if hasattr(image, "as_tensor") else image,
+                                      "label": label})[0]
+                images.append(torch.as_tensor(out["image"]).float())
+                labels.append(torch.as_tensor(out["label"]).round().long())
+            yield torch.stack(images), torch.stack(labels)

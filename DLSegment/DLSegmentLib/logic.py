@@ -1,0 +1,182 @@
+"""DLSegment's node-level API (Qt-free): segment a volume, train from segmentations in the scene.
+
+This is what the Slicer module's logic class exposes in the Python console::
+
+    logic = DLSegmentLogic()
+    result = logic.segment(volumeNode, "brain-tissue")            # catalog id, file path or LoadedModel
+    model = logic.train([(volumeNode, segmentationNode)], SegmentationTrainingConfig(epochs=20),
+                        modelName="my-model")
+
+Long work is also available as :class:`DLCommon.Job` objects (``segmentJob`` / ``trainJob``) that read
+their inputs first, compute without touching the scene, and add nodes only on success.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Callable, Sequence
+
+from DLCommon import DLError, Job, ModelCatalog, loadModel, segmentationFromTensor, tensorFromVolume, volumeFromTensor
+from DLCommon.catalog import defaultCacheDir
+from DLCommon.models import LoadedModel
+
+from .data import sampleFromNodes
+from .segmenter import entropyMap, predictProbabilities
+from .trainer import SegmentationTrainingConfig, SegmentationTrainingResult, trainSegmentationModel
+
+__all__ = ["SegmentationLogic", "SegmentResult", "resolveModel"]
+
+
+@dataclasses.dataclass
+class SegmentResult:
+    """Nodes created (or updated) by :meth:`SegmentationLogic.segment`."""
+
+    segmentation: object
+    probabilities: list = dataclasses.field(default_factory=list)
+    entropy: object = None
+
+
+def resolveModel(model, device="cpu") -> LoadedModel:
+    """A :class:`LoadedModel` from a LoadedModel, a catalog id, or a model file / bundle path."""
+    if isinstance(model, LoadedModel):
+        return model
+    if model is None or model == "":
+        raise DLError("No model was selected", fix="pick a model from the catalog or import a model file")
+    catalog = ModelCatalog()
+    if str(model) in catalog.entries:
+        return catalog.load(str(model), device=device)
+    if Path(str(model)).expanduser().exists():
+        return loadModel(model, device=device)
+    raise DLError(f"is neither a catalog model ({sorted(catalog.entries) or 'catalog empty'}) nor an existing file",
+                  node=f"Model '{model}'", fix="import it with 'meddl models import FILE' or give a valid path")
+
+
+class SegmentationLogic:
+    """Segment and train; every method takes nodes and plain values and raises :class:`DLError` on bad input."""
+
+    def __init__(self, scene=None):
+        self._scene = scene
+
+    def scene(self, node=None):
+        scene = self._scene or (node.GetScene() if node is not None else None)
+        if scene is None:
+            import slicer
+
+            scene = slicer.mrmlScene
+        return scene
+
+    # --- inference ---------------------------------------------------------------------------------------
+    def segmentJob(self, inputVolume, model, outputSegmentation=None, probabilityVolumes: bool = False,
+                   entropyVolume: bool = False, device: str = "auto", overlap: float = 0.25) -> Job:
+        """A :class:`Job` that segments ``inputVolume``; its ``apply`` creates / updates the nodes."""
+        if inputVolume is None:
+            raise DLError("No input volume was selected", fix="select the volume to segment")
+        loaded = resolveModel(model)
+        image = tensorFromVolume(inputVolume)  # read before the job: the worker never touches the scene
+        scene = self.scene(inputVolume)
+        if outputSegmentation is not None and outputSegmentation.GetScene() is not scene:
+            raise DLError("is not in the input volume's scene", node=outputSegmentation, fix="pick another output")
+        names = loaded.spec.labelNames
+
+        def work(context):
+            probabilities = predictProbabilities(loaded, image, device=device, overlap=overlap,
+                                                 progress=context.report)
+            if probabilities.shape[0] != len(names) + 1 and names:
+                raise DLError(f"produced {probabilities.shape[0]} classes but its spec names {len(names)} labels",
+                              node=f"Model '{loaded.spec.name}'", fix="correct the model's spec (labelNames)")
+            return probabilities
+
+        def apply(probabilities) -> SegmentResult:
+            labelNames = names or [f"label {i}" for i in range(1, probabilities.shape[0])]
+            colors = loaded.spec.labelColors or None
+            baseName = f"{inputVolume.GetName()} {loaded.spec.name}"
+            result = SegmentResult(segmentation=None)
+            if probabilityVolumes:
+                result.probabilities = [volumeFromTensor(probabilities[c + 1], inputVolume, scene,
+                                                         f"{baseName} p({labelName})")
+                                        for c, labelName in enumerate(labelNames)]
+            if entropyVolume:
+                result.entropy = volumeFromTensor(entropyMap(probabilities), inputVolume, scene, f"{baseName} entropy")
+            created = segmentationFromTensor(probabilities, inputVolume, scene, labelNames, colors,
+                                             nodeName=f"{baseName} segmentation")
+            if outputSegmentation is not None:  # overwrite the user's node last, once all else succeeded
+                outputSegmentation.GetSegmentation().DeepCopy(created.GetSegmentation())
+                outputSegmentation.SetReferenceImageGeometryParameterFromVolumeNode(inputVolume)
+                scene.RemoveNode(created)
+                created = outputSegmentation
+            result.segmentation = created
+            return result
+
+        return Job(work, apply, scene=scene, name=f"Segment {inputVolume.GetName()}")
+
+    def segment(self, inputVolume, model, outputSegmentation=None, probabilityVolumes: bool = False,
+                entropyVolume: bool = False, device: str = "auto", overlap: float = 0.25,
+                progress: Callable[[float, str], None] | None = None) -> SegmentResult:
+        """Segment ``inputVolume`` with ``model`` (catalog id, path or LoadedModel); see :meth:`segmentJob`."""
+        job = self.segmentJob(inputVolume, model, outputSegmentation, probabilityVolumes, entropyVolume, device,
+                              overlap)
+        return _runReporting(job, progress)
+
+    # --- training ----------------------------------------------------------------------------------------
+    def trainJob(self, pairs: Sequence[tuple], config: SegmentationTrainingConfig | None = None,
+                 modelName: str = "segmentation", validationPairs: Sequence[tuple] = (), baseModel=None,
+                 outputDir: str | Path | None = None, register: bool = True) -> Job:
+        """A :class:`Job` that trains on ``[(volumeNode, segmentationNode), ...]``; it adds no node."""
+        if not pairs:
+            raise DLError("No training pair was given", fix="add at least one volume with its segmentation")
+        samples, names, colors = [], None, None
+        for volumeNode, segmentationNode in pairs:
+            sample, sampleNames, sampleColors = sampleFromNodes(volumeNode, segmentationNode)
+            if names is None:
+                names, colors = sampleNames, sampleColors
+            elif sampleNames != names:
+                raise DLError(f"has segments {sampleNames}, the first pair has {names}", node=segmentationNode,
+                              fix="use the same segment names, in the same order, in every training pair")
+            samples.append(sample)
+        validation = [sampleFromNodes(v, s)[0] for v, s in validationPairs]
+        base = resolveModel(baseModel) if baseModel is not None else None
+        directory = Path(outputDir) if outputDir else defaultCacheDir() / "trained" / modelName
+        config = config or SegmentationTrainingConfig()
+
+        def work(context) -> SegmentationTrainingResult:
+            def keepCurves(history):  # read by the GUI's poll timer for the live plot
+                job.history = dataclasses.replace(history, trainLoss=list(history.trainLoss),
+                                                  validationEpochs=list(history.validationEpochs),
+                                                  validationLoss=list(history.validationLoss),
+                                                  validationMetric=list(history.validationMetric))
+
+            return trainSegmentationModel(samples, names, colors, config, directory, modelName,
+                                          validationSamples=validation or None, baseModel=base,
+                                          register=register, progress=context.report, onEpoch=keepCurves)
+
+        job = Job(work, None, name=f"Train {modelName}")
+        job.history = None
+        return job
+
+    def train(self, pairs: Sequence[tuple], config: SegmentationTrainingConfig | None = None,
+              modelName: str = "segmentation", validationPairs: Sequence[tuple] = (), baseModel=None,
+              outputDir: str | Path | None = None, register: bool = True,
+              progress: Callable[[float, str], None] | None = None) -> SegmentationTrainingResult:
+        """Train (or fine-tune) on scene pairs; returns the model, history and where it was saved."""
+        job = self.trainJob(pairs, config, modelName, validationPairs, baseModel, outputDir, register)
+        return _runReporting(job, progress)
+
+
+def _runReporting(job: Job, progress):
+    """Run a job on this thread, forwarding its progress reports to ``progress``."""
+    if progress is not None:
+        work = job.work
+
+        def reportingWork(context):
+            report = context.report
+
+            def forward(fraction, message=""):
+                report(fraction, message)
+                progress(fraction, message)
+
+            context.report = forward
+            return work(context)
+
+        job.work = reportingWork
+    return job.run()

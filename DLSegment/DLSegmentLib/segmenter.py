@@ -1,0 +1,87 @@
+"""Apply a segmentation model to an image tensor: probabilities, labels and uncertainty on the input grid."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from monai.data import MetaTensor
+
+from DLCommon import DLError, slidingWindowInference
+from DLCommon.models import LoadedModel
+
+from .data import checkFinite
+
+__all__ = ["predictProbabilities", "entropyMap", "dicePerLabel"]
+
+
+def predictProbabilities(model: LoadedModel, image: MetaTensor, device: torch.device | str = "auto",
+                         overlap: float = 0.25, windowBatchSize: int = 4,
+                         progress: Callable[[float, str], None] | None = None) -> MetaTensor:
+    """Class probabilities ``(C, I, J, K)`` (channel 0 = background) on ``image``'s grid.
+
+    The model's spec decides spacing, normalisation and window; a single-channel output is read as a
+    sigmoid foreground probability. Probabilities are resampled (linearly) back to the input grid
+    before any argmax, so labels follow the smooth boundary rather than the coarse model grid.
+    """
+    checkFinite(image, f"Input '{image.meta.get('name', 'image')}'")
+    spec = model.spec
+    if spec.roiSize and len(spec.roiSize) == 2:
+        return _predictSlices(model, image, device, overlap, windowBatchSize, progress)
+    if spec.roiSize and image.ndim == 4 and any(s == 1 for s in image.shape[1:]) and len(spec.roiSize) == 3:
+        raise DLError(f"is a single slice {tuple(image.shape[1:])} but model '{spec.name}' is 3D",
+                      node=f"Volume '{image.meta.get('name', 'image')}'", fix="use a 2D model, or a 3D volume")
+    logits = slidingWindowInference(model.network, image, spec, device=device, overlap=overlap,
+                                    windowBatchSize=windowBatchSize, progress=progress, outputInterpolation="bilinear")
+    return _toProbabilities(logits)
+
+
+def _toProbabilities(logits: MetaTensor) -> MetaTensor:
+    if logits.shape[0] == 1:
+        foreground = torch.sigmoid(logits)
+        return MetaTensor(torch.cat([1 - foreground, foreground]).as_tensor(), affine=logits.affine)
+    return MetaTensor(torch.softmax(logits.as_tensor(), dim=0), affine=logits.affine)
+
+
+def _predictSlices(model, image, device, overlap, windowBatchSize, progress) -> MetaTensor:
+    """A 2D model applied slice by slice along K (the spec's spacing is not used for 2D models)."""
+    import dataclasses
+
+    slices = []
+    spec2d = dataclasses.replace(model.spec, spacing=None)
+    for k in range(image.shape[-1]):
+        sliceImage = MetaTensor(image.as_tensor()[..., k:k + 1], affine=image.affine)
+        logits = slidingWindowInference(_SliceNetwork(model.network), sliceImage,
+                                        dataclasses.replace(spec2d, roiSize=list(spec2d.roiSize) + [1]),
+                                        device=device, overlap=overlap, windowBatchSize=windowBatchSize)
+        slices.append(logits.as_tensor())
+        if progress:
+            progress((k + 1) / image.shape[-1], f"slice {k + 1}/{image.shape[-1]}")
+    return _toProbabilities(MetaTensor(torch.cat(slices, dim=-1), affine=image.affine))
+
+
+class _SliceNetwork(torch.nn.Module):
+    """Runs a 2D network on ``(B, C, H, W, 1)`` windows."""
+
+    def __init__(self, network: torch.nn.Module):
+        super().__init__()
+        self.network = network
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.network(x[..., 0])[..., None]
+
+
+def entropyMap(probabilities: torch.Tensor) -> torch.Tensor:
+    """Voxel-wise predictive entropy ``-sum_c p_c log p_c`` (nats), ``(I, J, K)``; 0 = certain."""
+    p = probabilities.as_tensor() if hasattr(probabilities, "as_tensor") else probabilities
+    return -(p * torch.log(p.clamp_min(1e-12))).sum(0)
+
+
+def dicePerLabel(labels: torch.Tensor, reference: torch.Tensor, numLabels: int) -> list[float]:
+    """Dice of each foreground label 1..numLabels between two ``(I, J, K)`` label maps."""
+    scores = []
+    for value in range(1, numLabels + 1):
+        a, b = labels == value, reference == value
+        total = int(a.sum() + b.sum())
+        scores.append(2.0 * int((a & b).sum()) / total if total else 1.0)
+    return scores

@@ -1,0 +1,192 @@
+"""Train or fine-tune a segmentation network on (image, labels) samples, and export it as a model.
+
+Uses DLCommon's training loop (progress, cancel, early stopping, best checkpoint, AMP on CUDA) with
+class-balanced augmented patches; the result is saved as weights + spec (labels, names, colors, spacing,
+normalisation, patch size) and, optionally, imported into the model catalog (SHA-256 recorded).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+from monai.networks.utils import one_hot
+
+from DLCommon import DLError, ModelCatalog, ModelSpec, TrainingConfig, saveCheckpoint, trainModel
+from DLCommon.models import LoadedModel, saveTorchScript
+from DLCommon.training import TrainingHistory
+
+from .data import AUGMENTATIONS, PatchBatches, SegmentationSample, prepareSample
+from .losses import LOSSES
+from .networks import buildNetwork
+
+__all__ = ["SegmentationTrainingConfig", "SegmentationTrainingResult", "trainSegmentationModel", "lossFunction",
+           "meanForegroundDice", "LOSS_NAMES"]
+
+LOSS_NAMES = ("ce", "wce", "dice", "dl2", "dicece")
+
+
+@dataclasses.dataclass
+class SegmentationTrainingConfig:
+    """Options of :func:`trainSegmentationModel` (defaults suit a small CPU run).
+
+    Attributes:
+        network: ``unet``, ``segresnet``, ``dynunet`` or ``swinunetr`` (ignored when fine-tuning).
+        features: width of the network's first level.
+        patchSize: training patch (voxels); also the inference window.
+        spacing: voxel size (mm) to train at; None: the first image's.
+        normalization: intensity normalisation (see :class:`DLCommon.ModelSpec`).
+        loss: ``ce``, ``wce``, ``dice``, ``dl2`` (the seed's four) or ``dicece`` (MONAI DiceCELoss).
+        augmentations: subset of ``affine``, ``elastic``, ``bias``, ``noise``, ``contrast``.
+        epochs, batchesPerEpoch, batchSize, learningRate, patience, seed, device, schedule: training loop
+            options (see :class:`DLCommon.TrainingConfig`).
+        validationBatches: fixed validation patches per validation (from the validation samples).
+    """
+
+    network: str = "unet"
+    features: int = 16
+    patchSize: Sequence[int] = (64, 64, 64)
+    spacing: Sequence[float] | None = None
+    normalization: dict[str, Any] = dataclasses.field(default_factory=lambda: {"type": "zscore", "nonzero": True})
+    loss: str = "dicece"
+    augmentations: Sequence[str] = AUGMENTATIONS
+    epochs: int = 20
+    batchesPerEpoch: int = 16
+    batchSize: int = 2
+    learningRate: float = 2e-3
+    patience: int | None = None
+    seed: int = 0
+    device: str = "auto"
+    validationBatches: int = 8
+    schedule: str = "cosine"
+
+    def validate(self) -> None:
+        if self.loss not in LOSS_NAMES:
+            raise ValueError(f"loss must be one of {LOSS_NAMES}, got {self.loss!r}.")
+        if len(self.patchSize) not in (2, 3) or min(self.patchSize) < 8:
+            raise ValueError(f"patchSize must be 2 or 3 sizes >= 8, got {list(self.patchSize)}.")
+
+
+@dataclasses.dataclass
+class SegmentationTrainingResult:
+    model: LoadedModel
+    history: TrainingHistory
+    modelPath: Path
+    catalogId: str | None = None
+
+
+def lossFunction(name: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """``loss(logits (B, C, ...), labels (B, 1, ...))`` for a loss name (softmax + one-hot inside)."""
+    if name == "dicece":
+        from monai.losses import DiceCELoss
+
+        return DiceCELoss(to_onehot_y=True, softmax=True)
+    if name not in LOSSES:
+        raise ValueError(f"loss must be one of {LOSS_NAMES}, got {name!r}.")
+    seedLoss = LOSSES[name]
+
+    def loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return seedLoss(torch.softmax(logits.float(), dim=1), one_hot(labels, num_classes=logits.shape[1]))
+
+    return loss
+
+
+def meanForegroundDice(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    """Mean Dice of the argmax prediction over foreground classes present in prediction or reference."""
+    predicted = logits.argmax(1)
+    labels = labels[:, 0]
+    scores = []
+    for c in range(1, logits.shape[1]):
+        p, r = predicted == c, labels == c
+        total = int(p.sum() + r.sum())
+        if total:
+            scores.append(2.0 * int((p & r).sum()) / total)
+    return sum(scores) / len(scores) if scores else 1.0
+
+
+def trainSegmentationModel(samples: Sequence[SegmentationSample], labelNames: Sequence[str],
+                           labelColors: Sequence[Sequence[float]] | None, config: SegmentationTrainingConfig,
+                           outputDir: str | Path, modelName: str = "segmentation",
+                           validationSamples: Sequence[SegmentationSample] | None = None,
+                           baseModel: LoadedModel | None = None, register: bool = False,
+                           progress: Callable[[float, str], None] | None = None,
+                           onEpoch: Callable[[TrainingHistory], None] | None = None) -> SegmentationTrainingResult:
+    """Train (or fine-tune ``baseModel``) and save the model to ``outputDir``.
+
+    Args:
+        samples: training samples (any geometry; resampled to the model spacing here).
+        labelNames / labelColors: foreground labels 1..n.
+        config: :class:`SegmentationTrainingConfig`.
+        outputDir: where ``<modelName>.pt`` + ``.json`` (or ``.ts`` when fine-tuning a TorchScript / bundle
+            model) are written.
+        validationSamples: held-out samples for best-epoch selection / early stopping (Dice); default:
+            fixed patches of the training samples.
+        baseModel: a loaded model to fine-tune; it must have ``len(labelNames) + 1`` outputs.
+        register: import the result into the model catalog under ``modelName``.
+        progress: ``progress(fraction, message)``; may raise ``JobCancelled``.
+        onEpoch: ``onEpoch(history)`` after each epoch (live loss curves).
+    """
+    config.validate()
+    if not samples:
+        raise DLError("got no training sample", node="Training", fix="add at least one volume with a segmentation")
+    numClasses = len(labelNames) + 1
+    channels = int(samples[0].image.shape[0])
+    if any(int(s.image.shape[0]) != channels for s in samples):
+        raise DLError("mixes images with different numbers of channels", node="Training data",
+                      fix="use volumes of the same kind (all scalar, or all with the same components)")
+    if baseModel is not None and baseModel.spec.labelNames and len(baseModel.spec.labelNames) != len(labelNames):
+        raise DLError(f"has {len(baseModel.spec.labelNames)} labels but the training data has {len(labelNames)}",
+                      node=f"Model '{baseModel.spec.name}'",
+                      fix="fine-tune with the same segments, or train a new model")
+    spacing = list(config.spacing) if config.spacing else [float(s) for s in
+                                                           torch.linalg.norm(samples[0].image.affine[:3, :3], dim=0)]
+    if baseModel is not None:
+        spec = dataclasses.replace(baseModel.spec, name=modelName, labelNames=list(labelNames),
+                                   labelColors=[list(c) for c in labelColors] if labelColors else baseModel.spec.labelColors)
+    else:
+        spec = ModelSpec(name=modelName, task="segmentation", inputChannels=channels,
+                         spacing=spacing if len(config.patchSize) == 3 else None,
+                         orientation="RAS" if len(config.patchSize) == 3 else None,  # any input orientation works
+                         normalization=dict(config.normalization), roiSize=list(config.patchSize),
+                         labelNames=list(labelNames), labelColors=[list(c) for c in labelColors] if labelColors else [],
+                         description=f"{config.network} trained by MedDL with the {config.loss} loss")
+    prepared = [prepareSample(s, spec) for s in samples]
+    validationPrepared = [prepareSample(s, spec) for s in validationSamples] if validationSamples else prepared
+    trainBatches = PatchBatches(prepared, spec.roiSize or config.patchSize, numClasses, config.batchSize,
+                                config.batchesPerEpoch, config.augmentations, seed=config.seed)
+    validationBatches = PatchBatches(validationPrepared, spec.roiSize or config.patchSize, numClasses,
+                                     config.batchSize, config.validationBatches, (), seed=config.seed + 1, fixed=True)
+    if baseModel is not None:
+        network, className, args = baseModel.network, None, None
+        network.train()
+    else:
+        className, args, network = buildNetwork(config.network, channels, numClasses, config.patchSize, config.features)
+    outputDir = Path(outputDir)
+    result = trainModel(network, trainBatches, lossFunction(config.loss),
+                        TrainingConfig(epochs=config.epochs, learningRate=config.learningRate,
+                                       patience=config.patience, seed=config.seed, device=config.device,
+                                       schedule=config.schedule,
+                                       checkpointPath=outputDir / f".{modelName}.best.pt"),
+                        validationBatches=validationBatches, metric=meanForegroundDice, metricMode="max",
+                        progress=progress, onEpoch=onEpoch)
+    network = result.network.eval().cpu()
+    if className is None and baseModel.networkDef:
+        className, args = baseModel.networkDef["name"], baseModel.networkDef.get("args", {})
+    if className is not None:
+        specPath = saveCheckpoint(network, outputDir / f"{modelName}.pt", className, args, spec)
+        modelPath = specPath.with_suffix(".pt")
+    else:  # fine-tuned TorchScript / bundle network: keep it self-contained as TorchScript
+        example = torch.zeros((1, channels) + tuple(spec.roiSize or config.patchSize))
+        modelPath = saveTorchScript(network, outputDir / f"{modelName}.ts", spec,
+                                    example=None if isinstance(network, torch.jit.ScriptModule) else example)
+    (outputDir / f".{modelName}.best.pt").unlink(missing_ok=True)
+    (outputDir / f"{modelName}.history.json").write_text(json.dumps(dataclasses.asdict(result.history), indent=2))
+    catalogId = None
+    if register:
+        catalogId = ModelCatalog().importFile(modelPath, modelId=modelName, title=modelName, spec=spec).id
+    loaded = LoadedModel(network=network, spec=spec, format="checkpoint" if className else "torchscript",
+                         path=modelPath, networkDef={"name": className, "args": args} if className else None)
+    return SegmentationTrainingResult(model=loaded, history=result.history, modelPath=modelPath, catalogId=catalogId)
