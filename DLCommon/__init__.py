@@ -18,6 +18,7 @@ _EXPORTS = {
     "DLError": "errors", "JobCancelled": "errors",
     "tensorFromVolume": "volumes", "volumeFromTensor": "volumes", "updateVolumeFromTensor": "volumes",
     "tensorFromSegmentation": "segmentations", "segmentationFromTensor": "segmentations",
+    "updateSegmentationFromTensor": "segmentations",
     "gridTransformFromDisplacement": "transforms", "displacementFromTransform": "transforms",
     "resampleVolume": "transforms",
     "ijkToRasMatrix": "geometry",

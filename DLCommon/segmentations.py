@@ -20,7 +20,7 @@ from .geometry import ijkToRasMatrix, _vtkMatrixFromArray
 from .scene import sceneTransaction
 from .volumes import _checkVolume
 
-__all__ = ["tensorFromSegmentation", "segmentationFromTensor", "DEFAULT_COLORS"]
+__all__ = ["tensorFromSegmentation", "segmentationFromTensor", "updateSegmentationFromTensor", "DEFAULT_COLORS"]
 
 # Distinct, colour-blind-friendly defaults (Okabe-Ito), RGB in 0..1
 DEFAULT_COLORS = [(0.90, 0.62, 0.0), (0.34, 0.71, 0.91), (0.0, 0.62, 0.45), (0.94, 0.89, 0.26),
@@ -99,6 +99,32 @@ def segmentationFromTensor(labelsOrProbabilities: torch.Tensor, referenceVolumeN
     Returns:
         the new ``vtkMRMLSegmentationNode``; nothing is added on error.
     """
+    labelImage, colors = _labelImage(labelsOrProbabilities, referenceVolumeNode, names, colors)
+    with sceneTransaction(scene):
+        node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", nodeName)
+        _fillSegmentation(node, labelImage, referenceVolumeNode, names, colors)
+        node.CreateDefaultDisplayNodes()
+    return node
+
+
+def updateSegmentationFromTensor(segmentationNode, labelsOrProbabilities: torch.Tensor, referenceVolumeNode,
+                                 names: Sequence[str], colors: Sequence[Sequence[float]] | None = None) -> None:
+    """Replace all segments of an existing segmentation node (same arguments as :func:`segmentationFromTensor`).
+
+    The input is validated before the node is touched, so on error the node keeps its segments.
+    """
+    if segmentationNode is None or not segmentationNode.IsA("vtkMRMLSegmentationNode"):
+        raise DLError("is not a segmentation", node=segmentationNode if segmentationNode else "Output",
+                      fix="select a segmentation node as output")
+    labelImage, colors = _labelImage(labelsOrProbabilities, referenceVolumeNode, names, colors)
+    segmentationNode.GetSegmentation().RemoveAllSegments()
+    _fillSegmentation(segmentationNode, labelImage, referenceVolumeNode, names, colors)
+    if segmentationNode.GetScene() is not None and segmentationNode.GetDisplayNode() is None:
+        segmentationNode.CreateDefaultDisplayNodes()
+
+
+def _labelImage(labelsOrProbabilities, referenceVolumeNode, names, colors):
+    """Validate and rasterise into a ``vtkOrientedImageData`` label image on the reference grid."""
     _checkVolume(referenceVolumeNode)
     labels = _labelsFrom(labelsOrProbabilities, len(names))
     dims = tuple(referenceVolumeNode.GetImageData().GetDimensions())
@@ -113,7 +139,6 @@ def segmentationFromTensor(labelsOrProbabilities: torch.Tensor, referenceVolumeN
                                                       for i in range(len(names))]
     if len(colors) != len(names):
         raise ValueError(f"colors must have one entry per name ({len(names)}), got {len(colors)}.")
-
     labelImage = slicer.vtkOrientedImageData()
     labelImage.SetDimensions(dims)
     labelImage.AllocateScalars(vtk.VTK_SHORT if high < 32768 else vtk.VTK_INT, 1)
@@ -121,25 +146,26 @@ def segmentationFromTensor(labelsOrProbabilities: torch.Tensor, referenceVolumeN
     view.copy_(labels.permute(2, 1, 0))
     ijkToRas = ijkToRasMatrix(referenceVolumeNode, world=False)  # the node shares the reference's parent
     labelImage.SetImageToWorldMatrix(_vtkMatrixFromArray(ijkToRas))
+    return labelImage, colors
 
+
+def _fillSegmentation(node, labelImage, referenceVolumeNode, names, colors) -> None:
+    if referenceVolumeNode.GetParentTransformNode() is not None:
+        node.SetAndObserveTransformNodeID(referenceVolumeNode.GetTransformNodeID())
+    else:
+        node.SetAndObserveTransformNodeID(None)
+    node.SetReferenceImageGeometryParameterFromVolumeNode(referenceVolumeNode)
     representation = slicer.vtkSegmentationConverter.GetSegmentationBinaryLabelmapRepresentationName()
-    with sceneTransaction(scene):
-        node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", nodeName)
-        if referenceVolumeNode.GetParentTransformNode() is not None:
-            node.SetAndObserveTransformNodeID(referenceVolumeNode.GetTransformNodeID())
-        node.SetReferenceImageGeometryParameterFromVolumeNode(referenceVolumeNode)
-        segmentation = node.GetSegmentation()
-        segmentation.SetSourceRepresentationName(representation)
-        for value, (name, color) in enumerate(zip(names, colors), start=1):
-            segment = slicer.vtkSegment()
-            segment.SetName(str(name))
-            segment.SetColor(*[float(c) for c in color[:3]])
-            segment.SetLabelValue(value)
-            # all segments share one label image (Slicer's shared labelmap), so no per-segment copy
-            segment.AddRepresentation(representation, labelImage)
-            segmentation.AddSegment(segment)
-        node.CreateDefaultDisplayNodes()
-    return node
+    segmentation = node.GetSegmentation()
+    segmentation.SetSourceRepresentationName(representation)
+    for value, (name, color) in enumerate(zip(names, colors), start=1):
+        segment = slicer.vtkSegment()
+        segment.SetName(str(name))
+        segment.SetColor(*[float(c) for c in color[:3]])
+        segment.SetLabelValue(value)
+        # all segments share one label image (Slicer's shared labelmap), so no per-segment copy
+        segment.AddRepresentation(representation, labelImage)
+        segmentation.AddSegment(segment)
 
 
 def _labelsFrom(tensor: torch.Tensor, numberOfNames: int) -> torch.Tensor:

@@ -32,6 +32,10 @@ def addCommands(commands) -> None:
     train.add_argument("--patch", type=int, nargs="+", default=[64, 64, 64], help="patch size (2 or 3 values)")
     train.add_argument("--spacing", type=float, nargs=3, help="train at this voxel size (mm)")
     train.add_argument("--batches-per-epoch", type=int, default=16)
+    train.add_argument("--batch-size", type=int, default=2)
+    train.add_argument("--features", type=int, default=16, help="width of the network's first level")
+    train.add_argument("--intensity-range", type=float, nargs=2, metavar=("MIN", "MAX"),
+                       help="scale this intensity window to 0..1 (e.g. CT: -200 300) instead of a per-image z-score")
     train.add_argument("--fine-tune", help="catalog id or model file to start from")
     train.add_argument("--output-model", required=True, help="folder for the trained model (+ curves PNG)")
     train.add_argument("--name", default="segmentation", help="model name (and catalog id with --register)")
@@ -100,9 +104,14 @@ def _trainSegment(args) -> int:
     from .trainer import SegmentationTrainingConfig, trainSegmentationModel
 
     samples, names, colors = samplesFromFiles(args.images, args.labels)
+    options = {}
+    if args.intensity_range:
+        low, high = args.intensity_range
+        options["normalization"] = {"type": "range", "aMin": low, "aMax": high, "bMin": 0.0, "bMax": 1.0, "clip": False}
     config = SegmentationTrainingConfig(network=args.network, loss=args.loss, epochs=args.epochs,
-                                        patchSize=args.patch, spacing=args.spacing,
-                                        batchesPerEpoch=args.batches_per_epoch, device=args.device)
+                                        patchSize=args.patch, spacing=args.spacing, features=args.features,
+                                        batchesPerEpoch=args.batches_per_epoch, batchSize=args.batch_size,
+                                        device=args.device, **options)
     base = resolveModel(args.fine_tune) if args.fine_tune else None
     output = Path(args.output_model)
     with tqdm(total=args.epochs, desc=f"train {args.name}", unit="epoch") as bar:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from DLCommon import DLError, Job, ModelCatalog, loadModel, segmentationFromTensor, tensorFromVolume, volumeFromTensor
+from DLCommon.segmentations import updateSegmentationFromTensor
 from DLCommon.catalog import defaultCacheDir
 from DLCommon.models import LoadedModel
 
@@ -98,14 +99,12 @@ class SegmentationLogic:
                                         for c, labelName in enumerate(labelNames)]
             if entropyVolume:
                 result.entropy = volumeFromTensor(entropyMap(probabilities), inputVolume, scene, f"{baseName} entropy")
-            created = segmentationFromTensor(probabilities, inputVolume, scene, labelNames, colors,
-                                             nodeName=f"{baseName} segmentation")
-            if outputSegmentation is not None:  # overwrite the user's node last, once all else succeeded
-                outputSegmentation.GetSegmentation().DeepCopy(created.GetSegmentation())
-                outputSegmentation.SetReferenceImageGeometryParameterFromVolumeNode(inputVolume)
-                scene.RemoveNode(created)
-                created = outputSegmentation
-            result.segmentation = created
+            if outputSegmentation is None:
+                result.segmentation = segmentationFromTensor(probabilities, inputVolume, scene, labelNames, colors,
+                                                             nodeName=f"{baseName} segmentation")
+            else:  # overwrite the user's node last, once all else succeeded
+                updateSegmentationFromTensor(outputSegmentation, probabilities, inputVolume, labelNames, colors)
+                result.segmentation = outputSegmentation
             return result
 
         return Job(work, apply, scene=scene, name=f"Segment {inputVolume.GetName()}")

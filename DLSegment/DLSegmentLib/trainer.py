@@ -36,6 +36,7 @@ class SegmentationTrainingConfig:
     Attributes:
         network: ``unet``, ``segresnet``, ``dynunet`` or ``swinunetr`` (ignored when fine-tuning).
         features: width of the network's first level.
+        norm: normalisation layers (see :func:`~DLSegmentLib.networks.buildNetwork`).
         patchSize: training patch (voxels); also the inference window.
         spacing: voxel size (mm) to train at; None: the first image's.
         normalization: intensity normalisation (see :class:`DLCommon.ModelSpec`).
@@ -48,6 +49,7 @@ class SegmentationTrainingConfig:
 
     network: str = "unet"
     features: int = 16
+    norm: str = "batch"
     patchSize: Sequence[int] = (64, 64, 64)
     spacing: Sequence[float] | None = None
     normalization: dict[str, Any] = dataclasses.field(default_factory=lambda: {"type": "zscore", "nonzero": True})
@@ -163,7 +165,8 @@ def trainSegmentationModel(samples: Sequence[SegmentationSample], labelNames: Se
         network, className, args = baseModel.network, None, None
         network.train()
     else:
-        className, args, network = buildNetwork(config.network, channels, numClasses, config.patchSize, config.features)
+        className, args, network = buildNetwork(config.network, channels, numClasses, config.patchSize, config.features,
+                                                  config.norm)
     outputDir = Path(outputDir)
     result = trainModel(network, trainBatches, lossFunction(config.loss),
                         TrainingConfig(epochs=config.epochs, learningRate=config.learningRate,
