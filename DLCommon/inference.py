@@ -49,7 +49,7 @@ def preprocess(image: MetaTensor, spec: ModelSpec) -> MetaTensor:
     # a copy: MONAI intensity transforms work in place, and ``image`` may be a view of a node's voxels
     data = image.to(torch.float32, copy=True)
     if spec.orientation:
-        data = Orientation(axcodes=spec.orientation)(data)
+        data = Orientation(axcodes=spec.orientation, labels=(("L", "R"), ("P", "A"), ("I", "S")))(data)  # RAS affines
     if spec.spacing is not None and not np.allclose(_spacingOf(image.affine), spec.spacing, atol=1e-4):
         data = Spacing(pixdim=tuple(spec.spacing), mode="bilinear", dtype=np.float32)(data)
     norm = dict(spec.normalization or {"type": "none"})

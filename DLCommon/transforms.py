@@ -21,7 +21,7 @@ import slicer
 from .errors import DLError
 from .geometry import _arrayFromVTKMatrix, _vtkMatrixFromArray, ijkToRasMatrix
 from .scene import sceneTransaction
-from .volumes import _checkVolume, tensorFromVolume, volumeArrayView
+from .volumes import _checkVolume, volumeArrayView
 
 __all__ = ["gridTransformFromDisplacement", "displacementFromTransform", "resampleVolume",
            "worldPointsOfVolume"]

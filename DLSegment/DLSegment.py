@@ -162,11 +162,16 @@ class DLSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 self.ui.pairsListWidget.addItem(f"{volume.GetName()}  +  {segmentation.GetName()}")
 
     def _refreshModels(self) -> None:
-        from DLCommon import ModelCatalog
+        try:
+            from DLCommon import ModelCatalog
 
+            entries = ModelCatalog().list()
+        except ImportError:  # PyTorch / MONAI not installed yet: Apply or Train installs them
+            self.ui.statusLabel.text = _("PyTorch and MONAI will be installed on first use.")
+            return
         current = self.ui.modelComboBox.currentText
         self.ui.modelComboBox.clear()
-        for entry in ModelCatalog().list():
+        for entry in entries:
             self.ui.modelComboBox.addItem(entry.id)
         if current:
             self.ui.modelComboBox.setCurrentText(current)
@@ -284,22 +289,45 @@ def ensureDependencies() -> None:
 # DLSegmentLogic
 #
 
-from DLSegmentLib.logic import SegmentationLogic  # noqa: E402  (Qt-free engine, importable without torch)
-
-
-class DLSegmentLogic(ScriptedLoadableModuleLogic, SegmentationLogic):
+class DLSegmentLogic(ScriptedLoadableModuleLogic):
     """The Python-console API: ``segment(volume, model, ...)``, ``train(pairs, config, ...)`` and their Jobs.
 
-    See :class:`DLSegmentLib.logic.SegmentationLogic`; every method raises ``DLError`` on bad input and
-    leaves the scene unchanged when it fails or is cancelled.
+    Thin delegation to :class:`DLSegmentLib.logic.SegmentationLogic` (Qt-free; see its docstrings), created
+    on first use so that this module loads before PyTorch is installed. Every method raises ``DLError`` on
+    bad input and leaves the scene unchanged when it fails or is cancelled.
     """
 
     def __init__(self) -> None:
         ScriptedLoadableModuleLogic.__init__(self)
-        SegmentationLogic.__init__(self, slicer.mrmlScene)
+        self._engine = None
 
     def getParameterNode(self):
         return DLSegmentParameterNode(super().getParameterNode())
+
+    def engine(self):
+        if self._engine is None:
+            from DLSegmentLib.logic import SegmentationLogic
+
+            self._engine = SegmentationLogic(slicer.mrmlScene)
+        return self._engine
+
+    def segment(self, inputVolume, model, outputSegmentation=None, probabilityVolumes=False, entropyVolume=False,
+                device="auto", overlap=0.25, progress=None):
+        """Segment ``inputVolume`` with ``model`` (catalog id, file path or LoadedModel)."""
+        return self.engine().segment(inputVolume, model, outputSegmentation, probabilityVolumes, entropyVolume,
+                                     device, overlap, progress)
+
+    def segmentJob(self, *args, **kwargs):
+        return self.engine().segmentJob(*args, **kwargs)
+
+    def train(self, pairs, config=None, modelName="segmentation", validationPairs=(), baseModel=None,
+              outputDir=None, register=True, progress=None):
+        """Train (or fine-tune ``baseModel``) on ``[(volumeNode, segmentationNode), ...]``."""
+        return self.engine().train(pairs, config, modelName, validationPairs, baseModel, outputDir, register,
+                                   progress)
+
+    def trainJob(self, *args, **kwargs):
+        return self.engine().trainJob(*args, **kwargs)
 
 
 #

@@ -45,6 +45,12 @@ def checkModuleShell(folder: Path) -> list[str]:
             problems.append(f"{name}.py does not define class {className}")
         elif base not in _baseNames(classes[className]):
             problems.append(f"{className} does not derive from {base}")
+    heavy = ("torch", "monai", "DLCommon", f"{name}Lib")
+    for statement in tree.body:  # module level: the module must load in Slicer before PyTorch is installed
+        imported = ([a.name for a in statement.names] if isinstance(statement, ast.Import)
+                    else [statement.module or ""] if isinstance(statement, ast.ImportFrom) else [])
+        if any(m.split(".")[0] in heavy for m in imported):
+            problems.append(f"{name}.py imports {', '.join(imported)} at module level; import it inside methods")
     parameterNodes = [c for c in classes.values() if "parameterNodeWrapper" in _decoratorNames(c)]
     if not parameterNodes:
         problems.append(f"{name}.py has no @parameterNodeWrapper class")

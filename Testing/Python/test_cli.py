@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 
 from DLCommon import ModelSpec, saveTorchScript, sha256Of

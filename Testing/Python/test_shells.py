@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import textwrap
 
 import pytest
 from shellcheck import checkModuleShell, moduleFolders
@@ -61,11 +60,13 @@ def test_checker_accepts_a_good_shell(tmp_path):
 
 def test_checker_finds_problems(tmp_path):
     folder = makeModule(tmp_path, field="outputVolume", libImport="import qt\n")
-    (folder / "DLFoo.py").write_text(GOOD_MODULE.replace("class DLFooTest(ScriptedLoadableModuleTest)", "class Other(object)"))
+    (folder / "DLFoo.py").write_text("import torch\n" + GOOD_MODULE.replace("class DLFooTest(ScriptedLoadableModuleTest)",
+                                                                            "class Other(object)"))
     problems = checkModuleShell(folder)
     assert "DLFoo.py does not define class DLFooTest" in problems
     assert any("SlicerParameterName 'outputVolume' is not a field of DLFooParameterNode" in p for p in problems)
     assert any("imports qt/ctk" in p for p in problems)
+    assert "DLFoo.py imports torch at module level; import it inside methods" in problems
 
 
 def test_checker_requires_choice_for_combo_boxes(tmp_path):
