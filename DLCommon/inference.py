@@ -46,8 +46,7 @@ def preprocess(image: MetaTensor, spec: ModelSpec) -> MetaTensor:
         raise DLError(f"has {image.shape[0]} channel(s) but model '{spec.name}' expects {spec.inputChannels}",
                       node=f"Input '{image.meta.get('name', 'image')}'",
                       fix="pick a volume with the right number of components, or another model")
-    # a copy: MONAI intensity transforms work in place, and ``image`` may be a view of a node's voxels
-    data = image.to(torch.float32, copy=True)
+    data = image.to(torch.float32)
     if spec.orientation:
         data = Orientation(axcodes=spec.orientation, labels=(("L", "R"), ("P", "A"), ("I", "S")))(data)  # RAS affines
     if spec.spacing is not None and not np.allclose(_spacingOf(image.affine), spec.spacing, atol=1e-4):
@@ -55,6 +54,9 @@ def preprocess(image: MetaTensor, spec: ModelSpec) -> MetaTensor:
     norm = dict(spec.normalization or {"type": "none"})
     kind = norm.pop("type", "none")
     if kind == "zscore":
+        if data.untyped_storage().data_ptr() == image.untyped_storage().data_ptr():
+            # NormalizeIntensity works in place, and ``image`` may be a view of a node's voxels
+            data = data.clone()
         data = NormalizeIntensity(nonzero=bool(norm.get("nonzero", False)), channel_wise=True)(data)
     elif kind == "range":
         data = ScaleIntensityRange(a_min=norm["aMin"], a_max=norm["aMax"], b_min=norm.get("bMin", 0.0),

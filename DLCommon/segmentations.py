@@ -126,13 +126,13 @@ def updateSegmentationFromTensor(segmentationNode, labelsOrProbabilities: torch.
 def _labelImage(labelsOrProbabilities, referenceVolumeNode, names, colors):
     """Validate and rasterise into a ``vtkOrientedImageData`` label image on the reference grid."""
     _checkVolume(referenceVolumeNode)
-    labels = _labelsFrom(labelsOrProbabilities, len(names))
+    labels = _labelsFrom(labelsOrProbabilities, len(names))  # probabilities stay (C, I, J, K) here
     dims = tuple(referenceVolumeNode.GetImageData().GetDimensions())
-    if tuple(labels.shape) != dims:
-        raise DLError(f"has shape {dims} but the labels have {tuple(labels.shape)}", node=referenceVolumeNode,
+    if tuple(labels.shape[-3:]) != dims or labels.ndim not in (3, 4):
+        raise DLError(f"has shape {dims} but the labels have {tuple(labels.shape[-3:])}", node=referenceVolumeNode,
                       fix="resample the labels onto the reference volume first")
-    high = int(labels.max()) if labels.numel() else 0
-    if high > len(names) or (labels.numel() and int(labels.min()) < 0):
+    high = len(names) if labels.ndim == 4 else (int(labels.max()) if labels.numel() else 0)
+    if labels.ndim == 3 and (high > len(names) or (labels.numel() and int(labels.min()) < 0)):
         raise DLError(f"contain label {high} but only {len(names)} names were given",
                       node="The labels", fix="pass one name per foreground label")
     colors = list(colors) if colors is not None else [DEFAULT_COLORS[i % len(DEFAULT_COLORS)]
@@ -143,7 +143,12 @@ def _labelImage(labelsOrProbabilities, referenceVolumeNode, names, colors):
     labelImage.SetDimensions(dims)
     labelImage.AllocateScalars(vtk.VTK_SHORT if high < 32768 else vtk.VTK_INT, 1)
     view = torch.from_numpy(vtknp.vtk_to_numpy(labelImage.GetPointData().GetScalars()).reshape(dims[::-1]))
-    view.copy_(labels.permute(2, 1, 0))
+    if labels.ndim == 3:
+        view.copy_(labels.permute(2, 1, 0))
+    else:  # argmax slab by slab: a full int64 label volume would cost 8 bytes per voxel at once
+        step = max(1, (1 << 24) // max(1, dims[0] * dims[1]))
+        for k in range(0, dims[2], step):
+            view[k:k + step].copy_(labels[..., k:k + step].argmax(dim=0).permute(2, 1, 0))
     ijkToRas = ijkToRasMatrix(referenceVolumeNode, world=False)  # the node shares the reference's parent
     labelImage.SetImageToWorldMatrix(_vtkMatrixFromArray(ijkToRas))
     return labelImage, colors
@@ -169,6 +174,7 @@ def _fillSegmentation(node, labelImage, referenceVolumeNode, names, colors) -> N
 
 
 def _labelsFrom(tensor: torch.Tensor, numberOfNames: int) -> torch.Tensor:
+    """Integer labels ``(I, J, K)``, or float probabilities ``(C, I, J, K)`` checked against the names."""
     if isinstance(tensor, np.ndarray):
         tensor = torch.from_numpy(tensor)
     tensor = tensor.detach()
@@ -181,7 +187,7 @@ def _labelsFrom(tensor: torch.Tensor, numberOfNames: int) -> torch.Tensor:
         if tensor.shape[0] != numberOfNames + 1:
             raise DLError(f"have {tensor.shape[0]} channels but {numberOfNames} names were given",
                           node="The probabilities", fix="give one name per channel except background (channel 0)")
-        return tensor.argmax(dim=0)
+        return tensor  # argmax is taken slab by slab when rasterising
     if tensor.ndim == 4 and tensor.shape[0] == 1:
         tensor = tensor[0]
     if tensor.ndim != 3:

@@ -37,10 +37,15 @@ def predictProbabilities(model: LoadedModel, image: MetaTensor, device: torch.de
 
 
 def _toProbabilities(logits: MetaTensor) -> MetaTensor:
+    """Softmax over channels, in place (the logits are ours; a full-size copy would double peak memory)."""
     if logits.shape[0] == 1:
-        foreground = torch.sigmoid(logits)
-        return MetaTensor(torch.cat([1 - foreground, foreground]).as_tensor(), affine=logits.affine)
-    return MetaTensor(torch.softmax(logits.as_tensor(), dim=0), affine=logits.affine)
+        foreground = torch.sigmoid(logits.as_tensor())
+        return MetaTensor(torch.cat([1 - foreground, foreground]), affine=logits.affine)
+    values = logits.as_tensor()
+    values -= values.amax(dim=0, keepdim=True)
+    values.exp_()
+    values /= values.sum(dim=0, keepdim=True)
+    return MetaTensor(values, affine=logits.affine)
 
 
 def _predictSlices(model, image, device, overlap, windowBatchSize, progress) -> MetaTensor:
