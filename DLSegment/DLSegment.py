@@ -1,6 +1,7 @@
 """DLSegment: train, fine-tune and run segmentation models in 3D Slicer (thin shell over DLSegmentLib)."""
 
 import logging
+import os
 from typing import Annotated
 
 import qt
@@ -13,8 +14,6 @@ from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrappe
 from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoadableModuleLogic,
                                            ScriptedLoadableModuleTest, ScriptedLoadableModuleWidget)
 from slicer.util import VTKObservationMixin
-
-PYTHON_REQUIREMENTS = ["monai>=1.6", "einops", "tqdm", "nilearn"]
 
 
 #
@@ -81,6 +80,7 @@ class DLSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._parameterNodeGuiTag = None
         self._job = None
         self._chartNode = None
+        self._plottedEpochs = 0
         self._timer = qt.QTimer()
         self._timer.setInterval(200)
         self._timer.connect("timeout()", self._poll)
@@ -220,7 +220,7 @@ class DLSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             pairs = list(zip(p.trainingVolumes, p.trainingSegmentations))
             job = self.logic.trainJob(pairs, config, modelName=p.modelName,
                                       baseModel=p.modelId if p.fineTune else None)
-            self._chartNode = None
+            self._chartNode, self._plottedEpochs = None, 0
             self._start(job, self.ui.trainProgressBar)
 
     def onCancel(self) -> None:
@@ -242,7 +242,8 @@ class DLSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._progressBar.value = int(100 * job.fraction)
         self.ui.statusLabel.text = job.statusText()
         history = getattr(job, "history", None)
-        if history is not None and history.trainLoss:
+        if history is not None and len(history.trainLoss) != self._plottedEpochs:
+            self._plottedEpochs = len(history.trainLoss)
             from DLCommon.plots import historyCurves, updateCurvePlot
 
             first = self._chartNode is None
@@ -267,7 +268,7 @@ class DLSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
 
 def ensureDependencies() -> None:
-    """Install PyTorch (through the PyTorch extension) and MONAI & co. on first use, asking first."""
+    """Install PyTorch (through the PyTorch extension) and Resources/requirements.txt on first use, asking first."""
     try:
         import torch  # noqa: F401
     except ImportError:
@@ -275,14 +276,17 @@ def ensureDependencies() -> None:
 
         if PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=True) is None:
             raise RuntimeError(_("DLSegment needs PyTorch. Install it from the PyTorch module, then retry."))
-    if hasattr(slicer, "pydeps"):
-        slicer.pydeps.pip_ensure(PYTHON_REQUIREMENTS, requester="MedDL")
-    else:
-        import importlib.util
+    requirements = os.path.join(os.path.dirname(__file__), "Resources", "requirements.txt")
+    if hasattr(slicer, "pydeps"):  # Slicer >= 5.11
+        slicer.pydeps.pip_ensure(slicer.pydeps.load_requirements(requirements), requester="MedDL")
+        return
+    import importlib.util
 
-        missing = [r for r in PYTHON_REQUIREMENTS if importlib.util.find_spec(r.split(">")[0].split("=")[0]) is None]
-        if missing and slicer.util.confirmOkCancelDisplay(_("DLSegment will install: ") + ", ".join(missing)):
-            slicer.util.pip_install(missing)
+    with open(requirements) as stream:
+        wanted = [line.strip() for line in stream if line.strip() and not line.startswith("#")]
+    missing = [w for w in wanted if importlib.util.find_spec(w.split(">")[0].split("=")[0]) is None]
+    if missing and slicer.util.confirmOkCancelDisplay(_("DLSegment will install: ") + ", ".join(missing)):
+        slicer.util.pip_install(missing)
 
 
 #
@@ -350,6 +354,7 @@ class DLSegmentTest(ScriptedLoadableModuleTest):
         from DLCommon.sampledata import TISSUE_COLORS, TISSUE_NAMES, loadMNI152, tissueLabels
         from DLSegmentLib.trainer import SegmentationTrainingConfig
 
+        ensureDependencies()
         self.delayDisplay("Loading MNI152 sample data")
         nodes = loadMNI152(slicer.mrmlScene)
         labels = tissueLabels(tensorFromVolume(nodes["gm"])[0], tensorFromVolume(nodes["wm"])[0])
