@@ -298,3 +298,21 @@ def test_cli_train_and_batch_segment(scene, tmp_path, capsys):
         assert 2 * (a & b).sum() / (a.sum() + b.sum()) > 0.8
     assert (tmp_path / "prob" / "case9_probabilities.nrrd").exists()
     assert "case9.nrrd: ball, box" in capsys.readouterr().out
+
+
+def test_fine_tune_a_torchscript_model(trained, scene, tmp_path):
+    """Fine-tuning an imported TorchScript model keeps it self-contained TorchScript, with the new spec."""
+    from DLCommon import saveTorchScript
+
+    result, _ = trained
+    example = torch.zeros(1, 1, 16, 16, 16)
+    scripted = saveTorchScript(result.model.network, tmp_path / "phantom.ts", result.model.spec, example=example)
+    volume, reference, _ = addCase(scene, 10)
+    config = SegmentationTrainingConfig(**{**FAST, "epochs": 1, "batchesPerEpoch": 2})
+    tuned = SegmentationLogic(scene).train([(volume, reference)], config, modelName="phantom-ts", baseModel=str(scripted),
+                                           outputDir=tmp_path / "out", register=False)
+    assert tuned.modelPath.suffix == ".ts"
+    reloaded = loadModel(tuned.modelPath)
+    assert reloaded.format == "torchscript" and reloaded.spec.labelNames == NAMES and reloaded.spec.name == "phantom-ts"
+    with torch.no_grad():
+        assert reloaded.network(example).shape == (1, 3, 16, 16, 16)
