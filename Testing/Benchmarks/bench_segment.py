@@ -5,7 +5,7 @@
 
 Both variants use the same network (a UNet saved as a checkpoint and loaded through DLCommon), roi and
 overlap, on the same random int16 volume. Each runs in its own process so peak memory (max RSS above the
-process's baseline after the volume is loaded) is measured separately:
+process's baseline after the volume is loaded; Linux /proc peak counter) is measured separately:
 
   ours   volume node -> DLSegmentLogic.segment (tensorFromVolume, sliding window, softmax, argmax,
          segmentation node)
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -31,8 +30,23 @@ sys.path[:0] = [str(ROOT), str(ROOT / "DLSegment")]
 ROI, OVERLAP, WINDOW_BATCH = (64, 64, 64), 0.25, 4
 
 
+def _status(field: str) -> int:
+    with open("/proc/self/status") as stream:
+        for line in stream:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def resetPeak() -> int:
+    """Reset the kernel's peak-RSS counter (Linux) and return the current RSS, the baseline."""
+    with open("/proc/self/clear_refs", "w") as stream:
+        stream.write("5")
+    return _status("VmRSS")
+
+
 def peakRssBytes() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return _status("VmHWM")
 
 
 def makeModel(folder: Path) -> Path:
@@ -64,7 +78,7 @@ def variant(name: str, shape, modelPath: str) -> dict:
     node = slicer.util.addVolumeFromArray(array, name="bench")
     del array
     model = loadModel(modelPath)
-    baseline = peakRssBytes()
+    baseline = resetPeak()
     start = time.perf_counter()
     if name == "ours":
         from DLSegmentLib.logic import SegmentationLogic
