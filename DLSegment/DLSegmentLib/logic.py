@@ -82,7 +82,8 @@ class SegmentationLogic:
 
         def work(context):
             probabilities = predictProbabilities(loaded, image, device=device, overlap=overlap,
-                                                 progress=context.report)
+                                                 progress=context.report,
+                                                 asProbabilities=probabilityVolumes or entropyVolume)
             if probabilities.shape[0] != len(names) + 1 and names:
                 raise DLError(f"produced {probabilities.shape[0]} classes but its spec names {len(names)} labels",
                               node=f"Model '{loaded.spec.name}'", fix="correct the model's spec (labelNames)")

@@ -17,12 +17,15 @@ __all__ = ["predictProbabilities", "entropyMap", "dicePerLabel"]
 
 def predictProbabilities(model: LoadedModel, image: MetaTensor, device: torch.device | str = "auto",
                          overlap: float = 0.25, windowBatchSize: int = 4,
-                         progress: Callable[[float, str], None] | None = None) -> MetaTensor:
+                         progress: Callable[[float, str], None] | None = None,
+                         asProbabilities: bool = True) -> MetaTensor:
     """Class probabilities ``(C, I, J, K)`` (channel 0 = background) on ``image``'s grid.
 
     The model's spec decides spacing, normalisation and window; a single-channel output is read as a
     sigmoid foreground probability. Probabilities are resampled (linearly) back to the input grid
     before any argmax, so labels follow the smooth boundary rather than the coarse model grid.
+    ``asProbabilities=False`` returns the network's scores unnormalised (same argmax, one pass less
+    over the volume when only labels are wanted).
     """
     checkFinite(image, f"Input '{image.meta.get('name', 'image')}'")
     spec = model.spec
@@ -33,7 +36,7 @@ def predictProbabilities(model: LoadedModel, image: MetaTensor, device: torch.de
                       node=f"Volume '{image.meta.get('name', 'image')}'", fix="use a 2D model, or a 3D volume")
     logits = slidingWindowInference(model.network, image, spec, device=device, overlap=overlap,
                                     windowBatchSize=windowBatchSize, progress=progress, outputInterpolation="bilinear")
-    return _toProbabilities(logits)
+    return _toProbabilities(logits) if asProbabilities or logits.shape[0] == 1 else logits
 
 
 def _toProbabilities(logits: MetaTensor) -> MetaTensor:
