@@ -139,6 +139,9 @@ def trainSegmentationModel(samples: Sequence[SegmentationSample], labelNames: Se
     if any(int(s.image.shape[0]) != channels for s in samples):
         raise DLError("mixes images with different numbers of channels", node="Training data",
                       fix="use volumes of the same kind (all scalar, or all with the same components)")
+    if baseModel is not None and int(baseModel.spec.inputChannels) != channels:
+        raise DLError(f"expects {baseModel.spec.inputChannels} input channel(s) but the training images have {channels}",
+                      node=f"Model '{baseModel.spec.name}'", fix="fine-tune on images of the kind it was trained on")
     if baseModel is not None and baseModel.spec.labelNames and len(baseModel.spec.labelNames) != len(labelNames):
         raise DLError(f"has {len(baseModel.spec.labelNames)} labels but the training data has {len(labelNames)}",
                       node=f"Model '{baseModel.spec.name}'",
