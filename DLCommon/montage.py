@@ -60,6 +60,9 @@ def saveMontage(path: str | Path, volume, labels=None, colors: Sequence[Sequence
         panels.append(panel)
     strip = np.concatenate(panels, axis=1)
     picture = Image.fromarray((255 * strip).astype(np.uint8))
+    if picture.height < 256:  # coarse volumes (e.g. 3 mm): enlarge whole voxels so the picture is readable
+        factor = -(-256 // picture.height)
+        picture = picture.resize((picture.width * factor, picture.height * factor), Image.NEAREST)
     if title:
         banner = Image.new("RGB", (picture.width, 18), (0, 0, 0))
         ImageDraw.Draw(banner).text((4, 3), title, fill=(255, 255, 255))
