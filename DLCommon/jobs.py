@@ -75,6 +75,8 @@ class JobContext:
             self._job._fraction = min(1.0, max(0.0, float(fraction)))
             if message:
                 self._job._message = message
+        if self._job._observer is not None:
+            self._job._observer(self._job._fraction, message)
         self.checkCancelled()
 
 
@@ -107,6 +109,7 @@ class Job:
         self._thread: threading.Thread | None = None
         self._workDone = threading.Event()
         self._applied = False
+        self._observer: Callable[[float, str], None] | None = None
 
     # --- progress ------------------------------------------------------------------------------------
     @property
@@ -149,11 +152,15 @@ class Job:
         """Ask the job to stop at its next progress report; ``apply`` will not run."""
         self._cancelEvent.set()
 
-    def run(self) -> Any:
+    def run(self, progress: Callable[[float, str], None] | None = None) -> Any:
         """Run work and apply on this thread; returns apply's output (or the work result).
+
+        Args:
+            progress: also called with every ``(fraction, message)`` report (e.g. a console progress bar).
 
         Raises what ``work`` or ``apply`` raised (:class:`JobCancelled` when cancelled).
         """
+        self._observer = progress
         self._runWork()
         self._applyIfReady()
         if self.error is not None:

@@ -116,7 +116,7 @@ class SegmentationLogic:
         """Segment ``inputVolume`` with ``model`` (catalog id, path or LoadedModel); see :meth:`segmentJob`."""
         job = self.segmentJob(inputVolume, model, outputSegmentation, probabilityVolumes, entropyVolume, device,
                               overlap)
-        return _runReporting(job, progress)
+        return job.run(progress)
 
     # --- training ----------------------------------------------------------------------------------------
     def trainJob(self, pairs: Sequence[tuple], config: SegmentationTrainingConfig | None = None,
@@ -160,23 +160,4 @@ class SegmentationLogic:
               progress: Callable[[float, str], None] | None = None) -> SegmentationTrainingResult:
         """Train (or fine-tune) on scene pairs; returns the model, history and where it was saved."""
         job = self.trainJob(pairs, config, modelName, validationPairs, baseModel, outputDir, register)
-        return _runReporting(job, progress)
-
-
-def _runReporting(job: Job, progress):
-    """Run a job on this thread, forwarding its progress reports to ``progress``."""
-    if progress is not None:
-        work = job.work
-
-        def reportingWork(context):
-            report = context.report
-
-            def forward(fraction, message=""):
-                report(fraction, message)
-                progress(fraction, message)
-
-            context.report = forward
-            return work(context)
-
-        job.work = reportingWork
-    return job.run()
+        return job.run(progress)

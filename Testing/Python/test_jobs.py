@@ -122,3 +122,9 @@ def test_training_cancel_through_job(scene):
     with pytest.raises(JobCancelled):
         job.run()
     assert job.state == JobState.CANCELLED and len(epochs) == 3
+
+
+def test_run_forwards_progress(scene, inputNode):
+    seen = []
+    makeJob(scene, inputNode, steps=4).run(progress=lambda fraction, message: seen.append((fraction, message)))
+    assert seen == [(0.25, "step 1"), (0.5, "step 2"), (0.75, "step 3"), (1.0, "step 4")]
