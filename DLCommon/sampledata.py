@@ -61,19 +61,16 @@ def mni152Tissue(spacing: float | None = 2.0):
         (see :func:`tissueLabels`) on the same grid.
     """
     import slicer
-    from monai.data import MetaTensor
     from monai.transforms import Spacing
 
     from .volumes import tensorFromVolume
 
     scene = slicer.vtkMRMLScene()
     nodes = loadMNI152(scene)
-    image = tensorFromVolume(nodes["t1"])
-    labels = tissueLabels(tensorFromVolume(nodes["gm"])[0], tensorFromVolume(nodes["wm"])[0])
-    if spacing is not None:
-        labelImage = MetaTensor(labels[None].float(), affine=image.affine.clone())
-        image = Spacing(pixdim=(spacing,) * 3, mode="bilinear")(image)
-        labels = Spacing(pixdim=(spacing,) * 3, mode="nearest")(labelImage)[0].round().long().as_tensor()
+    image, gm, wm = (tensorFromVolume(nodes[key]) for key in ("t1", "gm", "wm"))
+    if spacing is not None:  # resample the probability maps, then label: smoother than resampling labels
+        image, gm, wm = (Spacing(pixdim=(spacing,) * 3, mode="bilinear")(t) for t in (image, gm, wm))
+    labels = tissueLabels(gm[0], wm[0])
     scene.Clear(1)
     return image, labels
 
