@@ -12,14 +12,17 @@ import vtk
 
 from .errors import DLError
 
-__all__ = ["ijkToRasMatrix", "setIJKToRASMatrix", "worldToLocalMatrix", "affinesClose"]
+__all__ = ["ijkToRasMatrix", "setIJKToRASMatrix", "worldToLocalMatrix", "parentToWorldMatrix", "affinesClose",
+           "arrayFromVTKMatrix", "vtkMatrixFromArray"]
 
 
-def _arrayFromVTKMatrix(matrix: vtk.vtkMatrix4x4) -> np.ndarray:
+def arrayFromVTKMatrix(matrix: vtk.vtkMatrix4x4) -> np.ndarray:
+    """4x4 float64 NumPy copy of a ``vtkMatrix4x4`` (as ``slicer.util.arrayFromVTKMatrix``, without the app)."""
     return np.array([[matrix.GetElement(r, c) for c in range(4)] for r in range(4)], dtype=np.float64)
 
 
-def _vtkMatrixFromArray(array: np.ndarray) -> vtk.vtkMatrix4x4:
+def vtkMatrixFromArray(array: np.ndarray) -> vtk.vtkMatrix4x4:
+    """A new ``vtkMatrix4x4`` holding a 4x4 array."""
     matrix = vtk.vtkMatrix4x4()
     for r in range(4):
         for c in range(4):
@@ -42,7 +45,7 @@ def parentToWorldMatrix(node) -> np.ndarray:
                           "or slicer.vtkSlicerTransformLogic().hardenTransform(node)), or remove it")
     matrix = vtk.vtkMatrix4x4()
     parent.GetMatrixTransformToWorld(matrix)
-    return _arrayFromVTKMatrix(matrix)
+    return arrayFromVTKMatrix(matrix)
 
 
 def ijkToRasMatrix(volumeNode, world: bool = True) -> np.ndarray:
@@ -54,7 +57,7 @@ def ijkToRasMatrix(volumeNode, world: bool = True) -> np.ndarray:
     """
     matrix = vtk.vtkMatrix4x4()
     volumeNode.GetIJKToRASMatrix(matrix)
-    local = _arrayFromVTKMatrix(matrix)
+    local = arrayFromVTKMatrix(matrix)
     return parentToWorldMatrix(volumeNode) @ local if world else local
 
 
@@ -69,7 +72,7 @@ def setIJKToRASMatrix(volumeNode, ijkToRasWorld: np.ndarray) -> None:
     The node keeps its parent transform (if linear); its local matrix absorbs the difference.
     """
     local = worldToLocalMatrix(volumeNode) @ np.asarray(ijkToRasWorld, dtype=np.float64)
-    volumeNode.SetIJKToRASMatrix(_vtkMatrixFromArray(local))
+    volumeNode.SetIJKToRASMatrix(vtkMatrixFromArray(local))
 
 
 def affinesClose(a, b, tolerance: float = 1e-4) -> bool:

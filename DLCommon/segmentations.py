@@ -16,9 +16,9 @@ import vtk.util.numpy_support as vtknp
 import slicer
 
 from .errors import DLError
-from .geometry import ijkToRasMatrix, _vtkMatrixFromArray
+from .geometry import ijkToRasMatrix, vtkMatrixFromArray
 from .scene import sceneTransaction
-from .volumes import _checkVolume
+from .volumes import checkVolume
 
 __all__ = ["tensorFromSegmentation", "segmentationFromTensor", "updateSegmentationFromTensor", "DEFAULT_COLORS"]
 
@@ -45,7 +45,7 @@ def tensorFromSegmentation(segmentationNode, referenceVolumeNode,
     if segmentationNode is None or not segmentationNode.IsA("vtkMRMLSegmentationNode"):
         raise DLError("is not a segmentation", node=segmentationNode if segmentationNode else "Input",
                       fix="select a segmentation node")
-    _checkVolume(referenceVolumeNode)
+    checkVolume(referenceVolumeNode)
     segmentation = segmentationNode.GetSegmentation()
     allIds = [segmentation.GetNthSegmentID(i) for i in range(segmentation.GetNumberOfSegments())]
     ids = list(allIds if segmentIds is None else segmentIds)
@@ -125,7 +125,7 @@ def updateSegmentationFromTensor(segmentationNode, labelsOrProbabilities: torch.
 
 def _labelImage(labelsOrProbabilities, referenceVolumeNode, names, colors):
     """Validate and rasterise into a ``vtkOrientedImageData`` label image on the reference grid."""
-    _checkVolume(referenceVolumeNode)
+    checkVolume(referenceVolumeNode)
     labels = _labelsFrom(labelsOrProbabilities, len(names))  # probabilities stay (C, I, J, K) here
     dims = tuple(referenceVolumeNode.GetImageData().GetDimensions())
     if tuple(labels.shape[-3:]) != dims or labels.ndim not in (3, 4):
@@ -150,7 +150,7 @@ def _labelImage(labelsOrProbabilities, referenceVolumeNode, names, colors):
         for k in range(0, dims[2], step):
             view[k:k + step].copy_(labels[..., k:k + step].argmax(dim=0).permute(2, 1, 0))
     ijkToRas = ijkToRasMatrix(referenceVolumeNode, world=False)  # the node shares the reference's parent
-    labelImage.SetImageToWorldMatrix(_vtkMatrixFromArray(ijkToRas))
+    labelImage.SetImageToWorldMatrix(vtkMatrixFromArray(ijkToRas))
     return labelImage, colors
 
 

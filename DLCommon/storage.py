@@ -13,7 +13,7 @@ import slicer
 from .errors import DLError
 from .scene import sceneTransaction
 
-__all__ = ["loadVolume", "loadSegmentation", "loadTransform", "saveNode"]
+__all__ = ["loadVolume", "loadSegmentation", "loadTransform", "saveNode", "baseNameOf"]
 
 
 def _read(scene, path: str | Path, nodeClass: str, storageClass: str, name: str | None, what: str):
@@ -21,7 +21,7 @@ def _read(scene, path: str | Path, nodeClass: str, storageClass: str, name: str 
     if not path.is_file():
         raise DLError("does not exist", file=path, fix="check the path")
     with sceneTransaction(scene):
-        node = scene.AddNewNodeByClass(nodeClass, name or _baseName(path))
+        node = scene.AddNewNodeByClass(nodeClass, name or baseNameOf(path))
         storage = scene.AddNewNodeByClass(storageClass)
         storage.SetFileName(str(path))
         node.SetAndObserveStorageNodeID(storage.GetID())
@@ -85,7 +85,8 @@ def saveNode(node, path: str | Path, useCompression: bool = True) -> Path:
     return path
 
 
-def _baseName(path: Path) -> str:
+def baseNameOf(path: Path) -> str:
+    """File name without its (double) extension: ``case1.seg.nrrd`` -> ``case1``, ``t1.nii.gz`` -> ``t1``."""
     name = path.name
     for suffix in (".seg.nrrd", ".nii.gz", ".nrrd", ".nii", ".mha", ".mhd", ".h5", ".tfm", ".txt"):
         if name.lower().endswith(suffix):

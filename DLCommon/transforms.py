@@ -19,9 +19,9 @@ from monai.data import MetaTensor
 import slicer
 
 from .errors import DLError
-from .geometry import _arrayFromVTKMatrix, _vtkMatrixFromArray, ijkToRasMatrix
+from .geometry import arrayFromVTKMatrix, vtkMatrixFromArray, ijkToRasMatrix
 from .scene import sceneTransaction
-from .volumes import _checkVolume, volumeArrayView
+from .volumes import checkVolume, volumeArrayView
 
 __all__ = ["gridTransformFromDisplacement", "displacementFromTransform", "resampleVolume",
            "worldPointsOfVolume"]
@@ -29,7 +29,7 @@ __all__ = ["gridTransformFromDisplacement", "displacementFromTransform", "resamp
 
 def worldPointsOfVolume(referenceVolumeNode) -> np.ndarray:
     """World RAS positions (mm) of all voxel centres, shape ``(I*J*K, 3)`` in C order of ``(I, J, K)``."""
-    _checkVolume(referenceVolumeNode)
+    checkVolume(referenceVolumeNode)
     dims = referenceVolumeNode.GetImageData().GetDimensions()
     affine = ijkToRasMatrix(referenceVolumeNode)
     axes = [np.arange(d, dtype=np.float64) for d in dims]
@@ -57,7 +57,7 @@ def gridTransformFromDisplacement(ddf: torch.Tensor, referenceVolumeNode, scene,
     Returns:
         the new grid transform node (linear interpolation between grid points, as vtkGridTransform).
     """
-    _checkVolume(referenceVolumeNode)
+    checkVolume(referenceVolumeNode)
     if isinstance(ddf, np.ndarray):
         ddf = torch.from_numpy(ddf)
     if hasattr(ddf, "as_tensor"):
@@ -83,7 +83,7 @@ def gridTransformFromDisplacement(ddf: torch.Tensor, referenceVolumeNode, scene,
     directionMatrix[:3, :3] = direction
     gridTransform = slicer.vtkOrientedGridTransform()
     gridTransform.SetDisplacementGridData(grid)
-    gridTransform.SetGridDirectionMatrix(_vtkMatrixFromArray(directionMatrix))
+    gridTransform.SetGridDirectionMatrix(vtkMatrixFromArray(directionMatrix))
     gridTransform.SetInterpolationModeToLinear()
     with sceneTransaction(scene):
         node = scene.AddNewNodeByClass("vtkMRMLGridTransformNode", name)
@@ -136,7 +136,7 @@ def resampleVolume(movingNode, referenceNode, transformNode=None, interpolation:
     """
     if interpolation not in ("linear", "nearest"):
         raise ValueError(f"interpolation must be 'linear' or 'nearest', got {interpolation!r}.")
-    _checkVolume(movingNode)
+    checkVolume(movingNode)
     points = worldPointsOfVolume(referenceNode)
     if transformNode is not None:
         points = _transformFromWorld(transformNode, points)
@@ -168,7 +168,7 @@ def _transformFromWorld(transformNode, points: np.ndarray) -> np.ndarray:
     if transformNode.IsTransformToWorldLinear():
         matrix = vtk.vtkMatrix4x4()
         transformNode.GetMatrixTransformFromWorld(matrix)
-        m = _arrayFromVTKMatrix(matrix)
+        m = arrayFromVTKMatrix(matrix)
         return points @ m[:3, :3].T + m[:3, 3]
     general = vtk.vtkGeneralTransform()
     transformNode.GetTransformFromWorld(general)

@@ -23,14 +23,14 @@ from .errors import DLError
 from .geometry import affinesClose, ijkToRasMatrix, setIJKToRASMatrix
 from .scene import sceneTransaction
 
-__all__ = ["tensorFromVolume", "volumeFromTensor", "updateVolumeFromTensor", "volumeArrayView"]
+__all__ = ["tensorFromVolume", "volumeFromTensor", "updateVolumeFromTensor", "volumeArrayView", "checkVolume"]
 
 _SCALAR_CLASSES = ("vtkMRMLScalarVolumeNode", "vtkMRMLLabelMapVolumeNode", "vtkMRMLVectorVolumeNode")
 
 
 def volumeArrayView(volumeNode) -> np.ndarray:
     """The node's voxels as a NumPy view in VTK order ``(K, J, I)`` or ``(K, J, I, C)`` (no copy)."""
-    _checkVolume(volumeNode)
+    checkVolume(volumeNode)
     image = volumeNode.GetImageData()
     scalars = image.GetPointData().GetScalars()
     dims = image.GetDimensions()
@@ -151,7 +151,8 @@ def _checkVolumeNode(volumeNode) -> None:
                       fix="select a scalar volume")
 
 
-def _checkVolume(volumeNode) -> None:
+def checkVolume(volumeNode) -> None:
+    """Raise :class:`DLError` unless ``volumeNode`` is a scalar / labelmap / vector volume with voxels."""
     _checkVolumeNode(volumeNode)
     image = volumeNode.GetImageData()
     if image is None or image.GetPointData().GetScalars() is None:
@@ -193,7 +194,7 @@ def _targetAffine(tensor: torch.Tensor, referenceVolumeNode, name: str) -> np.nd
             raise DLError("has no geometry: no reference volume and not a MetaTensor",
                           node=f"Tensor for '{name}'", fix="pass a reference volume or a MetaTensor")
         return tensor.affine.detach().cpu().numpy().astype(np.float64)
-    _checkVolume(referenceVolumeNode)
+    checkVolume(referenceVolumeNode)
     dims = tuple(referenceVolumeNode.GetImageData().GetDimensions())
     if dims != tuple(tensor.shape[1:]):
         raise DLError(f"has shape {dims} but the tensor has {tuple(tensor.shape[1:])}",

@@ -56,9 +56,9 @@ def _inputs(path: Path) -> list[Path]:
 
 
 def _stem(path: Path) -> str:
-    from DLCommon.storage import _baseName
+    from DLCommon.storage import baseNameOf
 
-    return _baseName(path)
+    return baseNameOf(path)
 
 
 def _segment(args) -> int:
