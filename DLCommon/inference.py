@@ -49,7 +49,7 @@ def preprocess(image: MetaTensor, spec: ModelSpec) -> MetaTensor:
     data = image.to(torch.float32)
     if spec.orientation:
         data = Orientation(axcodes=spec.orientation, labels=(("L", "R"), ("P", "A"), ("I", "S")))(data)  # RAS affines
-    if spec.spacing is not None and not np.allclose(_spacingOf(image.affine), spec.spacing, atol=1e-4):
+    if spec.spacing is not None and not np.allclose(_spacingOf(data.affine), spec.spacing, atol=1e-4):
         data = Spacing(pixdim=tuple(spec.spacing), mode="bilinear", dtype=np.float32)(data)
     norm = dict(spec.normalization or {"type": "none"})
     kind = norm.pop("type", "none")

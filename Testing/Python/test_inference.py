@@ -108,3 +108,23 @@ def test_orientation_is_applied_and_undone():
     assert torch.equal(seen[0][0, 0], torch.flip(image.as_tensor()[0], dims=(0, 1)))  # RAS order inside
     assert torch.allclose(output.as_tensor(), image.as_tensor(), atol=1e-4)
     np.testing.assert_array_equal(output.affine.numpy(), affine)
+
+
+def test_spacing_is_compared_after_reorientation():
+    """Axes stored as (S, A, R) with 3 x 1 x 1 mm: in RAS order that is 1 x 1 x 3 mm, so a model wanting
+    3 x 1 x 1 mm (RAS) must get a resampled image, not the stored one."""
+    affine = np.zeros((4, 4))
+    affine[2, 0], affine[1, 1], affine[0, 2], affine[3, 3] = 3.0, 1.0, 1.0, 1.0  # I -> S, J -> A, K -> R
+    image = MetaTensor(torch.rand(1, 10, 20, 30), affine=torch.as_tensor(affine))
+    seen = []
+
+    class Recorder(torch.nn.Module):
+        def forward(self, x):
+            seen.append(tuple(x.shape[2:]))
+            return x
+
+    output = slidingWindowInference(Recorder(), image, ModelSpec(orientation="RAS", spacing=[3.0, 1.0, 1.0]))
+    # RAS order: (30, 20, 10) voxels of 1 x 1 x 3 mm; at 3 x 1 x 1 mm MONAI's Spacing gives (11, 20, 28)
+    assert seen == [(11, 20, 28)]
+    assert output.shape == image.shape
+    np.testing.assert_array_equal(output.affine.numpy(), affine)
