@@ -155,10 +155,7 @@ def _labelImage(labelsOrProbabilities, referenceVolumeNode, names, colors):
 
 
 def _fillSegmentation(node, labelImage, referenceVolumeNode, names, colors) -> None:
-    if referenceVolumeNode.GetParentTransformNode() is not None:
-        node.SetAndObserveTransformNodeID(referenceVolumeNode.GetTransformNodeID())
-    else:
-        node.SetAndObserveTransformNodeID(None)
+    node.SetAndObserveTransformNodeID(referenceVolumeNode.GetTransformNodeID())  # None: no parent
     node.SetReferenceImageGeometryParameterFromVolumeNode(referenceVolumeNode)
     representation = slicer.vtkSegmentationConverter.GetSegmentationBinaryLabelmapRepresentationName()
     segmentation = node.GetSegmentation()

@@ -93,7 +93,7 @@ def volumeFromTensor(tensor: torch.Tensor, referenceVolumeNode, scene, name: str
     affine = _targetAffine(tensor, referenceVolumeNode, name)
     with sceneTransaction(scene):
         node = scene.AddNewNodeByClass(className, name)
-        if referenceVolumeNode is not None and referenceVolumeNode.GetParentTransformNode() is not None:
+        if referenceVolumeNode is not None:  # same parent transform (None: none), same world position
             node.SetAndObserveTransformNodeID(referenceVolumeNode.GetTransformNodeID())
         _writeVoxels(node, tensor, _labelDtype(tensor) if labelmap else None)
         setIJKToRASMatrix(node, affine)

@@ -87,10 +87,10 @@ def samplesFromFiles(imagePaths: Sequence[str | Path], labelPaths: Sequence[str 
                 sample, sampleNames, sampleColors = sampleFromNodes(volume, loadSegmentation(labelPath, scene))
             else:
                 labelmap = tensorFromVolume(loadVolume(labelPath, scene, labelmap=True), dtype=torch.int64)[0]
-                if tuple(labelmap.shape) != tuple(tensorFromVolume(volume).shape[1:]):
+                image = tensorFromVolume(volume)
+                if tuple(labelmap.shape) != tuple(image.shape[1:]):
                     raise DLError("is not on the image's voxel grid", file=labelPath,
                                   fix="resample it onto the image or save it as a .seg.nrrd segmentation")
-                image = tensorFromVolume(volume)
                 checkFinite(image, volume)
                 count = int(labelmap.max())
                 sampleNames = [f"label {i}" for i in range(1, count + 1)]

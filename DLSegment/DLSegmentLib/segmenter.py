@@ -85,11 +85,15 @@ def entropyMap(probabilities: torch.Tensor) -> torch.Tensor:
     return -(p * torch.log(p.clamp_min(1e-12))).sum(0)
 
 
-def dicePerLabel(labels: torch.Tensor, reference: torch.Tensor, numLabels: int) -> list[float]:
-    """Dice of each foreground label 1..numLabels between two ``(I, J, K)`` label maps."""
+def dicePerLabel(labels: torch.Tensor, reference: torch.Tensor, numLabels: int,
+                 absent: float | None = 1.0) -> list[float | None]:
+    """Dice of each foreground label 1..numLabels between two label maps of the same shape.
+
+    ``absent`` is reported for a label found in neither map (1.0: both agree it is not there).
+    """
     scores = []
     for value in range(1, numLabels + 1):
         a, b = labels == value, reference == value
         total = int(a.sum() + b.sum())
-        scores.append(2.0 * int((a & b).sum()) / total if total else 1.0)
+        scores.append(2.0 * int((a & b).sum()) / total if total else absent)
     return scores

@@ -22,6 +22,7 @@ from DLCommon.training import TrainingHistory
 from .data import AUGMENTATIONS, PatchBatches, SegmentationSample, prepareSample
 from .losses import LOSSES
 from .networks import buildNetwork
+from .segmenter import dicePerLabel
 
 __all__ = ["SegmentationTrainingConfig", "SegmentationTrainingResult", "trainSegmentationModel", "lossFunction",
            "meanForegroundDice", "LOSS_NAMES"]
@@ -98,14 +99,8 @@ def lossFunction(name: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tens
 
 def meanForegroundDice(logits: torch.Tensor, labels: torch.Tensor) -> float:
     """Mean Dice of the argmax prediction over foreground classes present in prediction or reference."""
-    predicted = logits.argmax(1)
-    labels = labels[:, 0]
-    scores = []
-    for c in range(1, logits.shape[1]):
-        p, r = predicted == c, labels == c
-        total = int(p.sum() + r.sum())
-        if total:
-            scores.append(2.0 * int((p & r).sum()) / total)
+    scores = [s for s in dicePerLabel(logits.argmax(1), labels[:, 0], logits.shape[1] - 1, absent=None)
+              if s is not None]
     return sum(scores) / len(scores) if scores else 1.0
 
 
