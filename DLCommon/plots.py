@@ -46,18 +46,19 @@ def updateCurvePlot(scene, curves: dict[str, Curve], name: str = "Training curve
     for index, (curveName, (x, y)) in enumerate(curves.items()):
         series = existing.get(f"{name}: {curveName}")
         if series is None:
-            table = scene.AddNewNodeByClass("vtkMRMLTableNode", f"{name}: {curveName} table")
-            for column in ("epoch", curveName):
-                array = vtk.vtkDoubleArray()
-                array.SetName(column)
-                table.AddColumn(array)
-            series = scene.AddNewNodeByClass("vtkMRMLPlotSeriesNode", f"{name}: {curveName}")
-            series.SetAndObserveTableNodeID(table.GetID())
-            series.SetXColumnName("epoch")
-            series.SetYColumnName(curveName)
-            series.SetPlotType(series.PlotTypeScatter)
-            series.SetColor(*_COLORS[index % len(_COLORS)])
-            chartNode.AddAndObservePlotSeriesNodeID(series.GetID())
+            with sceneTransaction(scene):  # table and series come as a pair, or not at all
+                table = scene.AddNewNodeByClass("vtkMRMLTableNode", f"{name}: {curveName} table")
+                for column in ("epoch", curveName):
+                    array = vtk.vtkDoubleArray()
+                    array.SetName(column)
+                    table.AddColumn(array)
+                series = scene.AddNewNodeByClass("vtkMRMLPlotSeriesNode", f"{name}: {curveName}")
+                series.SetAndObserveTableNodeID(table.GetID())
+                series.SetXColumnName("epoch")
+                series.SetYColumnName(curveName)
+                series.SetPlotType(series.PlotTypeScatter)
+                series.SetColor(*_COLORS[index % len(_COLORS)])
+                chartNode.AddAndObservePlotSeriesNodeID(series.GetID())
         table = series.GetTableNode().GetTable()
         table.SetNumberOfRows(len(x))
         for row, (xValue, yValue) in enumerate(zip(x, y)):
