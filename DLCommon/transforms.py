@@ -23,8 +23,8 @@ from .geometry import arrayFromVTKMatrix, vtkMatrixFromArray, ijkToRasMatrix
 from .scene import sceneTransaction
 from .volumes import checkVolume, volumeArrayView
 
-__all__ = ["gridTransformFromDisplacement", "displacementFromTransform", "resampleVolume",
-           "worldPointsOfVolume"]
+__all__ = ["gridTransformFromDisplacement", "updateGridTransformFromDisplacement", "displacementFromTransform",
+           "resampleVolume", "worldPointsOfVolume"]
 
 
 def worldPointsOfVolume(referenceVolumeNode) -> np.ndarray:
@@ -51,27 +51,57 @@ def gridTransformFromDisplacement(ddf: torch.Tensor, referenceVolumeNode, scene,
         ddf: ``(3, I, J, K)`` displacement in RAS mm on the reference volume's voxel grid (see module
             docstring for the direction convention).
         referenceVolumeNode: fixed volume: defines the grid (its world geometry, linear parents included).
+            ``None``: ``ddf`` must be a MetaTensor; its ``affine`` defines the grid (e.g. a coarser grid
+            over the fixed volume, which keeps the node small).
         scene: scene to add the node to.
         name: node name.
 
     Returns:
         the new grid transform node (linear interpolation between grid points, as vtkGridTransform).
     """
-    checkVolume(referenceVolumeNode)
+    gridTransform = _orientedGridTransform(ddf, referenceVolumeNode)
+    with sceneTransaction(scene):
+        node = scene.AddNewNodeByClass("vtkMRMLGridTransformNode", name)
+        node.SetAndObserveTransformFromParent(gridTransform)
+        node.CreateDefaultDisplayNodes()
+    return node
+
+
+def updateGridTransformFromDisplacement(transformNode, ddf: torch.Tensor, referenceVolumeNode=None) -> None:
+    """Replace what ``transformNode`` holds by the grid transform of ``ddf`` (see
+    :func:`gridTransformFromDisplacement` for the arguments); the node keeps its ID, name and children."""
+    if transformNode is None or not transformNode.IsA("vtkMRMLTransformNode"):
+        raise DLError("is not a transform node", node=transformNode if transformNode else "The output transform",
+                      fix="select a transform node, or let a new one be created")
+    transformNode.SetAndObserveTransformFromParent(_orientedGridTransform(ddf, referenceVolumeNode))
+
+
+def _orientedGridTransform(ddf, referenceVolumeNode):
     if isinstance(ddf, np.ndarray):
         ddf = torch.from_numpy(ddf)
+    if referenceVolumeNode is None:
+        if not hasattr(ddf, "affine"):
+            raise DLError("has no geometry", node="The displacement field",
+                          fix="pass a reference volume or a MetaTensor with an affine")
+        affine = np.asarray(ddf.affine, dtype=np.float64)
+        dims = tuple(int(n) for n in ddf.shape[1:])
+        gridName = "the displacement's grid"
+    else:
+        checkVolume(referenceVolumeNode)
+        affine = ijkToRasMatrix(referenceVolumeNode)
+        dims = tuple(referenceVolumeNode.GetImageData().GetDimensions())
+        gridName = f"the grid of '{referenceVolumeNode.GetName()}'"
     if hasattr(ddf, "as_tensor"):
         ddf = ddf.as_tensor()
-    dims = tuple(referenceVolumeNode.GetImageData().GetDimensions())
     if ddf.ndim != 4 or ddf.shape[0] != 3 or tuple(ddf.shape[1:]) != dims:
         raise DLError(f"must have shape (3, {dims[0]}, {dims[1]}, {dims[2]}) but has {tuple(ddf.shape)}",
-                      node="The displacement field", fix=f"compute it on the grid of '{referenceVolumeNode.GetName()}'")
-    affine = ijkToRasMatrix(referenceVolumeNode)
+                      node="The displacement field", fix=f"compute it on {gridName}")
     spacing = np.linalg.norm(affine[:3, :3], axis=0)
     direction = affine[:3, :3] / spacing
     if not np.allclose(direction.T @ direction, np.eye(3), atol=1e-6):
         raise DLError("has a sheared voxel grid, which a grid transform cannot represent",
-                      node=referenceVolumeNode, fix="resample the reference to an orthogonal grid first")
+                      node=referenceVolumeNode or "The displacement field",
+                      fix="resample the reference to an orthogonal grid first")
     grid = vtk.vtkImageData()
     grid.SetOrigin(*affine[:3, 3])
     grid.SetSpacing(*spacing)
@@ -85,11 +115,7 @@ def gridTransformFromDisplacement(ddf: torch.Tensor, referenceVolumeNode, scene,
     gridTransform.SetDisplacementGridData(grid)
     gridTransform.SetGridDirectionMatrix(vtkMatrixFromArray(directionMatrix))
     gridTransform.SetInterpolationModeToLinear()
-    with sceneTransaction(scene):
-        node = scene.AddNewNodeByClass("vtkMRMLGridTransformNode", name)
-        node.SetAndObserveTransformFromParent(gridTransform)
-        node.CreateDefaultDisplayNodes()
-    return node
+    return gridTransform
 
 
 def displacementFromTransform(transformNode, referenceVolumeNode) -> MetaTensor:

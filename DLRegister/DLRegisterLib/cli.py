@@ -1,0 +1,157 @@
+"""``meddl register`` / ``meddl train-register`` and DLRegister's part of ``meddl demo``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+__all__ = ["addCommands", "demo"]
+
+
+def addCommands(commands) -> None:
+    from .fields import FIELD_MODELS, REGULARISERS
+    from .similarity import SIMILARITIES
+
+    register = commands.add_parser("register", help="register a moving volume to a fixed volume (affine + deformable)")
+    register.add_argument("--fixed", required=True, help="fixed (reference) volume file")
+    register.add_argument("--moving", required=True, help="moving volume file")
+    register.add_argument("--output-transform", required=True,
+                          help="transform file (.h5): the moving volume under it aligns with the fixed one in Slicer")
+    register.add_argument("--output-warped", help="warped moving volume on the fixed grid (.nrrd, .nii.gz)")
+    register.add_argument("--fixed-mask", help="mask file (.seg.nrrd or labelmap) on the fixed volume")
+    register.add_argument("--moving-mask", help="mask file (.seg.nrrd or labelmap) on the moving volume")
+    register.add_argument("--moving-labels", help="segmentation / labelmap of the moving volume to warp (atlas)")
+    register.add_argument("--output-warped-labels", help="where to write the warped labels (.seg.nrrd or .nrrd)")
+    register.add_argument("--fixed-labels", help="fixed labels: with --moving-labels adds the Dice term (weak supervision)")
+    register.add_argument("--label-weight", type=float, default=1.0)
+    register.add_argument("--initial-transform", help="transform file mapping fixed to moving space to start from")
+    register.add_argument("--jacobian", help="Jacobian-determinant volume on the fixed grid (.nrrd)")
+    register.add_argument("--similarity", choices=SIMILARITIES, default="lncc")
+    register.add_argument("--field", choices=FIELD_MODELS, default="ddf", help="svf: diffeomorphic")
+    register.add_argument("--regulariser", choices=REGULARISERS, default="bending")
+    register.add_argument("--regularisation-weight", type=float, default=5.0)
+    register.add_argument("--iterations", type=int, nargs="+", default=[100, 80, 40],
+                          help="deformable iterations per level, coarse to fine (levels 4, 2, 1 of the working grid)")
+    register.add_argument("--affine-only", action="store_true", help="skip the deformable stage")
+    register.add_argument("--no-affine", action="store_true", help="skip the affine stage")
+    register.add_argument("--spacing", type=float, help="optimise on a grid of this voxel size (mm)")
+    register.add_argument("--report", help="write the run's report as JSON here")
+    register.add_argument("--device", default="auto")
+    register.set_defaults(handler=_register)
+
+
+def _levels(count: int) -> tuple:
+    return tuple(2 ** (count - 1 - i) for i in range(count))
+
+
+def _loadLabels(path: str, scene):
+    from DLCommon.storage import loadSegmentation, loadVolume
+
+    if str(path).lower().endswith(".seg.nrrd"):
+        return loadSegmentation(path, scene)
+    return loadVolume(path, scene, labelmap=True)
+
+
+def _saveLabels(node, fixedVolume, path: str) -> None:
+    """Write warped labels as a .seg.nrrd, or as a labelmap volume for other extensions."""
+    from DLCommon import saveNode
+    from DLCommon.segmentations import tensorFromSegmentation
+    from DLCommon.volumes import volumeFromTensor
+
+    if str(path).lower().endswith(".seg.nrrd"):
+        saveNode(node, path)
+        return
+    labels = tensorFromSegmentation(node, fixedVolume)[0]
+    saveNode(volumeFromTensor(labels, fixedVolume, fixedVolume.GetScene(), "warped labels", labelmap=True), path)
+
+
+def _register(args) -> int:
+    import slicer
+    from tqdm import tqdm
+
+    from DLCommon import DLError, saveNode
+    from DLCommon.storage import loadTransform, loadVolume
+
+    from .logic import RegistrationLogic
+    from .optimisation import RegistrationConfig
+
+    if bool(args.moving_labels) != bool(args.output_warped_labels) and not args.fixed_labels:
+        raise DLError("--moving-labels and --output-warped-labels go together", node="Command line",
+                      fix="give both (warp an atlas segmentation) or neither")
+    scene = slicer.vtkMRMLScene()
+    fixed, moving = loadVolume(args.fixed, scene), loadVolume(args.moving, scene)
+    options = {}
+    if args.fixed_mask:
+        options["fixedMask"] = _loadLabels(args.fixed_mask, scene)
+    if args.moving_mask:
+        options["movingMask"] = _loadLabels(args.moving_mask, scene)
+    if args.initial_transform:
+        options["initialTransform"] = loadTransform(args.initial_transform, scene)
+    movingLabels = _loadLabels(args.moving_labels, scene) if args.moving_labels else None
+    if args.fixed_labels and movingLabels is not None:
+        options["fixedLabels"], options["movingLabels"] = _loadLabels(args.fixed_labels, scene), movingLabels
+    if args.output_warped_labels:
+        options["warpSegmentation"] = movingLabels
+    config = RegistrationConfig(similarity=args.similarity, fieldModel=args.field, regulariser=args.regulariser,
+                                regularisationWeight=args.regularisation_weight, labelWeight=args.label_weight,
+                                levels=_levels(len(args.iterations)), iterations=tuple(args.iterations),
+                                deformable=not args.affine_only, affine=not args.no_affine, spacing=args.spacing,
+                                device=args.device)
+    with tqdm(total=100, desc="register", unit="%", bar_format="{l_bar}{bar}| {n:.0f}% [{elapsed}<{remaining}]") as bar:
+        def progress(fraction, message):
+            bar.set_postfix_str(message.split(": ", 1)[-1][:40])
+            bar.update(100 * fraction - bar.n)
+
+        result = RegistrationLogic(scene).register(fixed, moving, config, progress=progress,
+                                                   warpedVolume=bool(args.output_warped),
+                                                   jacobianVolume=bool(args.jacobian), **options)
+    saveNode(result.transform, args.output_transform)
+    if args.output_warped:
+        saveNode(result.warpedVolume, args.output_warped)
+    if args.jacobian:
+        saveNode(result.jacobian, args.jacobian)
+    if args.output_warped_labels:
+        _saveLabels(result.warpedSegmentation, fixed, args.output_warped_labels)
+    report = result.report
+    if args.report:
+        Path(args.report).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.report).write_text(json.dumps(report, indent=2))
+    print(f"{report['similarity']} {report['before']:.3f} -> {report['after']:.3f} in {report['seconds']:.1f} s, "
+          f"folding {report['foldingPercent']:.3f}% -> {args.output_transform}")
+    scene.Clear(1)
+    return 0
+
+
+def demo(scene, output: Path, progress) -> dict:
+    """Register a deformed MNI152 copy (moving, with its tissue atlas) to another one (fixed)."""
+    from DLCommon import saveNode, segmentationFromTensor, volumeFromTensor
+    from DLCommon.montage import saveMontage
+    from DLCommon.sampledata import TISSUE_COLORS, TISSUE_NAMES, mni152Tissue, randomCopy
+    from DLCommon.segmentations import tensorFromSegmentation
+
+    from .logic import RegistrationLogic
+    from .quality import labelDice
+
+    progress(0.02, "register: preparing MNI152 at 2 mm")
+    image, labels = mni152Tissue(2.0)
+    movingImage, movingLabels = randomCopy(image, labels, 11, bias=False)
+    fixedImage, fixedLabels = randomCopy(image, labels, 12, bias=False)
+    fixed = volumeFromTensor(fixedImage, None, scene, "Register demo fixed")
+    moving = volumeFromTensor(movingImage, None, scene, "Register demo moving")
+    atlas = segmentationFromTensor(movingLabels, moving, scene, TISSUE_NAMES, TISSUE_COLORS, nodeName="moving atlas")
+    result = RegistrationLogic(scene).register(fixed, moving, warpSegmentation=atlas, jacobianVolume=True,
+                                               progress=lambda f, m: progress(0.05 + 0.85 * f, m))
+    warpedLabels = tensorFromSegmentation(result.warpedSegmentation, fixed)[0]
+    before = labelDice(movingLabels, fixedLabels, [1, 2])
+    after = labelDice(warpedLabels, fixedLabels, [1, 2])
+    progress(0.95, "register: writing results")
+    saveNode(result.transform, output / "register_transform.h5")
+    saveMontage(output / "register_montage.png", fixedImage[0], warpedLabels, TISSUE_COLORS,
+                title=f"DLRegister demo: atlas warped onto a new image, WM Dice {before[1]:.2f} -> {after[1]:.2f}")
+    progress(1.0, "register: done")
+    summary = {"report": result.report,
+               "atlasDice": {"before": dict(zip(TISSUE_NAMES, [round(d, 3) for d in before])),
+                             "after": dict(zip(TISSUE_NAMES, [round(d, 3) for d in after]))},
+               "files": ["register_transform.h5", "register_montage.png"]}
+    (output / "register_summary.json").write_text(json.dumps(summary, indent=2))
+    return summary

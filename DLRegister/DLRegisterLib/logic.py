@@ -1,0 +1,217 @@
+"""DLRegister's node-level API (Qt-free): register two volumes in the scene, warp volumes and segmentations.
+
+What the Slicer module's logic class exposes in the Python console::
+
+    logic = DLRegisterLogic()
+    result = logic.register(fixedVolume, movingVolume)                  # affine + deformable, LNCC
+    result.transform        # vtkMRMLGridTransformNode: put movingVolume under it to see it aligned
+    result.report           # similarity before / after, seconds, folding %
+
+Direction convention (Slicer's): the output transform's *from parent* transform maps a fixed-space point
+``x`` to the moving-space point ``x + d(x)``; Slicer resamples a transformed volume that way, so a moving
+volume (or segmentation) placed under the transform node is displayed aligned with the fixed volume, and a
+point ``y`` of the moving image is shown at the ``x`` with ``x + d(x) = y`` (the *to parent* direction).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import torch
+
+from DLCommon import DLError, Job, tensorFromVolume
+from DLCommon.geometry import arrayFromVTKMatrix, ijkToRasMatrix, setIJKToRASMatrix
+from DLCommon.segmentations import segmentationFromTensor, tensorFromSegmentation
+from DLCommon.transforms import (displacementFromTransform, gridTransformFromDisplacement, resampleVolume,
+                                 updateGridTransformFromDisplacement)
+from DLCommon.volumes import checkVolume, updateVolumeFromTensor, volumeFromTensor
+
+from .optimisation import RegistrationConfig, RegistrationResult, registerImages
+from .quality import jacobianDeterminant
+from .warping import denseDisplacement, warpImage, warpLabels
+
+__all__ = ["RegistrationLogic", "RegisterResult"]
+
+Progress = Callable[[float, str], None]
+
+
+@dataclasses.dataclass
+class RegisterResult:
+    """Nodes created or updated by :meth:`RegistrationLogic.register`, and the run's report."""
+
+    transform: object
+    warpedVolume: object = None
+    warpedSegmentation: object = None
+    jacobian: object = None
+    report: dict = dataclasses.field(default_factory=dict)
+    engineResult: RegistrationResult | None = None
+
+
+def maskFromNode(node, referenceVolume, what: str) -> torch.Tensor | None:
+    """A ``(1, I, J, K)`` mask on ``referenceVolume``'s grid from a segmentation or a (labelmap) volume."""
+    if node is None:
+        return None
+    if node.IsA("vtkMRMLSegmentationNode"):
+        labels = tensorFromSegmentation(node, referenceVolume)[0]
+        mask = (labels > 0)[None]
+    elif node.IsA("vtkMRMLVolumeNode"):
+        mask = resampleVolume(node, referenceVolume, interpolation="nearest").as_tensor()[:1] != 0
+    else:
+        raise DLError("is neither a segmentation nor a volume", node=node, fix=f"select a mask for {what}")
+    if not bool(mask.any()):
+        raise DLError(f"is empty on the grid of '{referenceVolume.GetName()}'", node=node,
+                      fix=f"paint the region of {what} to use, check that it overlaps the volume, or clear it")
+    return mask
+
+
+def labelsFromNode(node, referenceVolume) -> tuple[torch.Tensor, list[str], list]:
+    """``(labels (I, J, K), names, colors)`` of a segmentation or labelmap volume on ``referenceVolume``'s grid."""
+    if node.IsA("vtkMRMLSegmentationNode"):
+        if node.GetSegmentation().GetNumberOfSegments() == 0:
+            raise DLError("has no segments", node=node, fix="select a segmentation with segments to warp")
+        return tensorFromSegmentation(node, referenceVolume)
+    if node.IsA("vtkMRMLVolumeNode"):
+        labels = resampleVolume(node, referenceVolume, interpolation="nearest").as_tensor()[0].round().long()
+        values = [int(v) for v in torch.unique(labels) if v > 0]
+        remapped = torch.zeros_like(labels)
+        for index, value in enumerate(values, start=1):
+            remapped[labels == value] = index
+        return remapped, [f"label {v}" for v in values], None
+    raise DLError("is neither a segmentation nor a labelmap volume", node=node, fix="select labels to warp")
+
+
+def _initialTransform(transformNode, fixedVolume):
+    """``(affine 4x4 or None, displacement or None)``: the fixed -> moving start from any MRML transform."""
+    if transformNode is None:
+        return None, None
+    if not transformNode.IsA("vtkMRMLTransformNode"):
+        raise DLError("is not a transform", node=transformNode, fix="select a transform node as initial transform")
+    if transformNode.IsTransformToWorldLinear():
+        import vtk
+
+        matrix = vtk.vtkMatrix4x4()
+        transformNode.GetMatrixTransformFromWorld(matrix)
+        return torch.from_numpy(arrayFromVTKMatrix(matrix)), None
+    return None, displacementFromTransform(transformNode, fixedVolume)
+
+
+def _overwriteVolume(node, tensor, fixedVolume):
+    """Write ``tensor`` into the user's ``node`` and give it the fixed volume's geometry."""
+    updateVolumeFromTensor(node, tensor)
+    setIJKToRASMatrix(node, ijkToRasMatrix(fixedVolume))
+    return node
+
+
+class RegistrationLogic:
+    """Register volumes; methods take nodes and plain values and raise :class:`DLError` on bad input."""
+
+    def __init__(self, scene=None):
+        self._scene = scene
+
+    def scene(self, node=None):
+        scene = self._scene or (node.GetScene() if node is not None else None)
+        if scene is None:
+            import slicer
+
+            scene = slicer.mrmlScene
+        return scene
+
+    def registerJob(self, fixedVolume, movingVolume, config: RegistrationConfig | None = None,
+                    fixedMask=None, movingMask=None, initialTransform=None, fixedLabels=None, movingLabels=None,
+                    outputTransform=None, warpedVolume: bool | object = True, warpSegmentation=None,
+                    jacobianVolume: bool | object = False, applyToMoving: bool = False) -> Job:
+        """A :class:`Job` registering ``movingVolume`` to ``fixedVolume``; its ``apply`` creates the outputs.
+
+        Args:
+            fixedVolume, movingVolume: scalar volumes, any geometry.
+            config: :class:`RegistrationConfig` (similarity, stages, field model, weights, iterations).
+            fixedMask, movingMask: segmentation or labelmap nodes limiting where similarity is measured.
+            initialTransform: any transform node mapping fixed space to moving space (linear: the affine
+                start; non-linear: a start displacement).
+            fixedLabels, movingLabels: segmentations (same segment names) or labelmaps: adds the Dice term
+                (label-driven / weakly supervised registration).
+            outputTransform: a transform node to overwrite; None creates a grid transform node.
+            warpedVolume: True creates the warped moving volume on the fixed grid; a volume node is
+                overwritten; False skips it.
+            warpSegmentation: a segmentation (or labelmap) on the moving image to warp onto the fixed grid
+                (atlas-based segmentation); the result is a new segmentation node.
+            jacobianVolume: True creates the Jacobian-determinant volume (a volume node is overwritten).
+            applyToMoving: put the moving volume (the top of its transform chain) under the result.
+        """
+        for node, what in ((fixedVolume, "fixed"), (movingVolume, "moving")):
+            if node is None:
+                raise DLError(f"No {what} volume was selected", fix=f"select the {what} volume")
+            checkVolume(node)
+        if fixedVolume is movingVolume:
+            raise DLError("is both the fixed and the moving volume", node=fixedVolume, fix="select two volumes")
+        scene = self.scene(fixedVolume)
+        for node in (outputTransform, warpedVolume, jacobianVolume):
+            if hasattr(node, "GetScene") and node.GetScene() is not scene:
+                raise DLError("is not in the fixed volume's scene", node=node, fix="pick another output node")
+        config = config or RegistrationConfig()
+        # read every input before the job: the worker never touches the scene
+        fixed, moving = tensorFromVolume(fixedVolume), tensorFromVolume(movingVolume)
+        masks = maskFromNode(fixedMask, fixedVolume, "the fixed volume"), maskFromNode(movingMask, movingVolume,
+                                                                                       "the moving volume")
+        initialAffine, initialDisplacement = _initialTransform(initialTransform, fixedVolume)
+        labels = (None, None)
+        if fixedLabels is not None and movingLabels is not None:
+            fixedLabelMap, fixedNames, _ = labelsFromNode(fixedLabels, fixedVolume)
+            movingLabelMap, movingNames, _ = labelsFromNode(movingLabels, movingVolume)
+            if fixedLabels.IsA("vtkMRMLSegmentationNode") and fixedNames != movingNames:
+                raise DLError(f"has segments {movingNames}, the fixed labels have {fixedNames}", node=movingLabels,
+                              fix="use the same segment names in the same order for both")
+            labels = fixedLabelMap, movingLabelMap
+        toWarp = labelsFromNode(warpSegmentation, movingVolume) if warpSegmentation is not None else None
+
+        def work(context) -> dict:
+            result = registerImages(fixed, moving, config, masks[0], masks[1], labels[0], labels[1],
+                                    initialAffine, initialDisplacement,
+                                    progress=lambda f, m: context.report(0.95 * f, m))
+            context.report(0.96, "registration: warping outputs")
+            dense = denseDisplacement(result.displacement, fixed.affine, fixed.shape[1:])
+            outputs = {"result": result}
+            if warpedVolume is not False:
+                outputs["warped"] = warpImage(moving, dense)
+            if toWarp is not None:
+                outputs["warpedLabels"] = warpLabels(toWarp[0], moving.affine, dense)
+            if jacobianVolume is not False:
+                outputs["jacobian"] = jacobianDeterminant(dense, dense.affine)[None]
+            return outputs
+
+        def apply(outputs: dict) -> RegisterResult:
+            result = outputs["result"]
+            baseName = f"{movingVolume.GetName()} to {fixedVolume.GetName()}"
+            out = RegisterResult(transform=None, report=dict(result.report), engineResult=result)
+            # new nodes first, the user's nodes last: a failure cannot leave them half-written
+            if "warpedLabels" in outputs:
+                names, colors = toWarp[1], toWarp[2]
+                out.warpedSegmentation = segmentationFromTensor(outputs["warpedLabels"], fixedVolume, scene, names,
+                                                                colors, nodeName=f"{baseName} segmentation")
+            if outputTransform is None:
+                out.transform = gridTransformFromDisplacement(result.displacement, None, scene, f"{baseName} transform")
+            if "warped" in outputs and warpedVolume is True:
+                out.warpedVolume = volumeFromTensor(outputs["warped"], fixedVolume, scene, f"{baseName} warped")
+            if "jacobian" in outputs and jacobianVolume is True:
+                out.jacobian = volumeFromTensor(outputs["jacobian"], fixedVolume, scene, f"{baseName} Jacobian")
+            if outputTransform is not None:
+                updateGridTransformFromDisplacement(outputTransform, result.displacement)
+                out.transform = outputTransform
+            if "warped" in outputs and warpedVolume is not True:
+                out.warpedVolume = _overwriteVolume(warpedVolume, outputs["warped"], fixedVolume)
+            if "jacobian" in outputs and jacobianVolume is not True:
+                out.jacobian = _overwriteVolume(jacobianVolume, outputs["jacobian"], fixedVolume)
+            if applyToMoving:
+                top = movingVolume
+                while top.GetParentTransformNode() is not None and top.GetParentTransformNode() is not out.transform:
+                    top = top.GetParentTransformNode()
+                top.SetAndObserveTransformNodeID(out.transform.GetID())
+            return out
+
+        return Job(work, apply, scene=scene, name=f"Register {movingVolume.GetName()}")
+
+    def register(self, fixedVolume, movingVolume, config: RegistrationConfig | None = None, *,
+                 progress: Progress | None = None, **options) -> RegisterResult:
+        """Register ``movingVolume`` to ``fixedVolume``; see :meth:`registerJob` for the options."""
+        return self.registerJob(fixedVolume, movingVolume, config, **options).run(progress)
