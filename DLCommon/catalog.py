@@ -29,7 +29,7 @@ from typing import Any, Callable
 from .errors import DLError
 from .models import LoadedModel, ModelSpec, detectFormat, loadModel, sha256Of, verifySha256
 
-__all__ = ["CatalogEntry", "ModelCatalog", "defaultCacheDir", "defaultCatalogPath"]
+__all__ = ["CatalogEntry", "ModelCatalog", "defaultCacheDir", "defaultCatalogPath", "resolveModel"]
 
 ProgressCallback = Callable[[float, str], None]
 
@@ -182,6 +182,31 @@ class ModelCatalog:
         entry.url = target.resolve().as_uri()
         self.add(entry)
         return entry
+
+
+def resolveModel(model, device="cpu", task: str | None = None):
+    """A :class:`~DLCommon.models.LoadedModel` from a LoadedModel, a catalog id, or a model file / bundle path.
+
+    ``task`` (e.g. ``"registration"``): refuse a model whose spec declares another task.
+    """
+    if isinstance(model, LoadedModel):
+        return _checkTask(model, task)
+    if model is None or model == "":
+        raise DLError("No model was selected", fix="pick a model from the catalog or import a model file")
+    catalog = ModelCatalog()
+    if str(model) in catalog.entries:
+        return _checkTask(catalog.load(str(model), device=device), task)
+    if Path(str(model)).expanduser().exists():
+        return _checkTask(loadModel(model, device=device), task)
+    raise DLError(f"is neither a catalog model ({sorted(catalog.entries) or 'catalog empty'}) nor an existing file",
+                  node=f"Model '{model}'", fix="import it with 'meddl models import FILE' or give a valid path")
+
+
+def _checkTask(loaded, task: str | None):
+    if task and loaded.spec.task not in (task, "other"):
+        raise DLError(f"is a {loaded.spec.task} model, not a {task} model", node=f"Model '{loaded.spec.name}'",
+                      fix=f"pick a {task} model")
+    return loaded
 
 
 def _copyUrl(url: str, out, progress: ProgressCallback | None) -> str:

@@ -87,6 +87,12 @@ class TrainingHistory:
     stoppedEarly: bool = False
     seconds: float = 0.0
 
+    def snapshot(self) -> "TrainingHistory":
+        """A copy whose lists the training thread no longer appends to (for a GUI's live plot)."""
+        return dataclasses.replace(self, trainLoss=list(self.trainLoss), validationEpochs=list(self.validationEpochs),
+                                   validationLoss=list(self.validationLoss),
+                                   validationMetric=list(self.validationMetric))
+
 
 @dataclasses.dataclass
 class TrainingResult:

@@ -268,25 +268,10 @@ class DLSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
 
 def ensureDependencies() -> None:
-    """Install PyTorch (through the PyTorch extension) and Resources/requirements.txt on first use, asking first."""
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        import PyTorchUtils
+    """Install PyTorch and Resources/requirements.txt on first use, asking first."""
+    from DLCommon.slicerdeps import ensureDependencies as ensure
 
-        if PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=True) is None:
-            raise RuntimeError(_("DLSegment needs PyTorch. Install it from the PyTorch module, then retry."))
-    requirements = os.path.join(os.path.dirname(__file__), "Resources", "requirements.txt")
-    if hasattr(slicer, "pydeps"):  # Slicer >= 5.11
-        slicer.pydeps.pip_ensure(slicer.pydeps.load_requirements(requirements), requester="MedDL")
-        return
-    import importlib.util
-
-    with open(requirements) as stream:
-        wanted = [line.strip() for line in stream if line.strip() and not line.startswith("#")]
-    missing = [w for w in wanted if importlib.util.find_spec(w.split(">")[0].split("=")[0]) is None]
-    if missing and slicer.util.confirmOkCancelDisplay(_("DLSegment will install: ") + ", ".join(missing)):
-        slicer.util.pip_install(missing)
+    ensure(os.path.join(os.path.dirname(__file__), "Resources", "requirements.txt"), "DLSegment")
 
 
 #

@@ -16,18 +16,22 @@ point ``y`` of the moving image is shown at the ``x`` with ``x + d(x) = y`` (the
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
+from pathlib import Path
+from typing import Callable, Sequence
 
 import torch
 
-from DLCommon import DLError, Job, tensorFromVolume
+from DLCommon import DLError, Job, pickDevice, tensorFromVolume
+from DLCommon.catalog import defaultCacheDir, resolveModel
 from DLCommon.geometry import arrayFromVTKMatrix, ijkToRasMatrix, setIJKToRASMatrix
 from DLCommon.segmentations import segmentationFromTensor, tensorFromSegmentation
 from DLCommon.transforms import (displacementFromTransform, gridTransformFromDisplacement, resampleVolume,
                                  updateGridTransformFromDisplacement)
 from DLCommon.volumes import checkVolume, updateVolumeFromTensor, volumeFromTensor
 
+from .network import predictDisplacement
 from .optimisation import RegistrationConfig, RegistrationResult, registerImages
+from .trainer import RegistrationTrainingConfig, RegistrationTrainingResult, trainRegistrationModel
 from .quality import jacobianDeterminant
 from .warping import denseDisplacement, warpImage, warpLabels
 
@@ -120,7 +124,7 @@ class RegistrationLogic:
     def registerJob(self, fixedVolume, movingVolume, config: RegistrationConfig | None = None,
                     fixedMask=None, movingMask=None, initialTransform=None, fixedLabels=None, movingLabels=None,
                     outputTransform=None, warpedVolume: bool | object = True, warpSegmentation=None,
-                    jacobianVolume: bool | object = False, applyToMoving: bool = False) -> Job:
+                    jacobianVolume: bool | object = False, applyToMoving: bool = False, model=None) -> Job:
         """A :class:`Job` registering ``movingVolume`` to ``fixedVolume``; its ``apply`` creates the outputs.
 
         Args:
@@ -138,6 +142,9 @@ class RegistrationLogic:
                 (atlas-based segmentation); the result is a new segmentation node.
             jacobianVolume: True creates the Jacobian-determinant volume (a volume node is overwritten).
             applyToMoving: put the moving volume (the top of its transform chain) under the result.
+            model: a trained registration model (catalog id, file or LoadedModel): its one-pass prediction
+                replaces the affine stage and starts the deformable stage (``config.deformable=False``:
+                the prediction alone).
         """
         for node, what in ((fixedVolume, "fixed"), (movingVolume, "moving")):
             if node is None:
@@ -164,11 +171,19 @@ class RegistrationLogic:
                               fix="use the same segment names in the same order for both")
             labels = fixedLabelMap, movingLabelMap
         toWarp = labelsFromNode(warpSegmentation, movingVolume) if warpSegmentation is not None else None
+        loaded = resolveModel(model, task="registration") if model is not None else None
 
         def work(context) -> dict:
-            result = registerImages(fixed, moving, config, masks[0], masks[1], labels[0], labels[1],
-                                    initialAffine, initialDisplacement,
+            runConfig, start, base = config, initialAffine, initialDisplacement
+            if loaded is not None:
+                context.report(0.0, f"registration: predicting with {loaded.spec.name}")
+                start, base = predictDisplacement(loaded.network, fixed, moving, loaded.spec.roiSize, initialAffine,
+                                                  device=pickDevice(config.device))
+                runConfig = dataclasses.replace(config, affine=False)
+            result = registerImages(fixed, moving, runConfig, masks[0], masks[1], labels[0], labels[1], start, base,
                                     progress=lambda f, m: context.report(0.95 * f, m))
+            if loaded is not None:
+                result.report["model"] = loaded.spec.name
             context.report(0.96, "registration: warping outputs")
             dense = denseDisplacement(result.displacement, fixed.affine, fixed.shape[1:])
             outputs = {"result": result}
@@ -215,3 +230,50 @@ class RegistrationLogic:
                  progress: Progress | None = None, **options) -> RegisterResult:
         """Register ``movingVolume`` to ``fixedVolume``; see :meth:`registerJob` for the options."""
         return self.registerJob(fixedVolume, movingVolume, config, **options).run(progress)
+
+    # --- training ----------------------------------------------------------------------------------------
+    def trainJob(self, volumes: Sequence, segmentations: Sequence | None = None,
+                 config: RegistrationTrainingConfig | None = None, modelName: str = "registration",
+                 outputDir: str | Path | None = None, register: bool = True) -> Job:
+        """A :class:`Job` training a registration network on all ordered pairs of ``volumes``; it adds no node.
+
+        ``segmentations`` (one per volume, same segment names) make the training label-driven.
+        """
+        volumes = list(volumes or [])
+        if len(volumes) < 2:
+            raise DLError(f"got {len(volumes)} volume(s); training needs at least two", node="Training volumes",
+                          fix="add more volumes of the same kind (pairs are formed between them)")
+        for node in volumes:
+            checkVolume(node)
+        images = [tensorFromVolume(v) for v in volumes]
+        labels = None
+        if segmentations:
+            if len(segmentations) != len(volumes):
+                raise DLError(f"got {len(segmentations)} segmentations for {len(volumes)} volumes",
+                              node="Training segmentations", fix="give one segmentation per volume, or none")
+            read = [labelsFromNode(s, v) for s, v in zip(segmentations, volumes)]
+            for (_, names, _), node in zip(read, segmentations):
+                if names != read[0][1]:
+                    raise DLError(f"has segments {names}, the first has {read[0][1]}", node=node,
+                                  fix="use the same segment names in the same order")
+            labels = [r[0] for r in read]
+        config = config or RegistrationTrainingConfig()
+        directory = Path(outputDir) if outputDir else defaultCacheDir() / "trained" / modelName
+
+        def work(context) -> RegistrationTrainingResult:
+            def keepCurves(history):  # read by the GUI's poll timer for the live plot
+                job.history = history.snapshot()
+
+            return trainRegistrationModel(images, config, directory, modelName, labels=labels, register=register,
+                                          progress=context.report, onEpoch=keepCurves)
+
+        job = Job(work, None, name=f"Train {modelName}")
+        job.history = None
+        return job
+
+    def train(self, volumes: Sequence, segmentations: Sequence | None = None,
+              config: RegistrationTrainingConfig | None = None, modelName: str = "registration",
+              outputDir: str | Path | None = None, register: bool = True,
+              progress: Progress | None = None) -> RegistrationTrainingResult:
+        """Train a registration network on the volumes (see :meth:`trainJob`)."""
+        return self.trainJob(volumes, segmentations, config, modelName, outputDir, register).run(progress)

@@ -33,7 +33,8 @@ from DLCommon import DLError, pickDevice
 from .fields import FIELD_MODELS, REGULARISERS, DeformationField, regularisation
 from .quality import foldingFraction, jacobianDeterminant
 from .similarity import SIMILARITIES, similarityFunction
-from .space import levelGeometry, resizeImage, robustNormalise, sampleAtWorld, smoothImage, spacingOf, worldGrid
+from .space import (centreOfMass, levelGeometry, plainTensor, resizeImage, robustNormalise, sampleAtWorld,
+                    smoothImage, spacingOf, worldGrid)
 
 __all__ = ["RegistrationConfig", "RegistrationResult", "registerImages", "checkImage", "workingGrid",
            "composeDisplacement"]
@@ -147,19 +148,6 @@ def composeDisplacement(points: torch.Tensor, affine: torch.Tensor, displacement
     return points @ affine[:3, :3].T + affine[:3, 3]
 
 
-def _centreOfMass(image: torch.Tensor, affine: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    weight = image[0, 0].clamp(min=0)
-    if mask is not None:
-        weight = weight * mask[0, 0]
-    total = weight.sum()
-    if float(total) <= 0:
-        weight, total = torch.ones_like(weight), float(weight.numel())
-    ijk = [torch.arange(n, dtype=torch.float64, device=image.device) for n in weight.shape]
-    centre = torch.stack([(weight.double().sum(dim=tuple(d for d in range(3) if d != axis)) * ijk[axis]).sum()
-                          for axis in range(3)]) / float(total)
-    return affine[:3, :3].to(centre) @ centre + affine[:3, 3].to(centre)
-
-
 def _oneHot(labels: torch.Tensor, values: Sequence[int]) -> torch.Tensor:
     return torch.stack([(labels == v).float() for v in values])[None]
 
@@ -252,28 +240,28 @@ def registerImages(fixed: torch.Tensor, moving: torch.Tensor, config: Registrati
     labelValues = None
     if fixedLabels is not None and movingLabels is not None:
         labelValues = sorted(set(torch.unique(fixedLabels).tolist()) | set(torch.unique(movingLabels).tolist()))
-    pair = _Pair(_plain(fixed)[None].float(), fixedAffine, _plain(moving)[None].float(), movingAffine,
-                 None if fixedMask is None else (_plain(fixedMask)[None] != 0).float(),
-                 None if movingMask is None else (_plain(movingMask)[None] != 0).float(),
-                 None if labelValues is None else _plain(fixedLabels).long(),
-                 None if labelValues is None else _plain(movingLabels).long(), labelValues or [], device)
+    pair = _Pair(plainTensor(fixed)[None].float(), fixedAffine, plainTensor(moving)[None].float(), movingAffine,
+                 None if fixedMask is None else (plainTensor(fixedMask)[None] != 0).float(),
+                 None if movingMask is None else (plainTensor(movingMask)[None] != 0).float(),
+                 None if labelValues is None else plainTensor(fixedLabels).long(),
+                 None if labelValues is None else plainTensor(movingLabels).long(), labelValues or [], device)
     workAffine, workShape = workingGrid(fixedAffine, fixed.shape[1:], config.maxVoxels, config.spacing)
     similarity = similarityFunction(config.similarity, config.kernelSize)
     base = None
     if initialDisplacement is not None:
-        base = _plain(initialDisplacement).float().to(device)
+        base = plainTensor(initialDisplacement).float().to(device)
         base = base[None] if base.ndim == 4 else base
 
     if initialAffine is not None:
         affine = torch.as_tensor(initialAffine, dtype=torch.float64)
     elif config.initialisation == "centre":
         affine = torch.eye(4, dtype=torch.float64)
-        affine[:3, 3] = (_centreOfMass(pair.moving, movingAffine, pair.movingMask).cpu()
-                         - _centreOfMass(pair.fixed, fixedAffine, pair.fixedMask).cpu())
+        affine[:3, 3] = (centreOfMass(pair.moving, movingAffine, pair.movingMask).cpu()
+                         - centreOfMass(pair.fixed, fixedAffine, pair.fixedMask).cpu())
     else:
         affine = torch.eye(4, dtype=torch.float64)
     affine = affine.to(device)
-    centre = _centreOfMass(pair.fixed, fixedAffine, pair.fixedMask).to(device)
+    centre = centreOfMass(pair.fixed, fixedAffine, pair.fixedMask).to(device)
 
     stages = ([("affine", f, config.affineIterations) for f in config.affineLevels] if config.affine else [])
     stages += [("deformable", f, n) for f, n in zip(config.levels, config.iterations)] if config.deformable else []
@@ -384,7 +372,3 @@ def _resized(displacement: torch.Tensor | None, shape) -> torch.Tensor | None:
     if displacement is None:
         return None
     return resizeImage(displacement, shape, antialias=False)
-
-
-def _plain(tensor: torch.Tensor) -> torch.Tensor:
-    return tensor.as_tensor() if hasattr(tensor, "as_tensor") else torch.as_tensor(tensor)

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 __all__ = ["worldGrid", "levelGeometry", "resizeImage", "sampleAtWorld", "robustNormalise", "smoothImage",
-           "spacingOf"]
+           "spacingOf", "centreOfMass", "plainTensor"]
 
 
 def spacingOf(affine: torch.Tensor) -> torch.Tensor:
@@ -121,3 +121,22 @@ def robustNormalise(image: torch.Tensor, mask: torch.Tensor | None = None, low: 
     if float(hi - lo) <= 0:
         return torch.zeros_like(image)
     return ((image - lo) / (hi - lo)).clamp(0.0, 1.0)
+
+
+def centreOfMass(image: torch.Tensor, affine: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """World position (mm, ``(3,)`` float64) of the intensity centre of mass of ``(1, 1, I, J, K)`` (negatives as 0)."""
+    weight = image[0, 0].clamp(min=0)
+    if mask is not None:
+        weight = weight * mask[0, 0]
+    total = weight.sum()
+    if float(total) <= 0:
+        weight, total = torch.ones_like(weight), float(weight.numel())
+    ijk = [torch.arange(n, dtype=torch.float64, device=image.device) for n in weight.shape]
+    centre = torch.stack([(weight.double().sum(dim=tuple(d for d in range(3) if d != axis)) * ijk[axis]).sum()
+                          for axis in range(3)]) / float(total)
+    return affine[:3, :3].to(centre) @ centre + affine[:3, 3].to(centre)
+
+
+def plainTensor(tensor) -> torch.Tensor:
+    """A plain ``torch.Tensor`` view of a MetaTensor (or anything ``torch.as_tensor`` takes)."""
+    return tensor.as_tensor() if hasattr(tensor, "as_tensor") else torch.as_tensor(tensor)

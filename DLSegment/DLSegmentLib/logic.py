@@ -17,10 +17,9 @@ import dataclasses
 from pathlib import Path
 from typing import Callable, Sequence
 
-from DLCommon import DLError, Job, ModelCatalog, loadModel, segmentationFromTensor, tensorFromVolume, volumeFromTensor
+from DLCommon import DLError, Job, segmentationFromTensor, tensorFromVolume, volumeFromTensor
+from DLCommon.catalog import defaultCacheDir, resolveModel
 from DLCommon.segmentations import updateSegmentationFromTensor
-from DLCommon.catalog import defaultCacheDir
-from DLCommon.models import LoadedModel
 
 from .data import sampleFromNodes
 from .segmenter import entropyMap, predictProbabilities
@@ -36,21 +35,6 @@ class SegmentResult:
     segmentation: object
     probabilities: list = dataclasses.field(default_factory=list)
     entropy: object = None
-
-
-def resolveModel(model, device="cpu") -> LoadedModel:
-    """A :class:`LoadedModel` from a LoadedModel, a catalog id, or a model file / bundle path."""
-    if isinstance(model, LoadedModel):
-        return model
-    if model is None or model == "":
-        raise DLError("No model was selected", fix="pick a model from the catalog or import a model file")
-    catalog = ModelCatalog()
-    if str(model) in catalog.entries:
-        return catalog.load(str(model), device=device)
-    if Path(str(model)).expanduser().exists():
-        return loadModel(model, device=device)
-    raise DLError(f"is neither a catalog model ({sorted(catalog.entries) or 'catalog empty'}) nor an existing file",
-                  node=f"Model '{model}'", fix="import it with 'meddl models import FILE' or give a valid path")
 
 
 class SegmentationLogic:
@@ -141,10 +125,7 @@ class SegmentationLogic:
 
         def work(context) -> SegmentationTrainingResult:
             def keepCurves(history):  # read by the GUI's poll timer for the live plot
-                job.history = dataclasses.replace(history, trainLoss=list(history.trainLoss),
-                                                  validationEpochs=list(history.validationEpochs),
-                                                  validationLoss=list(history.validationLoss),
-                                                  validationMetric=list(history.validationMetric))
+                job.history = history.snapshot()
 
             return trainSegmentationModel(samples, names, colors, config, directory, modelName,
                                           validationSamples=validation or None, baseModel=base,

@@ -2,7 +2,8 @@
 
 A module folder ``<Name>/`` holds ``<Name>.py`` and ``Resources/UI/<Name>.ui``. The checks: the module file
 defines the module, widget, logic and test classes (and a ``@parameterNodeWrapper`` parameter node); every
-``SlicerParameterName`` used in the .ui is a field of that parameter node; nothing below the shell
+``SlicerParameterName`` used in the .ui is a field of that parameter node; every MRML widget receives the
+scene; nothing below the shell
 (``<Name>Lib/``) imports ``qt``, ``ctk`` or ``slicer.app``.
 """
 
@@ -77,6 +78,15 @@ def checkModuleShell(folder: Path) -> list[str]:
                                 "which needs Annotated[..., Choice([...])]")
             elif annotations[value].startswith(("list[", "tuple[", "dict[")):
                 problems.append(f"{uiFile.name}: '{value}' is a container; no widget connector exists for it")
+    # node selectors get the scene through <connections> from the module widget's mrmlSceneChanged signal
+    tree = ElementTree.parse(uiFile)
+    connected = {c.findtext("receiver") for c in tree.iter("connection")
+                 if (c.findtext("signal") or "").startswith("mrmlSceneChanged")}
+    for widget in tree.iter("widget"):
+        if widget.get("class", "").startswith("qMRML") and widget.get("class") != "qMRMLWidget" \
+                and widget.get("name") not in connected:
+            problems.append(f"{uiFile.name}: '{widget.get('name')}' gets no mrmlSceneChanged connection "
+                            "(it would list no nodes)")
     for libFile in sorted((folder / f"{name}Lib").rglob("*.py")) if (folder / f"{name}Lib").is_dir() else []:
         for node in ast.walk(ast.parse(libFile.read_text())):
             imported = ([a.name for a in node.names] if isinstance(node, ast.Import)

@@ -39,15 +39,18 @@ UI = '''<?xml version="1.0" encoding="UTF-8"?>
 <ui version="4.0"><class>DLFoo</class><widget class="qMRMLWidget" name="DLFoo"><layout class="QFormLayout">
  <item row="0" column="1"><widget class="qMRMLNodeComboBox" name="inputSelector">
   <property name="SlicerParameterName" stdset="0"><string>{field}</string></property></widget></item>
-</layout></widget></ui>'''
+</layout></widget>{connections}</ui>'''
+
+CONNECTIONS = '''<connections><connection><sender>DLFoo</sender><signal>mrmlSceneChanged(vtkMRMLScene*)</signal>
+<receiver>inputSelector</receiver><slot>setMRMLScene(vtkMRMLScene*)</slot></connection></connections>'''
 
 
-def makeModule(root, field="inputVolume", libImport=""):
+def makeModule(root, field="inputVolume", libImport="", connections=CONNECTIONS):
     folder = root / "DLFoo"
     (folder / "Resources" / "UI").mkdir(parents=True)
     (folder / "DLFooLib").mkdir()
     (folder / "DLFoo.py").write_text(GOOD_MODULE)
-    (folder / "Resources" / "UI" / "DLFoo.ui").write_text(UI.format(field=field))
+    (folder / "Resources" / "UI" / "DLFoo.ui").write_text(UI.format(field=field, connections=connections))
     (folder / "DLFooLib" / "__init__.py").write_text(libImport)
     return folder
 
@@ -74,3 +77,8 @@ def test_checker_requires_choice_for_combo_boxes(tmp_path):
     ui = folder / "Resources" / "UI" / "DLFoo.ui"
     ui.write_text(ui.read_text().replace('class="qMRMLNodeComboBox"', 'class="QComboBox"'))
     assert any("needs Annotated[..., Choice([...])]" in p for p in checkModuleShell(folder))
+
+
+def test_checker_requires_scene_connections_for_node_selectors(tmp_path):
+    folder = makeModule(tmp_path, connections="")
+    assert any("'inputSelector' gets no mrmlSceneChanged connection" in p for p in checkModuleShell(folder))

@@ -1,0 +1,407 @@
+"""DLRegister: deep-learning image registration in 3D Slicer (thin shell over DLRegisterLib)."""
+
+import logging
+import os
+from typing import Annotated
+
+import qt
+import vtk
+
+import slicer
+from slicer import (vtkMRMLGridTransformNode, vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode,
+                    vtkMRMLTransformNode)
+from slicer.i18n import tr as _
+from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
+from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoadableModuleLogic,
+                                           ScriptedLoadableModuleTest, ScriptedLoadableModuleWidget)
+from slicer.util import VTKObservationMixin
+
+
+#
+# DLRegister
+#
+
+class DLRegister(ScriptedLoadableModule):
+    def __init__(self, parent):
+        ScriptedLoadableModule.__init__(self, parent)
+        self.parent.title = _("DL Register")
+        self.parent.categories = [_("Deep Learning")]
+        self.parent.dependencies = []
+        self.parent.contributors = ["MedDL contributors"]
+        self.parent.helpText = _("""
+Align a <b>moving</b> volume with a <b>fixed</b> volume (any orientation, spacing and size; same or different
+modality). <b>Optimisation</b> needs no training data: centre-of-mass start, affine, then a dense displacement
+field (DDF) or a diffeomorphic stationary velocity field (SVF), coarse to fine, maximising LNCC, or mutual
+information for different modalities, with bending-energy regularisation; optional masks and an atlas
+segmentation to warp onto the fixed volume. <b>Model</b>: a registration network (MONAI LocalNet / GlobalNet /
+RegUNet, DeepReg style) trained in the Train section predicts the field in one pass, optionally refined.
+Outputs: a grid transform (the moving volume under it is shown aligned), the warped volume, the warped
+segmentation, and the Jacobian determinant (values &lt;= 0 mark folding), with a report of the similarity before
+and after. Python console: <code>DLRegisterLogic().register(fixed, moving)</code>.
+""")
+        self.parent.acknowledgementText = _("""
+Built on PyTorch and MONAI. Methods follow UCL MPHY0041 Deep Learning (registration) and DeepReg
+(Fu et al., JOSS 2020, doi:10.21105/joss.02705).
+""")
+
+
+#
+# DLRegisterParameterNode
+#
+
+@parameterNodeWrapper
+class DLRegisterParameterNode:
+    fixedVolume: vtkMRMLScalarVolumeNode
+    movingVolume: vtkMRMLScalarVolumeNode
+    fixedMask: vtkMRMLSegmentationNode
+    movingMask: vtkMRMLSegmentationNode
+    initialTransform: vtkMRMLTransformNode
+    movingSegmentation: vtkMRMLSegmentationNode
+    method: Annotated[str, Choice(["optimisation", "model"])] = "optimisation"
+    modelId: str = ""  # catalog id; its combo box is filled from the catalog, so it is connected by hand
+    similarity: Annotated[str, Choice(["lncc", "ssd", "mi"])] = "lncc"
+    fieldModel: Annotated[str, Choice(["ddf", "svf"])] = "ddf"
+    regularisationWeight: Annotated[float, WithinRange(0.0, 50.0)] = 5.0
+    iterations: Annotated[int, WithinRange(0, 2000)] = 100
+    affineOnly: bool = False
+    outputTransform: vtkMRMLGridTransformNode
+    outputVolume: vtkMRMLScalarVolumeNode
+    createJacobian: bool = False
+    applyToMoving: bool = True
+    trainingVolume: vtkMRMLScalarVolumeNode
+    trainingSegmentation: vtkMRMLSegmentationNode
+    trainingVolumes: list[vtkMRMLScalarVolumeNode]
+    trainingSegmentations: list[vtkMRMLSegmentationNode]
+    network: Annotated[str, Choice(["localnet", "globalnet", "regunet"])] = "localnet"
+    epochs: Annotated[int, WithinRange(1, 10000)] = 50
+    labelWeight: Annotated[float, WithinRange(0.0, 10.0)] = 1.0
+    modelName: str = "my-registration"
+
+
+#
+# DLRegisterWidget
+#
+
+class DLRegisterWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+    def __init__(self, parent=None) -> None:
+        ScriptedLoadableModuleWidget.__init__(self, parent)
+        VTKObservationMixin.__init__(self)
+        self.logic = None
+        self._parameterNode = None
+        self._parameterNodeGuiTag = None
+        self._job = None
+        self._chartNode = None
+        self._plottedEpochs = 0
+        self._timer = qt.QTimer()
+        self._timer.setInterval(200)
+        self._timer.connect("timeout()", self._poll)
+
+    def setup(self) -> None:
+        ScriptedLoadableModuleWidget.setup(self)
+        uiWidget = slicer.util.loadUI(self.resourcePath("UI/DLRegister.ui"))
+        self.layout.addWidget(uiWidget)
+        self.ui = slicer.util.childWidgetVariables(uiWidget)
+        uiWidget.setMRMLScene(slicer.mrmlScene)
+        self.logic = DLRegisterLogic()
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+        self.ui.applyButton.connect("clicked(bool)", self.onApply)
+        self.ui.cancelButton.connect("clicked(bool)", self.onCancel)
+        self.ui.trainButton.connect("clicked(bool)", self.onTrain)
+        self.ui.cancelTrainButton.connect("clicked(bool)", self.onCancel)
+        self.ui.importModelButton.connect("clicked(bool)", self.onImportModel)
+        self.ui.addTrainingVolumeButton.connect("clicked(bool)", self.onAddTrainingVolume)
+        self.ui.clearTrainingVolumesButton.connect("clicked(bool)", self.onClearTrainingVolumes)
+        self.ui.modelComboBox.connect("currentTextChanged(QString)", self.onModelSelected)
+        self._refreshModels()
+        self.initializeParameterNode()
+
+    def cleanup(self) -> None:
+        self._timer.stop()
+        if self._job is not None:
+            self._job.cancel()
+        self.removeObservers()
+
+    def enter(self) -> None:
+        self.initializeParameterNode()
+
+    def exit(self) -> None:
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self._parameterNodeGuiTag = None
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateButtons)
+
+    def onSceneStartClose(self, caller, event) -> None:
+        self.setParameterNode(None)
+
+    def onSceneEndClose(self, caller, event) -> None:
+        if self.parent.isEntered:
+            self.initializeParameterNode()
+
+    def initializeParameterNode(self) -> None:
+        self.setParameterNode(self.logic.getParameterNode())
+
+    def setParameterNode(self, inputParameterNode) -> None:
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateButtons)
+        self._parameterNode = inputParameterNode
+        if self._parameterNode:
+            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
+            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateButtons)
+            self._updateButtons()
+
+    def onModelSelected(self, text) -> None:
+        if self._parameterNode and self._parameterNode.modelId != text:
+            self._parameterNode.modelId = text
+
+    def _updateButtons(self, caller=None, event=None) -> None:
+        p = self._parameterNode
+        if p and p.modelId and self.ui.modelComboBox.currentText != p.modelId:
+            self.ui.modelComboBox.setCurrentText(p.modelId)
+        idle = self._job is None
+        needsModel = bool(p and p.method == "model")
+        self.ui.modelComboBox.enabled = self.ui.importModelButton.enabled = needsModel
+        self.ui.applyButton.enabled = idle and bool(p and p.fixedVolume and p.movingVolume
+                                                    and (p.modelId or not needsModel))
+        self.ui.trainButton.enabled = idle and bool(p and len(p.trainingVolumes) >= 2 and p.modelName)
+        self.ui.cancelButton.enabled = self.ui.cancelTrainButton.enabled = not idle
+        self.ui.trainingListWidget.clear()
+        if p:
+            segmentations = list(p.trainingSegmentations)
+            for index, volume in enumerate(p.trainingVolumes):
+                labels = f"  +  {segmentations[index].GetName()}" if index < len(segmentations) else ""
+                self.ui.trainingListWidget.addItem(volume.GetName() + labels)
+
+    def _refreshModels(self) -> None:
+        try:
+            from DLCommon import ModelCatalog
+
+            entries = [e for e in ModelCatalog().list() if (e.spec or {}).get("task") == "registration"]
+        except ImportError:  # PyTorch / MONAI not installed yet: Apply or Train installs them
+            self.ui.statusLabel.text = _("PyTorch and MONAI will be installed on first use.")
+            return
+        current = self.ui.modelComboBox.currentText
+        self.ui.modelComboBox.clear()
+        for entry in entries:
+            self.ui.modelComboBox.addItem(entry.id)
+        if current:
+            self.ui.modelComboBox.setCurrentText(current)
+
+    # --- actions -------------------------------------------------------------------------------------------
+    def onImportModel(self) -> None:
+        path = qt.QFileDialog.getOpenFileName(self.parent, _("Import registration model"), "",
+                                              _("Models (*.pt *.ts *.pth *.json);;All files (*)"))
+        if not path:
+            return
+        with slicer.util.tryWithErrorDisplay(_("Failed to import the model."), waitCursor=True):
+            from DLCommon import ModelCatalog
+
+            entry = ModelCatalog().importFile(path)
+            self._refreshModels()
+            self._parameterNode.modelId = entry.id
+
+    def onAddTrainingVolume(self) -> None:
+        p = self._parameterNode
+        if not p.trainingVolume:
+            slicer.util.errorDisplay(_("Select a volume first."))
+            return
+        if p.trainingSegmentation is None and len(p.trainingSegmentations):
+            slicer.util.errorDisplay(_("The volumes added so far have segmentations: select this volume's too."))
+            return
+        p.trainingVolumes = list(p.trainingVolumes) + [p.trainingVolume]
+        if p.trainingSegmentation is not None:
+            p.trainingSegmentations = list(p.trainingSegmentations) + [p.trainingSegmentation]
+
+    def onClearTrainingVolumes(self) -> None:
+        self._parameterNode.trainingVolumes = []
+        self._parameterNode.trainingSegmentations = []
+
+    def registrationConfig(self):
+        from DLRegisterLib.optimisation import RegistrationConfig
+
+        p = self._parameterNode
+        coarse = max(p.iterations, 1)
+        return RegistrationConfig(similarity=p.similarity, fieldModel=p.fieldModel,
+                                  regularisationWeight=p.regularisationWeight,
+                                  iterations=(coarse, max(1, int(0.8 * coarse)), max(1, int(0.4 * coarse))),
+                                  deformable=not p.affineOnly and p.iterations > 0)
+
+    def onApply(self) -> None:
+        p = self._parameterNode
+        with slicer.util.tryWithErrorDisplay(_("Registration could not start."), waitCursor=True):
+            ensureDependencies()
+            job = self.logic.registerJob(
+                p.fixedVolume, p.movingVolume, self.registrationConfig(), fixedMask=p.fixedMask,
+                movingMask=p.movingMask, initialTransform=p.initialTransform, outputTransform=p.outputTransform,
+                warpedVolume=p.outputVolume or True, warpSegmentation=p.movingSegmentation,
+                jacobianVolume=p.createJacobian, applyToMoving=p.applyToMoving,
+                model=p.modelId if p.method == "model" else None)
+            self.ui.reportLabel.text = ""
+            self._start(job, self.ui.progressBar)
+
+    def onTrain(self) -> None:
+        from DLRegisterLib.trainer import RegistrationTrainingConfig
+
+        p = self._parameterNode
+        with slicer.util.tryWithErrorDisplay(_("Training could not start."), waitCursor=True):
+            ensureDependencies()
+            config = RegistrationTrainingConfig(network=p.network, epochs=p.epochs, labelWeight=p.labelWeight,
+                                                similarity=p.similarity)
+            segmentations = list(p.trainingSegmentations) or None
+            job = self.logic.trainJob(list(p.trainingVolumes), segmentations, config, modelName=p.modelName)
+            self._chartNode, self._plottedEpochs = None, 0
+            self._start(job, self.ui.trainProgressBar)
+
+    def onCancel(self) -> None:
+        if self._job is not None:
+            self._job.cancel()
+            self.ui.statusLabel.text = _("Cancelling...")
+
+    def _start(self, job, progressBar) -> None:
+        self._job, self._progressBar = job, progressBar
+        job.start()  # the worker thread never touches the scene; results are applied in _poll
+        self._timer.start()
+        self._updateButtons()
+
+    def _poll(self) -> None:
+        job = self._job
+        if job is None:
+            self._timer.stop()
+            return
+        self._progressBar.value = int(100 * job.fraction)
+        self.ui.statusLabel.text = job.statusText()
+        history = getattr(job, "history", None)
+        if history is not None and len(history.trainLoss) != self._plottedEpochs:
+            self._plottedEpochs = len(history.trainLoss)
+            from DLCommon.plots import historyCurves, updateCurvePlot
+
+            first = self._chartNode is None
+            self._chartNode = updateCurvePlot(slicer.mrmlScene, historyCurves(history), job.name, self._chartNode)
+            if first:
+                slicer.modules.plots.logic().ShowChartInLayout(self._chartNode)
+        if not job.poll():
+            return
+        self._timer.stop()
+        self._job = None
+        self.ui.statusLabel.text = job.statusText()
+        from DLCommon.jobs import JobState
+
+        if job.state == JobState.FAILED:
+            slicer.util.errorDisplay(str(job.error))
+        elif job.state == JobState.SUCCEEDED and hasattr(job.output, "transform"):
+            p, out = self._parameterNode, job.output
+            p.outputTransform, p.outputVolume = out.transform, out.warpedVolume
+            self.ui.reportLabel.text = formatReport(out.report)
+            if out.warpedVolume is not None:
+                slicer.util.setSliceViewerLayers(background=p.fixedVolume, foreground=out.warpedVolume,
+                                                 foregroundOpacity=0.5)
+        elif job.state == JobState.SUCCEEDED and job.result is not None:
+            self._refreshModels()
+            self._parameterNode.modelId = job.result.catalogId or self._parameterNode.modelId
+            self._parameterNode.method = "model"
+        self._updateButtons()
+
+
+def formatReport(report: dict) -> str:
+    """One line per fact of a registration report, for the widget."""
+    name = report.get("similarity", "similarity")
+    lines = [f"{name}: {report['before']:.3f} before, {report['afterAffine']:.3f} after affine, "
+             f"{report['after']:.3f} after",
+             f"Folding: {report['foldingPercent']:.3f}% of voxels (min Jacobian {report['minJacobian']:.2f})",
+             f"Time: {report['seconds']:.1f} s on {report['device']}"]
+    if "model" in report:
+        lines.append(f"Model: {report['model']}")
+    return "\n".join(lines)
+
+
+def ensureDependencies() -> None:
+    """Install PyTorch and Resources/requirements.txt on first use, asking first."""
+    from DLCommon.slicerdeps import ensureDependencies as ensure
+
+    ensure(os.path.join(os.path.dirname(__file__), "Resources", "requirements.txt"), "DLRegister")
+
+
+#
+# DLRegisterLogic
+#
+
+class DLRegisterLogic(ScriptedLoadableModuleLogic):
+    """The Python-console API: ``register(fixed, moving, ...)``, ``train(volumes, ...)`` and their Jobs.
+
+    Thin delegation to :class:`DLRegisterLib.logic.RegistrationLogic` (Qt-free; see its docstrings for the
+    options and Slicer's direction convention), created on first use so that this module loads before
+    PyTorch is installed. Every method raises ``DLError`` on bad input and leaves the scene unchanged when it
+    fails or is cancelled.
+    """
+
+    def __init__(self) -> None:
+        ScriptedLoadableModuleLogic.__init__(self)
+        self._engine = None
+
+    def getParameterNode(self):
+        return DLRegisterParameterNode(super().getParameterNode())
+
+    def engine(self):
+        if self._engine is None:
+            from DLRegisterLib.logic import RegistrationLogic
+
+            self._engine = RegistrationLogic(slicer.mrmlScene)
+        return self._engine
+
+    def register(self, fixedVolume, movingVolume, config=None, progress=None, **options):
+        """Register ``movingVolume`` to ``fixedVolume``; returns the output nodes and a report."""
+        return self.engine().register(fixedVolume, movingVolume, config, progress=progress, **options)
+
+    def registerJob(self, *args, **kwargs):
+        return self.engine().registerJob(*args, **kwargs)
+
+    def train(self, volumes, segmentations=None, config=None, modelName="registration", outputDir=None,
+              register=True, progress=None):
+        """Train a registration network on all ordered pairs of ``volumes``."""
+        return self.engine().train(volumes, segmentations, config, modelName, outputDir, register, progress)
+
+    def trainJob(self, *args, **kwargs):
+        return self.engine().trainJob(*args, **kwargs)
+
+
+#
+# DLRegisterTest
+#
+
+class DLRegisterTest(ScriptedLoadableModuleTest):
+    def setUp(self):
+        slicer.mrmlScene.Clear()
+
+    def runTest(self):
+        self.setUp()
+        self.test_registerDeformedMNI152()
+
+    def test_registerDeformedMNI152(self):
+        """Register a randomly deformed MNI152 T1 (moving) to another deformed copy (fixed); check the gain."""
+        from DLCommon import segmentationFromTensor, tensorFromSegmentation, volumeFromTensor
+        from DLCommon.sampledata import TISSUE_COLORS, TISSUE_NAMES, mni152Tissue, randomCopy
+        from DLRegisterLib.optimisation import RegistrationConfig
+        from DLRegisterLib.quality import labelDice
+
+        ensureDependencies()
+        self.delayDisplay("Making two deformed copies of the MNI152 T1 (4 mm)")
+        image, labels = mni152Tissue(4.0)
+        movingImage, movingLabels = randomCopy(image, labels, 1, bias=False)
+        fixedImage, fixedLabels = randomCopy(image, labels, 2, bias=False)
+        fixed = volumeFromTensor(fixedImage, None, slicer.mrmlScene, "fixed")
+        moving = volumeFromTensor(movingImage, None, slicer.mrmlScene, "moving")
+        atlas = segmentationFromTensor(movingLabels, moving, slicer.mrmlScene, TISSUE_NAMES, TISSUE_COLORS,
+                                       nodeName="atlas")
+        self.delayDisplay("Registering")
+        result = DLRegisterLogic().register(fixed, moving, RegistrationConfig(iterations=(60, 40), levels=(2, 1)),
+                                            warpSegmentation=atlas, applyToMoving=True)
+        warped = tensorFromSegmentation(result.warpedSegmentation, fixed)[0]
+        before = labelDice(movingLabels, fixedLabels, [2])[0]
+        after = labelDice(warped, fixedLabels, [2])[0]
+        logging.info(f"DLRegister self-test: white matter Dice {before:.3f} -> {after:.3f}, {result.report}")
+        self.assertGreater(result.report["after"], result.report["before"])
+        self.assertGreater(after, before + 0.1)
+        self.assertLess(result.report["foldingPercent"], 1.0)
+        self.assertIs(moving.GetParentTransformNode(), result.transform)
+        self.delayDisplay("Test passed")

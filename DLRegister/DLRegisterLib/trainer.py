@@ -1,0 +1,202 @@
+"""Train a registration network (DeepReg style): unsupervised (image similarity) and label-driven (Dice).
+
+Training pairs are all ordered pairs of the given images (inter-subject), or explicit ``(fixed, moving)``
+pairs (e.g. longitudinal). The loss on a predicted displacement ``ddf`` (voxels of the network grid) is::
+
+    similarity(Warp(moving, ddf), fixed) + regularisationWeight * bending(ddf) + labelWeight * Dice loss
+
+with ``monai.networks.blocks.Warp`` and the MONAI losses, through DLCommon's training loop (progress,
+cancel, best checkpoint, early stopping, AMP on CUDA). The model is saved as a checkpoint + spec (task
+``"registration"``, ``roiSize`` = network grid) and optionally imported into the model catalog.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import random
+import warnings
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+from monai.losses import BendingEnergyLoss, DiceLoss
+from monai.networks.blocks import Warp
+
+from DLCommon import DLError, ModelCatalog, ModelSpec, TrainingConfig, saveCheckpoint, trainModel
+from DLCommon.models import LoadedModel
+from DLCommon.training import TrainingHistory
+
+from .network import REGISTRATION_NETWORKS, buildRegistrationNetwork, preparePair
+from .optimisation import checkImage
+from .similarity import SIMILARITIES, similarityFunction
+
+__all__ = ["RegistrationTrainingConfig", "RegistrationTrainingResult", "trainRegistrationModel", "registrationLoss"]
+
+
+@dataclasses.dataclass
+class RegistrationTrainingConfig:
+    """Options of :func:`trainRegistrationModel`.
+
+    Attributes:
+        network: ``"localnet"``, ``"globalnet"`` (affine) or ``"regunet"``.
+        shape: network grid (voxels per axis, multiples of 8).
+        features: channels of the first level.
+        similarity / kernelSize: image term (``"lncc"``, ``"ssd"``, ``"mi"``).
+        regularisationWeight: bending energy weight (displacement in network-grid voxels).
+        labelWeight: Dice term weight when labels are given (label-driven training); 0: unsupervised.
+        epochs / batchSize / learningRate / patience / seed / device: training loop options.
+    """
+
+    network: str = "localnet"
+    shape: Sequence[int] = (64, 64, 64)
+    features: int = 16
+    similarity: str = "lncc"
+    kernelSize: int = 7
+    regularisationWeight: float = 1.0
+    labelWeight: float = 1.0
+    epochs: int = 50
+    batchSize: int = 2
+    learningRate: float = 1e-3
+    patience: int | None = None
+    seed: int = 0
+    device: str = "auto"
+
+    def validate(self) -> None:
+        if self.network not in REGISTRATION_NETWORKS:
+            raise ValueError(f"network must be one of {REGISTRATION_NETWORKS}, got {self.network!r}.")
+        if self.similarity not in SIMILARITIES:
+            raise ValueError(f"similarity must be one of {SIMILARITIES}, got {self.similarity!r}.")
+        if len(self.shape) != 3:
+            raise ValueError(f"shape must have 3 values, got {self.shape}.")
+
+
+@dataclasses.dataclass
+class RegistrationTrainingResult:
+    model: LoadedModel
+    history: TrainingHistory
+    modelPath: Path
+    catalogId: str | None = None
+
+
+def registrationLoss(similarity: str, kernelSize: int, regularisationWeight: float, labelWeight: float,
+                     labelChannels: int, imageWeight: float = 1.0) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """``loss(ddf (B, 3, ...), target (B, 2 + 2C, ...))``; target = [moving, fixed, moving one-hot, fixed one-hot]."""
+    image = similarityFunction(similarity, kernelSize)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*Using PyTorch native grid_sample")
+        warp = Warp(mode="bilinear", padding_mode="zeros")
+    bending = BendingEnergyLoss()
+    dice = DiceLoss(reduction="mean")
+
+    def loss(ddf: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        ddf = ddf.float()
+        moving, fixed = target[:, :1], target[:, 1:2]
+        value = imageWeight * image(warp(moving, ddf), fixed) if imageWeight else ddf.sum() * 0.0
+        with warnings.catch_warnings():  # MONAI 1.6 indexes with a list (deprecated in torch >= 2.9)
+            warnings.filterwarnings("ignore", message=".*non-tuple sequence")
+            value = value + regularisationWeight * bending(ddf)
+        if labelChannels and labelWeight > 0:
+            movingLabels = target[:, 2:2 + labelChannels]
+            fixedLabels = target[:, 2 + labelChannels:2 + 2 * labelChannels]
+            value = value + labelWeight * dice(warp(movingLabels, ddf)[:, 1:], fixedLabels[:, 1:])
+        return value
+
+    return loss
+
+
+class PairBatches:
+    """Re-iterable batches ``(inputs (B, 2, ...), targets (B, 2 + 2C, ...))`` in a new random order per epoch."""
+
+    def __init__(self, pairs: list[dict], batchSize: int, seed: int, shuffle: bool = True):
+        self.pairs, self.batchSize, self.shuffle = pairs, max(1, batchSize), shuffle
+        self._random = random.Random(seed)
+
+    def __iter__(self):
+        order = list(range(len(self.pairs)))
+        if self.shuffle:
+            self._random.shuffle(order)
+        for start in range(0, len(order), self.batchSize):
+            chosen = [self.pairs[i] for i in order[start:start + self.batchSize]]
+            inputs = torch.stack([p["input"] for p in chosen])
+            targets = torch.stack([p["input"] if p["labels"] is None else torch.cat([p["input"], p["labels"]])
+                                   for p in chosen])
+            yield inputs, targets
+
+    def __len__(self) -> int:
+        return -(-len(self.pairs) // self.batchSize)
+
+
+def trainRegistrationModel(images: Sequence, config: RegistrationTrainingConfig, outputDir: str | Path,
+                           modelName: str = "registration", labels: Sequence | None = None,
+                           pairs: Sequence[tuple[int, int]] | None = None,
+                           validationPairs: Sequence[tuple[int, int]] | None = None, register: bool = False,
+                           progress: Callable[[float, str], None] | None = None,
+                           onEpoch: Callable[[TrainingHistory], None] | None = None) -> RegistrationTrainingResult:
+    """Train a registration network on ``images`` and save it to ``outputDir``.
+
+    Args:
+        images: MetaTensors ``(1, I, J, K)`` with affines, any geometry.
+        config: :class:`RegistrationTrainingConfig`.
+        labels: optional integer label maps ``(I, J, K)``, one per image (same label values): label-driven.
+        pairs: ``(fixed index, moving index)`` pairs; default all ordered pairs of different images.
+        validationPairs: pairs held out for best-epoch selection (default: the training pairs).
+        register: import the model into the catalog under ``modelName``.
+        progress / onEpoch: as in :func:`DLCommon.trainModel`.
+    """
+    config.validate()
+    if len(images) < 2 and not pairs:
+        raise DLError(f"got {len(images)} image(s); registration training needs at least two", node="Training data",
+                      fix="add more volumes (pairs are formed between them)")
+    for index, image in enumerate(images):
+        checkImage(image, f"Training image {index + 1}")
+    if labels is not None and len(labels) != len(images):
+        raise DLError(f"got {len(labels)} label maps for {len(images)} images", node="Training labels",
+                      fix="give one label map per image, or none")
+    pairs = list(pairs or [p for p in itertools.permutations(range(len(images)), 2)])
+    labelValues = []
+    if labels is not None and config.labelWeight > 0:
+        labelValues = sorted(set().union(*(set(torch.unique(t).tolist()) for t in labels)) | {0})
+
+    def prepared(which):
+        return [preparePair(images[f], images[m], config.shape,
+                            fixedLabels=labels[f] if labelValues else None,
+                            movingLabels=labels[m] if labelValues else None, labelValues=labelValues)
+                for f, m in which]
+
+    training = prepared(pairs)
+    validation = prepared(validationPairs) if validationPairs else training
+    className, args, network = buildRegistrationNetwork(config.network, config.shape, config.features)
+    lossFunction = registrationLoss(config.similarity, config.kernelSize, config.regularisationWeight,
+                                    config.labelWeight, len(labelValues))
+    metric = None
+    if labelValues:
+        diceTerm = registrationLoss(config.similarity, config.kernelSize, 0.0, 1.0, len(labelValues), imageWeight=0.0)
+
+        def metric(ddf, target):  # soft Dice of the warped labels (foreground mean)
+            return 1.0 - float(diceTerm(ddf, target))
+
+    outputDir = Path(outputDir)
+    result = trainModel(network, PairBatches(training, config.batchSize, config.seed),
+                        lossFunction,
+                        TrainingConfig(epochs=config.epochs, learningRate=config.learningRate, patience=config.patience,
+                                       seed=config.seed, device=config.device,
+                                       checkpointPath=outputDir / f".{modelName}.best.pt"),
+                        validationBatches=PairBatches(validation, config.batchSize, config.seed, shuffle=False),
+                        metric=metric, metricMode="max" if metric else "min", progress=progress, onEpoch=onEpoch)
+    network = result.network.eval().cpu()
+    spec = ModelSpec(name=modelName, task="registration", inputChannels=2, roiSize=[int(n) for n in config.shape],
+                     labelNames=[f"label {v}" for v in labelValues[1:]],
+                     description=f"{config.network} registration network trained by MedDL ({config.similarity}"
+                                 f"{', label-driven' if labelValues else ', unsupervised'})")
+    specPath = saveCheckpoint(network, outputDir / f"{modelName}.pt", className, args, spec)
+    modelPath = specPath.with_suffix(".pt")
+    (outputDir / f".{modelName}.best.pt").unlink(missing_ok=True)
+    (outputDir / f"{modelName}.history.json").write_text(json.dumps(dataclasses.asdict(result.history), indent=2))
+    catalogId = None
+    if register:
+        catalogId = ModelCatalog().importFile(modelPath, modelId=modelName, title=modelName, spec=spec).id
+    loaded = LoadedModel(network=network, spec=spec, format="checkpoint", path=modelPath,
+                         networkDef={"name": className, "args": args})
+    return RegistrationTrainingResult(model=loaded, history=result.history, modelPath=modelPath, catalogId=catalogId)
