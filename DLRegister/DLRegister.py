@@ -61,7 +61,7 @@ class DLRegisterParameterNode:
     modelId: str = ""  # catalog id; its combo box is filled from the catalog, so it is connected by hand
     similarity: Annotated[str, Choice(["lncc", "ssd", "mi"])] = "lncc"
     fieldModel: Annotated[str, Choice(["ddf", "svf"])] = "ddf"
-    regularisationWeight: Annotated[float, WithinRange(0.0, 50.0)] = 5.0
+    regularisationWeight: Annotated[float, WithinRange(-1.0, 500.0)] = -1.0  # -1: the similarity's default
     iterations: Annotated[int, WithinRange(0, 2000)] = 100
     affineOnly: bool = False
     outputTransform: vtkMRMLGridTransformNode
@@ -223,7 +223,7 @@ class DLRegisterWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         p = self._parameterNode
         coarse = max(p.iterations, 1)
         return RegistrationConfig(similarity=p.similarity, fieldModel=p.fieldModel,
-                                  regularisationWeight=p.regularisationWeight,
+                                  regularisationWeight=None if p.regularisationWeight < 0 else p.regularisationWeight,
                                   iterations=(coarse, max(1, int(0.8 * coarse)), max(1, int(0.4 * coarse))),
                                   deformable=not p.affineOnly and p.iterations > 0)
 

@@ -10,6 +10,7 @@ __all__ = ["addCommands", "demo"]
 
 def addCommands(commands) -> None:
     from .fields import FIELD_MODELS, REGULARISERS
+    from .network import REGISTRATION_NETWORKS
     from .similarity import SIMILARITIES
 
     register = commands.add_parser("register", help="register a moving volume to a fixed volume (affine + deformable)")
@@ -29,15 +30,46 @@ def addCommands(commands) -> None:
     register.add_argument("--similarity", choices=SIMILARITIES, default="lncc")
     register.add_argument("--field", choices=FIELD_MODELS, default="ddf", help="svf: diffeomorphic")
     register.add_argument("--regulariser", choices=REGULARISERS, default="bending")
-    register.add_argument("--regularisation-weight", type=float, default=5.0)
+    register.add_argument("--regularisation-weight", type=float,
+                          help="bending-energy weight (default: 5 for lncc / ssd, 80 for mi)")
     register.add_argument("--iterations", type=int, nargs="+", default=[100, 80, 40],
                           help="deformable iterations per level, coarse to fine (levels 4, 2, 1 of the working grid)")
     register.add_argument("--affine-only", action="store_true", help="skip the deformable stage")
     register.add_argument("--no-affine", action="store_true", help="skip the affine stage")
     register.add_argument("--spacing", type=float, help="optimise on a grid of this voxel size (mm)")
+    register.add_argument("--model", help="trained registration model (catalog id or file): one-pass prediction, "
+                                          "refined by the iterations unless --iterations 0")
     register.add_argument("--report", help="write the run's report as JSON here")
     register.add_argument("--device", default="auto")
     register.set_defaults(handler=_register)
+
+    train = commands.add_parser("train-register", help="train a registration network (DeepReg style) on volumes")
+    train.add_argument("--images", nargs="+", required=True,
+                       help="training volumes, or a folder of them (all ordered pairs are used)")
+    train.add_argument("--labels", nargs="+",
+                       help="one .seg.nrrd / labelmap per image, or a folder (sorted like the images): label-driven")
+    train.add_argument("--network", choices=REGISTRATION_NETWORKS, default="localnet")
+    train.add_argument("--shape", type=int, nargs=3, default=[64, 64, 64], help="network grid (multiples of 8)")
+    train.add_argument("--features", type=int, default=16)
+    train.add_argument("--similarity", choices=SIMILARITIES, default="lncc")
+    train.add_argument("--regularisation-weight", type=float, default=1.0)
+    train.add_argument("--label-weight", type=float, default=1.0)
+    train.add_argument("--epochs", type=int, default=50)
+    train.add_argument("--batch-size", type=int, default=2)
+    train.add_argument("--learning-rate", type=float, default=1e-3)
+    train.add_argument("--output-model", required=True, help="folder for the model (+ curves PNG)")
+    train.add_argument("--name", default="registration", help="model name (and catalog id with --register)")
+    train.add_argument("--register", action="store_true", help="add the model to the catalog")
+    train.add_argument("--device", default="auto")
+    train.set_defaults(handler=_trainRegister)
+
+
+def _files(paths: list[str]) -> list[str]:
+    """Paths as given, with a single folder expanded to its image / segmentation files (sorted)."""
+    if len(paths) == 1 and Path(paths[0]).is_dir():
+        suffixes = (".nrrd", ".nii", ".nii.gz", ".mha", ".mhd")
+        return sorted(str(p) for p in Path(paths[0]).iterdir() if p.name.lower().endswith(suffixes))
+    return list(paths)
 
 
 def _levels(count: int) -> tuple:
@@ -92,11 +124,14 @@ def _register(args) -> int:
         options["fixedLabels"], options["movingLabels"] = _loadLabels(args.fixed_labels, scene), movingLabels
     if args.output_warped_labels:
         options["warpSegmentation"] = movingLabels
+    iterations = [n for n in args.iterations if n > 0]
     config = RegistrationConfig(similarity=args.similarity, fieldModel=args.field, regulariser=args.regulariser,
                                 regularisationWeight=args.regularisation_weight, labelWeight=args.label_weight,
-                                levels=_levels(len(args.iterations)), iterations=tuple(args.iterations),
-                                deformable=not args.affine_only, affine=not args.no_affine, spacing=args.spacing,
-                                device=args.device)
+                                levels=_levels(len(iterations)), iterations=tuple(iterations),
+                                deformable=not args.affine_only and bool(iterations), affine=not args.no_affine,
+                                spacing=args.spacing, device=args.device)
+    if args.model:
+        options["model"] = args.model
     with tqdm(total=100, desc="register", unit="%", bar_format="{l_bar}{bar}| {n:.0f}% [{elapsed}<{remaining}]") as bar:
         def progress(fraction, message):
             bar.set_postfix_str(message.split(": ", 1)[-1][:40])
@@ -119,6 +154,44 @@ def _register(args) -> int:
     print(f"{report['similarity']} {report['before']:.3f} -> {report['after']:.3f} in {report['seconds']:.1f} s, "
           f"folding {report['foldingPercent']:.3f}% -> {args.output_transform}")
     scene.Clear(1)
+    return 0
+
+
+def _trainRegister(args) -> int:
+    import slicer
+    from tqdm import tqdm
+
+    from DLCommon import DLError, tensorFromVolume
+    from DLCommon.plots import historyCurves, saveCurvesPng
+    from DLCommon.storage import loadVolume
+
+    from .logic import labelsFromNode
+    from .trainer import RegistrationTrainingConfig, trainRegistrationModel
+
+    args.images, args.labels = _files(args.images), _files(args.labels) if args.labels else None
+    if args.labels and len(args.labels) != len(args.images):
+        raise DLError(f"got {len(args.labels)} label files for {len(args.images)} images", node="--labels",
+                      fix="give one label file per image, in the same order")
+    scene = slicer.vtkMRMLScene()
+    volumes = [loadVolume(path, scene) for path in args.images]
+    images = [tensorFromVolume(v) for v in volumes]
+    labels = [labelsFromNode(_loadLabels(path, scene), volume)[0] for path, volume in zip(args.labels, volumes)] \
+        if args.labels else None
+    scene.Clear(1)
+    config = RegistrationTrainingConfig(network=args.network, shape=tuple(args.shape), features=args.features,
+                                        similarity=args.similarity, regularisationWeight=args.regularisation_weight,
+                                        labelWeight=args.label_weight if labels else 0.0, epochs=args.epochs,
+                                        batchSize=args.batch_size, learningRate=args.learning_rate, device=args.device)
+    output = Path(args.output_model)
+    with tqdm(total=args.epochs, desc=f"train {args.name}", unit="epoch") as bar:
+        def progress(fraction, message):
+            bar.set_postfix_str(message.split(": ", 1)[-1][:50])
+            bar.update(round(fraction * args.epochs) - bar.n)
+
+        result = trainRegistrationModel(images, config, output, args.name, labels=labels, register=args.register,
+                                        progress=progress)
+    saveCurvesPng(historyCurves(result.history), output / f"{args.name}_curves.png", title=f"{args.name} ({args.network})")
+    print(f"Model: {result.modelPath}" + (f" (catalog id '{result.catalogId}')" if result.catalogId else ""))
     return 0
 
 

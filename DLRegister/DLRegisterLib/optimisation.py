@@ -37,9 +37,12 @@ from .space import (centreOfMass, levelGeometry, plainTensor, resizeImage, robus
                     smoothImage, spacingOf, worldGrid)
 
 __all__ = ["RegistrationConfig", "RegistrationResult", "registerImages", "checkImage", "workingGrid",
-           "composeDisplacement"]
+           "composeDisplacement", "DEFAULT_REGULARISATION"]
 
 Progress = Callable[[float, str], None]
+
+# bending-energy weights (1/mm^2 units, see fields.regularisation) tuned on MNI152 pairs (bench_register.py)
+DEFAULT_REGULARISATION = {"lncc": 5.0, "ssd": 5.0, "mi": 80.0}
 
 
 @dataclasses.dataclass
@@ -54,7 +57,8 @@ class RegistrationConfig:
         affineLevels / affineIterations: pyramid factors and iterations per level of the affine stage.
         deformable: optimise a dense field after the affine stage.
         fieldModel: ``"ddf"`` or ``"svf"`` (diffeomorphic, scaling and squaring).
-        regulariser: ``"bending"`` or ``"diffusion"``; ``regularisationWeight`` its weight.
+        regulariser: ``"bending"`` or ``"diffusion"``; ``regularisationWeight`` its weight, None: the
+            default for the similarity (:data:`DEFAULT_REGULARISATION`; MI's noisier gradients need more).
         labelWeight: weight of the Dice term when fixed and moving labels are given (weak supervision).
         levels / iterations: deformable pyramid factors (relative to the working grid) and iterations.
         learningRate: Adam step of the field per iteration, as a fraction of the level's voxel size.
@@ -72,7 +76,7 @@ class RegistrationConfig:
     deformable: bool = True
     fieldModel: str = "ddf"
     regulariser: str = "bending"
-    regularisationWeight: float = 5.0
+    regularisationWeight: float | None = None
     labelWeight: float = 1.0
     levels: Sequence[float] = (4, 2, 1)
     iterations: Sequence[int] = (100, 80, 40)
@@ -87,7 +91,7 @@ class RegistrationConfig:
                   (self.regulariser in REGULARISERS, f"regulariser must be one of {REGULARISERS}"),
                   (self.initialisation in ("centre", "none"), "initialisation must be 'centre' or 'none'"),
                   (len(self.levels) == len(self.iterations), "levels and iterations need the same length"),
-                  (self.regularisationWeight >= 0 and self.labelWeight >= 0, "weights must be >= 0"),
+                  ((self.regularisationWeight or 0) >= 0 and self.labelWeight >= 0, "weights must be >= 0"),
                   (self.kernelSize % 2 == 1, "kernelSize must be odd")]
         for ok, message in checks:
             if not ok:
@@ -247,6 +251,8 @@ def registerImages(fixed: torch.Tensor, moving: torch.Tensor, config: Registrati
                  None if labelValues is None else plainTensor(movingLabels).long(), labelValues or [], device)
     workAffine, workShape = workingGrid(fixedAffine, fixed.shape[1:], config.maxVoxels, config.spacing)
     similarity = similarityFunction(config.similarity, config.kernelSize)
+    regularisationWeight = (DEFAULT_REGULARISATION[config.similarity] if config.regularisationWeight is None
+                            else config.regularisationWeight)
     base = None
     if initialDisplacement is not None:
         base = plainTensor(initialDisplacement).float().to(device)
@@ -311,8 +317,7 @@ def registerImages(fixed: torch.Tensor, moving: torch.Tensor, config: Registrati
                 displacement = field()
                 moved = composeDisplacement(level["points"], affine,
                                             displacement if levelBase is None else displacement + levelBase)
-                penalty = config.regularisationWeight * regularisation(displacement, regulariserAffine,
-                                                                       config.regulariser)
+                penalty = regularisationWeight * regularisation(displacement, regulariserAffine, config.regulariser)
             warped, warpedLabels, weight = _warp(pair, level, moved)
             loss = similarity(warped, level["fixed"], weight) + penalty
             if warpedLabels is not None and config.labelWeight > 0:

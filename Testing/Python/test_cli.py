@@ -72,6 +72,14 @@ def test_demo_writes_its_outputs(tmp_path):
     assert seg.GetSegmentation().GetNumberOfSegments() == 2
     with Image.open(out / "MNI152_montage.png") as montage:
         assert montage.width > 400 and montage.height > 150
+    # each module's part: its files and a real result
+    modules = summary["modules"]
+    for part in modules.values():
+        assert all((out / name).is_file() for name in part["files"])
+    assert modules["DLSegmentLib"]["dice"]["white matter"] > 0.5
+    atlas = modules["DLRegisterLib"]["atlasDice"]
+    assert atlas["after"]["white matter"] > atlas["before"]["white matter"] + 0.1
+    assert modules["DLRegisterLib"]["report"]["foldingPercent"] < 1.0
 
 
 def test_no_command_prints_help(capsys):

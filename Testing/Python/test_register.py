@@ -213,6 +213,10 @@ def test_bad_images_are_refused(mni4):
         registerImages(broken, image)
     with pytest.raises(DLError, match="empty"):
         registerImages(image, image, fixedMask=torch.zeros_like(image))
+    corner, opposite = torch.zeros_like(image.as_tensor()), torch.zeros_like(image.as_tensor())
+    corner[0, :8, :8, :8], opposite[0, -8:, -8:, -8:] = 1, 1
+    with pytest.raises(DLError, match="do not overlap"):
+        registerImages(image, image, RegistrationConfig(initialisation="none"), fixedMask=corner, movingMask=opposite)
     far = MetaTensor(image.as_tensor().clone(), affine=image.affine.clone())
     far.affine[0, 3] += 1000.0  # a volume 1 m away, and no initialisation to bring it back
     with pytest.raises(DLError, match="do not overlap"):
@@ -420,6 +424,20 @@ def test_logic_uses_a_catalog_model_and_refines(scene, mni4, trainedModel):
     assert min(dice[1]) > 0.75 and sum(dice[1]) > sum(dice[0]) + 0.2, dice
 
 
+@pytest.mark.parametrize("name", ["localnet", "globalnet", "regunet"])
+def test_every_network_predicts_a_field_on_the_grid(name, mni4):
+    from DLRegisterLib.network import buildRegistrationNetwork, predictDisplacement
+
+    image, _ = mni4
+    className, args, network = buildRegistrationNetwork(name, (16, 24, 16), features=4)
+    start, field = predictDisplacement(network, image, image, (16, 24, 16))
+    assert field.shape == (3, 16, 24, 16) and torch.isfinite(field).all()
+    if name != "globalnet":  # dense heads start at the identity
+        assert float(field.abs().max()) == 0.0
+    with pytest.raises(DLError, match="multiple of 8"):
+        buildRegistrationNetwork(name, (20, 24, 16))
+
+
 def test_models_of_another_task_are_refused(tmp_path, scene, scenePair):
     from monai.networks.nets import UNet
 
@@ -438,3 +456,79 @@ def test_training_from_the_scene_needs_two_volumes(scene, scenePair):
     fixedNode, _, _, _, _ = scenePair
     with pytest.raises(DLError, match="at least two"):
         RegistrationLogic(scene).train([fixedNode])
+
+
+# --- command line ----------------------------------------------------------------------------------------
+
+def test_cli_register_and_train_register(tmp_path, scene, deformedPair, capsys):
+    import json
+
+    from DLCommon import saveNode
+    from DLCommon.cli import main
+    from DLCommon.storage import loadSegmentation, loadTransform, loadVolume
+
+    (moving, movingLabels), (fixed, fixedLabels) = deformedPair
+    files = {}
+    for name, image, labels in (("fixed", fixed, fixedLabels), ("moving", moving, movingLabels)):
+        node = volumeFromTensor(image, None, scene, name)
+        files[name] = saveNode(node, tmp_path / f"{name}.nrrd")
+        files[name + "Labels"] = saveNode(segmentationFromTensor(labels, node, scene, TISSUE_NAMES),
+                                          tmp_path / f"{name}.seg.nrrd")
+    out = tmp_path / "out"
+    assert main(["register", "--fixed", str(files["fixed"]), "--moving", str(files["moving"]),
+                 "--output-transform", str(out / "t.h5"), "--output-warped", str(out / "w.nrrd"),
+                 "--moving-labels", str(files["movingLabels"]), "--output-warped-labels", str(out / "wl.seg.nrrd"),
+                 "--jacobian", str(out / "j.nrrd"), "--report", str(out / "report.json"),
+                 "--iterations", "60", "40"]) == 0
+    assert "LNCC" in capsys.readouterr().out
+    report = json.loads((out / "report.json").read_text())
+    assert report["after"] > report["before"] and report["foldingPercent"] < 1.0
+    fixedNode = loadVolume(files["fixed"], scene)
+    movingNode = loadVolume(files["moving"], scene)
+    transform = loadTransform(out / "t.h5", scene)
+    movingNode.SetAndObserveTransformNodeID(transform.GetID())  # the .h5 aligns the moving volume in Slicer
+    throughFile = resampleVolume(movingNode, fixedNode)
+    warped = tensorFromVolume(loadVolume(out / "w.nrrd", scene))
+    assert float((throughFile - warped).abs().mean()) < 0.01 * float(warped.max())
+    warpedLabels = tensorFromSegmentation(loadSegmentation(out / "wl.seg.nrrd", scene), fixedNode)[0]
+    assert min(labelDice(warpedLabels, fixedLabels, [1, 2])) > 0.8
+    assert tuple(loadVolume(out / "j.nrrd", scene).GetImageData().GetDimensions()) == tuple(fixed.shape[1:])
+
+    import shutil
+
+    (tmp_path / "train").mkdir()
+    for key in ("fixed", "moving"):
+        shutil.copy(files[key], tmp_path / "train")
+    assert main(["train-register", "--images", str(tmp_path / "train"), "--shape", "32", "40", "32",
+                 "--features", "4", "--epochs", "2", "--output-model", str(tmp_path / "model"), "--name", "cli-reg",
+                 "--register", "--device", "cpu"]) == 0
+    assert "catalog id 'cli-reg'" in capsys.readouterr().out
+    assert (tmp_path / "model" / "cli-reg_curves.png").is_file()
+    assert main(["register", "--fixed", str(files["fixed"]), "--moving", str(files["moving"]), "--model", "cli-reg",
+                 "--iterations", "0", "--output-transform", str(out / "net.h5"), "--report", str(out / "net.json")]) == 0
+    assert json.loads((out / "net.json").read_text())["model"] == "cli-reg"
+
+
+def test_cli_bad_input_is_a_clear_error(tmp_path, capsys):
+    from DLCommon.cli import main
+
+    assert main(["register", "--fixed", str(tmp_path / "missing.nrrd"), "--moving", str(tmp_path / "m.nrrd"),
+                 "--output-transform", str(tmp_path / "t.h5")]) == 2
+    err = capsys.readouterr().err
+    assert "missing.nrrd" in err and "does not exist" in err and "Fix:" in err
+
+
+def test_lncc_equals_monai():
+    from monai.losses import LocalNormalizedCrossCorrelationLoss
+
+    from DLRegisterLib.similarity import localNormalisedCrossCorrelation
+
+    generator = torch.Generator().manual_seed(0)
+    pred, target = torch.rand(2, 1, 17, 12, 9, generator=generator), torch.rand(2, 1, 17, 12, 9, generator=generator)
+    pred.requires_grad_(True)
+    ours = localNormalisedCrossCorrelation(pred, target, 5)
+    theirs = LocalNormalizedCrossCorrelationLoss(kernel_size=5, reduction="none", smooth_dr=1e-3)(pred, target)
+    assert torch.allclose(ours, theirs, atol=1e-5)
+    gradient, = torch.autograd.grad(ours.mean(), pred)
+    reference, = torch.autograd.grad(theirs.mean(), pred)
+    assert torch.allclose(gradient, reference, atol=1e-6)
