@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 from typing import Iterator
 
-__all__ = ["sceneTransaction", "nodeIds"]
+__all__ = ["sceneTransaction", "nodeIds", "SceneLogic"]
 
 
 def nodeIds(scene) -> list[str]:
@@ -41,3 +41,22 @@ def sceneTransaction(scene) -> Iterator[None]:
             if scene.IsNodePresent(node):
                 scene.RemoveNode(node)
         raise
+
+
+class SceneLogic:
+    """Base of the modules' node-level logic classes: which scene new nodes go to.
+
+    Args:
+        scene: the scene to work in; None: the scene of the first input node, else ``slicer.mrmlScene``.
+    """
+
+    def __init__(self, scene=None):
+        self._scene = scene
+
+    def scene(self, node=None):
+        scene = self._scene or (node.GetScene() if node is not None else None)
+        if scene is None:
+            import slicer
+
+            scene = slicer.mrmlScene
+        return scene

@@ -5,7 +5,6 @@ import os
 from typing import Annotated
 
 import qt
-import vtk
 
 import slicer
 from slicer import (vtkMRMLGridTransformNode, vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode,
@@ -15,6 +14,8 @@ from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrappe
 from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoadableModuleLogic,
                                            ScriptedLoadableModuleTest, ScriptedLoadableModuleWidget)
 from slicer.util import VTKObservationMixin
+
+from DLCommon.shell import ModuleWidgetMixin  # imports neither torch nor qt
 
 
 #
@@ -82,19 +83,15 @@ class DLRegisterParameterNode:
 # DLRegisterWidget
 #
 
-class DLRegisterWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+class DLRegisterWidget(ModuleWidgetMixin, ScriptedLoadableModuleWidget, VTKObservationMixin):
+    modelTask = "registration"
+
     def __init__(self, parent=None) -> None:
         ScriptedLoadableModuleWidget.__init__(self, parent)
         VTKObservationMixin.__init__(self)
         self.logic = None
         self._parameterNode = None
         self._parameterNodeGuiTag = None
-        self._job = None
-        self._chartNode = None
-        self._plottedEpochs = 0
-        self._timer = qt.QTimer()
-        self._timer.setInterval(200)
-        self._timer.connect("timeout()", self._poll)
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
@@ -103,8 +100,7 @@ class DLRegisterWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = DLRegisterLogic()
-        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
-        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+        self.setupJobs(qt.QTimer())
         self.ui.applyButton.connect("clicked(bool)", self.onApply)
         self.ui.cancelButton.connect("clicked(bool)", self.onCancel)
         self.ui.trainButton.connect("clicked(bool)", self.onTrain)
@@ -113,59 +109,18 @@ class DLRegisterWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.addTrainingVolumeButton.connect("clicked(bool)", self.onAddTrainingVolume)
         self.ui.clearTrainingVolumesButton.connect("clicked(bool)", self.onClearTrainingVolumes)
         self.ui.modelComboBox.connect("currentTextChanged(QString)", self.onModelSelected)
-        self._refreshModels()
+        self.refreshModels()
         self.initializeParameterNode()
-
-    def cleanup(self) -> None:
-        self._timer.stop()
-        if self._job is not None:
-            self._job.cancel()
-        self.removeObservers()
-
-    def enter(self) -> None:
-        self.initializeParameterNode()
-
-    def exit(self) -> None:
-        if self._parameterNode:
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self._parameterNodeGuiTag = None
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateButtons)
-
-    def onSceneStartClose(self, caller, event) -> None:
-        self.setParameterNode(None)
-
-    def onSceneEndClose(self, caller, event) -> None:
-        if self.parent.isEntered:
-            self.initializeParameterNode()
-
-    def initializeParameterNode(self) -> None:
-        self.setParameterNode(self.logic.getParameterNode())
-
-    def setParameterNode(self, inputParameterNode) -> None:
-        if self._parameterNode:
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateButtons)
-        self._parameterNode = inputParameterNode
-        if self._parameterNode:
-            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
-            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateButtons)
-            self._updateButtons()
-
-    def onModelSelected(self, text) -> None:
-        if self._parameterNode and self._parameterNode.modelId != text:
-            self._parameterNode.modelId = text
 
     def _updateButtons(self, caller=None, event=None) -> None:
         p = self._parameterNode
-        if p and p.modelId and self.ui.modelComboBox.currentText != p.modelId:
-            self.ui.modelComboBox.setCurrentText(p.modelId)
-        idle = self._job is None
+        self.syncModelSelector()
         needsModel = bool(p and p.method == "model")
         self.ui.modelComboBox.enabled = self.ui.importModelButton.enabled = needsModel
-        self.ui.applyButton.enabled = idle and bool(p and p.fixedVolume and p.movingVolume
-                                                    and (p.modelId or not needsModel))
-        self.ui.trainButton.enabled = idle and bool(p and len(p.trainingVolumes) >= 2 and p.modelName)
-        self.ui.cancelButton.enabled = self.ui.cancelTrainButton.enabled = not idle
+        self.ui.applyButton.enabled = self.isIdle and bool(p and p.fixedVolume and p.movingVolume
+                                                           and (p.modelId or not needsModel))
+        self.ui.trainButton.enabled = self.isIdle and bool(p and len(p.trainingVolumes) >= 2 and p.modelName)
+        self.ui.cancelButton.enabled = self.ui.cancelTrainButton.enabled = not self.isIdle
         self.ui.trainingListWidget.clear()
         if p:
             segmentations = list(p.trainingSegmentations)
@@ -173,33 +128,10 @@ class DLRegisterWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 labels = f"  +  {segmentations[index].GetName()}" if index < len(segmentations) else ""
                 self.ui.trainingListWidget.addItem(volume.GetName() + labels)
 
-    def _refreshModels(self) -> None:
-        try:
-            from DLCommon import ModelCatalog
-
-            entries = [e for e in ModelCatalog().list() if (e.spec or {}).get("task") == "registration"]
-        except ImportError:  # PyTorch / MONAI not installed yet: Apply or Train installs them
-            self.ui.statusLabel.text = _("PyTorch and MONAI will be installed on first use.")
-            return
-        current = self.ui.modelComboBox.currentText
-        self.ui.modelComboBox.clear()
-        for entry in entries:
-            self.ui.modelComboBox.addItem(entry.id)
-        if current:
-            self.ui.modelComboBox.setCurrentText(current)
-
     # --- actions -------------------------------------------------------------------------------------------
     def onImportModel(self) -> None:
-        path = qt.QFileDialog.getOpenFileName(self.parent, _("Import registration model"), "",
-                                              _("Models (*.pt *.ts *.pth *.json);;All files (*)"))
-        if not path:
-            return
-        with slicer.util.tryWithErrorDisplay(_("Failed to import the model."), waitCursor=True):
-            from DLCommon import ModelCatalog
-
-            entry = ModelCatalog().importFile(path)
-            self._refreshModels()
-            self._parameterNode.modelId = entry.id
+        self.importModelFile(qt.QFileDialog.getOpenFileName(
+            self.parent, _("Import registration model"), "", _("Models (*.pt *.ts *.pth *.json);;All files (*)")))
 
     def onAddTrainingVolume(self) -> None:
         p = self._parameterNode
@@ -238,7 +170,7 @@ class DLRegisterWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 jacobianVolume=p.createJacobian, applyToMoving=p.applyToMoving,
                 model=p.modelId if p.method == "model" else None)
             self.ui.reportLabel.text = ""
-            self._start(job, self.ui.progressBar)
+            self.startJob(job, self.ui.progressBar)
 
     def onTrain(self) -> None:
         from DLRegisterLib.trainer import RegistrationTrainingConfig
@@ -249,58 +181,22 @@ class DLRegisterWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             config = RegistrationTrainingConfig(network=p.network, epochs=p.epochs, labelWeight=p.labelWeight,
                                                 similarity=p.similarity)
             segmentations = list(p.trainingSegmentations) or None
-            job = self.logic.trainJob(list(p.trainingVolumes), segmentations, config, modelName=p.modelName)
-            self._chartNode, self._plottedEpochs = None, 0
-            self._start(job, self.ui.trainProgressBar)
+            self.startJob(self.logic.trainJob(list(p.trainingVolumes), segmentations, config, modelName=p.modelName),
+                          self.ui.trainProgressBar)
 
-    def onCancel(self) -> None:
-        if self._job is not None:
-            self._job.cancel()
-            self.ui.statusLabel.text = _("Cancelling...")
-
-    def _start(self, job, progressBar) -> None:
-        self._job, self._progressBar = job, progressBar
-        job.start()  # the worker thread never touches the scene; results are applied in _poll
-        self._timer.start()
-        self._updateButtons()
-
-    def _poll(self) -> None:
-        job = self._job
-        if job is None:
-            self._timer.stop()
-            return
-        self._progressBar.value = int(100 * job.fraction)
-        self.ui.statusLabel.text = job.statusText()
-        history = getattr(job, "history", None)
-        if history is not None and len(history.trainLoss) != self._plottedEpochs:
-            self._plottedEpochs = len(history.trainLoss)
-            from DLCommon.plots import historyCurves, updateCurvePlot
-
-            first = self._chartNode is None
-            self._chartNode = updateCurvePlot(slicer.mrmlScene, historyCurves(history), job.name, self._chartNode)
-            if first:
-                slicer.modules.plots.logic().ShowChartInLayout(self._chartNode)
-        if not job.poll():
-            return
-        self._timer.stop()
-        self._job = None
-        self.ui.statusLabel.text = job.statusText()
-        from DLCommon.jobs import JobState
-
-        if job.state == JobState.FAILED:
-            slicer.util.errorDisplay(str(job.error))
-        elif job.state == JobState.SUCCEEDED and hasattr(job.output, "transform"):
-            p, out = self._parameterNode, job.output
+    def onJobFinished(self, job) -> None:
+        p = self._parameterNode
+        if hasattr(job.output, "transform"):
+            out = job.output
             p.outputTransform, p.outputVolume = out.transform, out.warpedVolume
             self.ui.reportLabel.text = formatReport(out.report)
             if out.warpedVolume is not None:
                 slicer.util.setSliceViewerLayers(background=p.fixedVolume, foreground=out.warpedVolume,
                                                  foregroundOpacity=0.5)
-        elif job.state == JobState.SUCCEEDED and job.result is not None:
-            self._refreshModels()
-            self._parameterNode.modelId = job.result.catalogId or self._parameterNode.modelId
-            self._parameterNode.method = "model"
-        self._updateButtons()
+        elif job.result is not None:  # training
+            self.refreshModels()
+            p.modelId = job.result.catalogId or p.modelId
+            p.method = "model"
 
 
 def formatReport(report: dict) -> str:

@@ -5,7 +5,6 @@ import os
 from typing import Annotated
 
 import qt
-import vtk
 
 import slicer
 from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
@@ -14,6 +13,8 @@ from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrappe
 from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoadableModuleLogic,
                                            ScriptedLoadableModuleTest, ScriptedLoadableModuleWidget)
 from slicer.util import VTKObservationMixin
+
+from DLCommon.shell import ModuleWidgetMixin  # imports neither torch nor qt
 
 
 #
@@ -71,19 +72,15 @@ class DLSegmentParameterNode:
 # DLSegmentWidget
 #
 
-class DLSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+class DLSegmentWidget(ModuleWidgetMixin, ScriptedLoadableModuleWidget, VTKObservationMixin):
+    modelTask = "segmentation"
+
     def __init__(self, parent=None) -> None:
         ScriptedLoadableModuleWidget.__init__(self, parent)
         VTKObservationMixin.__init__(self)
         self.logic = None
         self._parameterNode = None
         self._parameterNodeGuiTag = None
-        self._job = None
-        self._chartNode = None
-        self._plottedEpochs = 0
-        self._timer = qt.QTimer()
-        self._timer.setInterval(200)
-        self._timer.connect("timeout()", self._poll)
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
@@ -92,8 +89,7 @@ class DLSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = DLSegmentLogic()
-        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
-        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+        self.setupJobs(qt.QTimer())
         self.ui.applyButton.connect("clicked(bool)", self.onApply)
         self.ui.cancelButton.connect("clicked(bool)", self.onCancel)
         self.ui.trainButton.connect("clicked(bool)", self.onTrain)
@@ -102,30 +98,8 @@ class DLSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.addPairButton.connect("clicked(bool)", self.onAddPair)
         self.ui.clearPairsButton.connect("clicked(bool)", self.onClearPairs)
         self.ui.modelComboBox.connect("currentTextChanged(QString)", self.onModelSelected)
-        self._refreshModels()
+        self.refreshModels()
         self.initializeParameterNode()
-
-    def cleanup(self) -> None:
-        self._timer.stop()
-        if self._job is not None:
-            self._job.cancel()
-        self.removeObservers()
-
-    def enter(self) -> None:
-        self.initializeParameterNode()
-
-    def exit(self) -> None:
-        if self._parameterNode:
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self._parameterNodeGuiTag = None
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateButtons)
-
-    def onSceneStartClose(self, caller, event) -> None:
-        self.setParameterNode(None)
-
-    def onSceneEndClose(self, caller, event) -> None:
-        if self.parent.isEntered:
-            self.initializeParameterNode()
 
     def initializeParameterNode(self) -> None:
         self.setParameterNode(self.logic.getParameterNode())
@@ -134,60 +108,21 @@ class DLSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             if firstVolume:
                 self._parameterNode.inputVolume = firstVolume
 
-    def setParameterNode(self, inputParameterNode) -> None:
-        if self._parameterNode:
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateButtons)
-        self._parameterNode = inputParameterNode
-        if self._parameterNode:
-            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
-            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateButtons)
-            self._updateButtons()
-
-    def onModelSelected(self, text) -> None:
-        if self._parameterNode and self._parameterNode.modelId != text:
-            self._parameterNode.modelId = text
-
     def _updateButtons(self, caller=None, event=None) -> None:
         p = self._parameterNode
-        if p and p.modelId and self.ui.modelComboBox.currentText != p.modelId:
-            self.ui.modelComboBox.setCurrentText(p.modelId)
-        idle = self._job is None
-        self.ui.applyButton.enabled = idle and bool(p and p.inputVolume and p.modelId)
-        self.ui.trainButton.enabled = idle and bool(p and p.trainingVolumes and p.modelName)
-        self.ui.cancelButton.enabled = self.ui.cancelTrainButton.enabled = not idle
+        self.syncModelSelector()
+        self.ui.applyButton.enabled = self.isIdle and bool(p and p.inputVolume and p.modelId)
+        self.ui.trainButton.enabled = self.isIdle and bool(p and p.trainingVolumes and p.modelName)
+        self.ui.cancelButton.enabled = self.ui.cancelTrainButton.enabled = not self.isIdle
         self.ui.pairsListWidget.clear()
         if p:
             for volume, segmentation in zip(p.trainingVolumes, p.trainingSegmentations):
                 self.ui.pairsListWidget.addItem(f"{volume.GetName()}  +  {segmentation.GetName()}")
 
-    def _refreshModels(self) -> None:
-        try:
-            from DLCommon import ModelCatalog
-
-            entries = ModelCatalog().list()
-        except ImportError:  # PyTorch / MONAI not installed yet: Apply or Train installs them
-            self.ui.statusLabel.text = _("PyTorch and MONAI will be installed on first use.")
-            return
-        current = self.ui.modelComboBox.currentText
-        self.ui.modelComboBox.clear()
-        for entry in entries:
-            self.ui.modelComboBox.addItem(entry.id)
-        if current:
-            self.ui.modelComboBox.setCurrentText(current)
-
     # --- actions -------------------------------------------------------------------------------------------
     def onImportModel(self) -> None:
-        path = qt.QFileDialog.getOpenFileName(self.parent, _("Import model"), "",
-                                              _("Models (*.pt *.ts *.pth *.zip *.json);;All files (*)"))
-        if not path:
-            return
-        with slicer.util.tryWithErrorDisplay(_("Failed to import the model."), waitCursor=True):
-            from DLCommon import ModelCatalog
-
-            entry = ModelCatalog().importFile(path)
-            self._refreshModels()
-            self._parameterNode.modelId = entry.id
+        self.importModelFile(qt.QFileDialog.getOpenFileName(
+            self.parent, _("Import model"), "", _("Models (*.pt *.ts *.pth *.zip *.json);;All files (*)")))
 
     def onAddPair(self) -> None:
         p = self._parameterNode
@@ -205,8 +140,8 @@ class DLSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         p = self._parameterNode
         with slicer.util.tryWithErrorDisplay(_("Segmentation could not start."), waitCursor=True):
             ensureDependencies()
-            self._start(self.logic.segmentJob(p.inputVolume, p.modelId, p.outputSegmentation,
-                                              p.probabilityVolumes, p.entropyVolume), self.ui.progressBar)
+            self.startJob(self.logic.segmentJob(p.inputVolume, p.modelId, p.outputSegmentation,
+                                                p.probabilityVolumes, p.entropyVolume), self.ui.progressBar)
 
     def onTrain(self) -> None:
         from DLSegmentLib.trainer import SegmentationTrainingConfig
@@ -218,53 +153,15 @@ class DLSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                                                 patchSize=(p.patchSize,) * 3,
                                                 spacing=(p.trainingSpacing,) * 3 if p.trainingSpacing > 0 else None)
             pairs = list(zip(p.trainingVolumes, p.trainingSegmentations))
-            job = self.logic.trainJob(pairs, config, modelName=p.modelName,
-                                      baseModel=p.modelId if p.fineTune else None)
-            self._chartNode, self._plottedEpochs = None, 0
-            self._start(job, self.ui.trainProgressBar)
+            self.startJob(self.logic.trainJob(pairs, config, modelName=p.modelName,
+                                              baseModel=p.modelId if p.fineTune else None), self.ui.trainProgressBar)
 
-    def onCancel(self) -> None:
-        if self._job is not None:
-            self._job.cancel()
-            self.ui.statusLabel.text = _("Cancelling...")
-
-    def _start(self, job, progressBar) -> None:
-        self._job, self._progressBar = job, progressBar
-        job.start()  # the worker thread never touches the scene; results are applied in _poll
-        self._timer.start()
-        self._updateButtons()
-
-    def _poll(self) -> None:
-        job = self._job
-        if job is None:
-            self._timer.stop()
-            return
-        self._progressBar.value = int(100 * job.fraction)
-        self.ui.statusLabel.text = job.statusText()
-        history = getattr(job, "history", None)
-        if history is not None and len(history.trainLoss) != self._plottedEpochs:
-            self._plottedEpochs = len(history.trainLoss)
-            from DLCommon.plots import historyCurves, updateCurvePlot
-
-            first = self._chartNode is None
-            self._chartNode = updateCurvePlot(slicer.mrmlScene, historyCurves(history), job.name, self._chartNode)
-            if first:
-                slicer.modules.plots.logic().ShowChartInLayout(self._chartNode)
-        if not job.poll():
-            return
-        self._timer.stop()
-        self._job = None
-        self.ui.statusLabel.text = job.statusText()
-        from DLCommon.jobs import JobState
-
-        if job.state == JobState.FAILED:
-            slicer.util.errorDisplay(str(job.error))
-        elif job.state == JobState.SUCCEEDED and hasattr(job.output, "segmentation"):
+    def onJobFinished(self, job) -> None:
+        if hasattr(job.output, "segmentation"):
             self._parameterNode.outputSegmentation = job.output.segmentation
-        elif job.state == JobState.SUCCEEDED and job.result is not None:
-            self._refreshModels()
+        elif job.result is not None:  # training
+            self.refreshModels()
             self._parameterNode.modelId = job.result.catalogId or self._parameterNode.modelId
-        self._updateButtons()
 
 
 def ensureDependencies() -> None:

@@ -22,6 +22,7 @@ from typing import Callable, Sequence
 import torch
 
 from DLCommon import DLError, Job, pickDevice, tensorFromVolume
+from DLCommon.scene import SceneLogic
 from DLCommon.catalog import defaultCacheDir, resolveModel
 from DLCommon.geometry import arrayFromVTKMatrix, ijkToRasMatrix, setIJKToRASMatrix
 from DLCommon.segmentations import segmentationFromTensor, tensorFromSegmentation
@@ -107,19 +108,8 @@ def _overwriteVolume(node, tensor, fixedVolume):
     return node
 
 
-class RegistrationLogic:
+class RegistrationLogic(SceneLogic):
     """Register volumes; methods take nodes and plain values and raise :class:`DLError` on bad input."""
-
-    def __init__(self, scene=None):
-        self._scene = scene
-
-    def scene(self, node=None):
-        scene = self._scene or (node.GetScene() if node is not None else None)
-        if scene is None:
-            import slicer
-
-            scene = slicer.mrmlScene
-        return scene
 
     def registerJob(self, fixedVolume, movingVolume, config: RegistrationConfig | None = None,
                     fixedMask=None, movingMask=None, initialTransform=None, fixedLabels=None, movingLabels=None,

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from DLCommon import DLError, Job, segmentationFromTensor, tensorFromVolume, volumeFromTensor
+from DLCommon.scene import SceneLogic
 from DLCommon.catalog import defaultCacheDir, resolveModel
 from DLCommon.segmentations import updateSegmentationFromTensor
 
@@ -37,19 +38,8 @@ class SegmentResult:
     entropy: object = None
 
 
-class SegmentationLogic:
+class SegmentationLogic(SceneLogic):
     """Segment and train; every method takes nodes and plain values and raises :class:`DLError` on bad input."""
-
-    def __init__(self, scene=None):
-        self._scene = scene
-
-    def scene(self, node=None):
-        scene = self._scene or (node.GetScene() if node is not None else None)
-        if scene is None:
-            import slicer
-
-            scene = slicer.mrmlScene
-        return scene
 
     # --- inference ---------------------------------------------------------------------------------------
     def segmentJob(self, inputVolume, model, outputSegmentation=None, probabilityVolumes: bool = False,

@@ -50,7 +50,7 @@ def checkModuleShell(folder: Path) -> list[str]:
     for statement in tree.body:  # module level: the module must load in Slicer before PyTorch is installed
         imported = ([a.name for a in statement.names] if isinstance(statement, ast.Import)
                     else [statement.module or ""] if isinstance(statement, ast.ImportFrom) else [])
-        if any(m.split(".")[0] in heavy for m in imported):
+        if any(m.split(".")[0] in heavy and m != "DLCommon.shell" for m in imported):  # shell: no torch
             problems.append(f"{name}.py imports {', '.join(imported)} at module level; import it inside methods")
     parameterNodes = [c for c in classes.values() if "parameterNodeWrapper" in _decoratorNames(c)]
     if not parameterNodes:

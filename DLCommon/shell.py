@@ -1,0 +1,176 @@
+"""What the modules' Slicer widget shells share: parameter-node plumbing, jobs with progress, cancel and
+live curves, and the catalog model selector.
+
+It imports neither qt nor torch (a shell imports it at module level, before PyTorch may be installed):
+the shell creates its ``qt.QTimer`` and widgets and hands them over. Used as::
+
+    class DLFooWidget(ModuleWidgetMixin, ScriptedLoadableModuleWidget, VTKObservationMixin):
+        modelTask = "segmentation"                  # which catalog models the model selector lists
+
+        def setup(self):
+            ...                                     # load the .ui, self.logic = DLFooLogic()
+            self.setupJobs(qt.QTimer())             # the poll timer (200 ms)
+            self.initializeParameterNode()
+
+        def onJobFinished(self, job): ...           # put job.output / job.result into the parameter node
+
+The shell defines ``_updateButtons()`` (enable / disable from the parameter node and ``self.isIdle``).
+"""
+
+from __future__ import annotations
+
+__all__ = ["ModuleWidgetMixin"]
+
+
+class ModuleWidgetMixin:
+    """Shared widget behaviour; see the module docstring for what the shell provides."""
+
+    modelTask: str | None = None  # catalog filter of the model selector (None: every model)
+
+    # --- lifecycle ------------------------------------------------------------------------------------------
+    def setupJobs(self, timer) -> None:
+        """Adopt the shell's poll timer and observe the scene closing."""
+        import slicer
+
+        self._job = None
+        self._progressBar = None
+        self._chartNode = None
+        self._plottedEpochs = 0
+        self._timer = timer
+        self._timer.setInterval(200)
+        self._timer.connect("timeout()", self._poll)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+
+    @property
+    def isIdle(self) -> bool:
+        return getattr(self, "_job", None) is None
+
+    def cleanup(self) -> None:
+        self._timer.stop()
+        if self._job is not None:
+            self._job.cancel()
+        self.removeObservers()
+
+    def enter(self) -> None:
+        self.initializeParameterNode()
+
+    def exit(self) -> None:
+        if self._parameterNode:
+            import vtk
+
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self._parameterNodeGuiTag = None
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateButtons)
+
+    def onSceneStartClose(self, caller, event) -> None:
+        self.setParameterNode(None)
+
+    def onSceneEndClose(self, caller, event) -> None:
+        if self.parent.isEntered:
+            self.initializeParameterNode()
+
+    # --- parameter node ---------------------------------------------------------------------------------
+    def initializeParameterNode(self) -> None:
+        self.setParameterNode(self.logic.getParameterNode())
+
+    def setParameterNode(self, inputParameterNode) -> None:
+        import vtk
+
+        if getattr(self, "_parameterNode", None):
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateButtons)
+        self._parameterNode = inputParameterNode
+        if self._parameterNode:
+            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
+            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateButtons)
+            self._updateButtons()
+
+    # --- model selector (a combo box filled from the catalog, bound to the parameter ``modelId``) ----------
+    def onModelSelected(self, text) -> None:
+        if self._parameterNode and self._parameterNode.modelId != text:
+            self._parameterNode.modelId = text
+
+    def syncModelSelector(self) -> None:
+        """Show the parameter node's ``modelId`` in the combo box (call from ``_updateButtons``)."""
+        p = self._parameterNode
+        if p and p.modelId and self.ui.modelComboBox.currentText != p.modelId:
+            self.ui.modelComboBox.setCurrentText(p.modelId)
+
+    def refreshModels(self) -> None:
+        try:
+            from DLCommon import ModelCatalog
+
+            entries = [e for e in ModelCatalog().list()
+                       if self.modelTask is None or (e.spec or {}).get("task", "other") in (self.modelTask, "other")]
+        except ImportError:  # PyTorch / MONAI not installed yet: the first run installs them
+            self.ui.statusLabel.text = "PyTorch and MONAI will be installed on first use."
+            return
+        current = self.ui.modelComboBox.currentText
+        self.ui.modelComboBox.clear()
+        for entry in entries:
+            self.ui.modelComboBox.addItem(entry.id)
+        if current:
+            self.ui.modelComboBox.setCurrentText(current)
+
+    def importModelFile(self, path: str) -> None:
+        """Import a model file into the catalog and select it (the shell asks for the path)."""
+        import slicer
+
+        if not path:
+            return
+        with slicer.util.tryWithErrorDisplay("Failed to import the model.", waitCursor=True):
+            from DLCommon import ModelCatalog
+
+            entry = ModelCatalog().importFile(path)
+            self.refreshModels()
+            self._parameterNode.modelId = entry.id
+
+    # --- jobs ---------------------------------------------------------------------------------------------
+    def startJob(self, job, progressBar) -> None:
+        """Run ``job`` in its worker thread; ``_poll`` shows progress and applies the result on this thread."""
+        self._job, self._progressBar = job, progressBar
+        self._chartNode, self._plottedEpochs = None, 0
+        job.start()
+        self._timer.start()
+        self._updateButtons()
+
+    def onCancel(self) -> None:
+        if self._job is not None:
+            self._job.cancel()
+            self.ui.statusLabel.text = "Cancelling..."
+
+    def _poll(self) -> None:
+        import slicer
+
+        job = self._job
+        if job is None:
+            self._timer.stop()
+            return
+        self._progressBar.value = int(100 * job.fraction)
+        self.ui.statusLabel.text = job.statusText()
+        history = getattr(job, "history", None)
+        if history is not None and len(history.trainLoss) != self._plottedEpochs:
+            from DLCommon.plots import historyCurves, updateCurvePlot
+
+            self._plottedEpochs = len(history.trainLoss)
+            first = self._chartNode is None
+            self._chartNode = updateCurvePlot(slicer.mrmlScene, historyCurves(history), job.name, self._chartNode)
+            if first:
+                slicer.modules.plots.logic().ShowChartInLayout(self._chartNode)
+        if not job.poll():
+            return
+        self._timer.stop()
+        self._job = None
+        self.ui.statusLabel.text = job.statusText()
+        from DLCommon.jobs import JobState
+
+        if job.state == JobState.FAILED:
+            slicer.util.errorDisplay(str(job.error))
+        elif job.state == JobState.SUCCEEDED:
+            self._progressBar.value = 100
+            self.onJobFinished(job)
+        self._updateButtons()
+
+    def onJobFinished(self, job) -> None:
+        """Override: take what a succeeded job produced (``job.output`` after apply, else ``job.result``)."""
