@@ -532,3 +532,17 @@ def test_lncc_equals_monai():
     gradient, = torch.autograd.grad(ours.mean(), pred)
     reference, = torch.autograd.grad(theirs.mean(), pred)
     assert torch.allclose(gradient, reference, atol=1e-6)
+
+
+def test_label_driven_training_selects_by_warped_label_dice(mni4, tmp_path):
+    from DLRegisterLib.trainer import RegistrationTrainingConfig, trainRegistrationModel
+
+    image, labels = mni4
+    copies = [randomCopy(image, labels, seed, bias=False, contrast=False) for seed in range(3)]
+    config = RegistrationTrainingConfig(shape=(16, 24, 16), features=4, epochs=2, batchSize=6, labelWeight=1.0,
+                                        device="cpu")
+    result = trainRegistrationModel([c[0] for c in copies], config, tmp_path, "labels", labels=[c[1] for c in copies],
+                                    validationPairs=[(0, 1)])
+    metrics = result.history.validationMetric
+    assert len(metrics) == 2 and all(0.3 < m < 1.0 for m in metrics)  # soft Dice of warped GM / WM labels
+    assert result.model.spec.labelNames == ["label 1", "label 2"]
