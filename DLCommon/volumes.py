@@ -101,7 +101,8 @@ def volumeFromTensor(tensor: torch.Tensor, referenceVolumeNode, scene, name: str
     return node
 
 
-def updateVolumeFromTensor(volumeNode, tensor: torch.Tensor, keepScalarType: bool = False) -> None:
+def updateVolumeFromTensor(volumeNode, tensor: torch.Tensor, keepScalarType: bool = False,
+                           useTensorGeometry: bool = False) -> None:
     """Write ``tensor`` into an existing volume node.
 
     Args:
@@ -111,6 +112,8 @@ def updateVolumeFromTensor(volumeNode, tensor: torch.Tensor, keepScalarType: boo
         keepScalarType: cast into the node's current voxel type (like NumPy ``astype``: floats are
             truncated toward zero, so round first if needed) instead of adopting the tensor's dtype.
             Writing into the same type and shape never reallocates the VTK buffer.
+        useTensorGeometry: place the node at the MetaTensor's affine even when the shape is unchanged (an
+            output node the user picked, which may sit anywhere).
     """
     tensor = _asChannelFirst(tensor)
     _checkVolumeNode(volumeNode)
@@ -119,7 +122,7 @@ def updateVolumeFromTensor(volumeNode, tensor: torch.Tensor, keepScalarType: boo
                  and tuple(image.GetDimensions()) == tuple(tensor.shape[1:])
                  and image.GetNumberOfScalarComponents() == tensor.shape[0])
     affine = None
-    if isinstance(tensor, MetaTensor) and not sameShape:
+    if isinstance(tensor, MetaTensor) and (not sameShape or useTensorGeometry):
         affine = tensor.affine.detach().cpu().numpy()
     elif not sameShape:
         have = "no voxels" if image is None else f"shape {tuple(image.GetDimensions())}"

@@ -24,7 +24,7 @@ import torch
 from DLCommon import DLError, Job, pickDevice, tensorFromVolume
 from DLCommon.scene import SceneLogic
 from DLCommon.catalog import defaultCacheDir, resolveModel
-from DLCommon.geometry import arrayFromVTKMatrix, ijkToRasMatrix, setIJKToRASMatrix
+from DLCommon.geometry import arrayFromVTKMatrix
 from DLCommon.segmentations import segmentationFromTensor, tensorFromSegmentation
 from DLCommon.transforms import (displacementFromTransform, gridTransformFromDisplacement, resampleVolume,
                                  updateGridTransformFromDisplacement)
@@ -101,11 +101,10 @@ def _initialTransform(transformNode, fixedVolume):
     return None, displacementFromTransform(transformNode, fixedVolume)
 
 
-def _overwriteVolume(node, tensor, fixedVolume):
-    """Write ``tensor`` into the user's ``node`` and give it the fixed volume's geometry."""
-    updateVolumeFromTensor(node, tensor)
-    setIJKToRASMatrix(node, ijkToRasMatrix(fixedVolume))
-    return node
+def _onFixedGrid(tensor, fixed):
+    from monai.data import MetaTensor
+
+    return MetaTensor(tensor, affine=fixed.affine.clone())
 
 
 class RegistrationLogic(SceneLogic):
@@ -204,9 +203,12 @@ class RegistrationLogic(SceneLogic):
                 updateGridTransformFromDisplacement(outputTransform, result.displacement)
                 out.transform = outputTransform
             if "warped" in outputs and warpedVolume is not True:
-                out.warpedVolume = _overwriteVolume(warpedVolume, outputs["warped"], fixedVolume)
+                updateVolumeFromTensor(warpedVolume, outputs["warped"], useTensorGeometry=True)
+                out.warpedVolume = warpedVolume
             if "jacobian" in outputs and jacobianVolume is not True:
-                out.jacobian = _overwriteVolume(jacobianVolume, outputs["jacobian"], fixedVolume)
+                updateVolumeFromTensor(jacobianVolume, _onFixedGrid(outputs["jacobian"], fixed),
+                                       useTensorGeometry=True)
+                out.jacobian = jacobianVolume
             if applyToMoving:
                 top = movingVolume
                 while top.GetParentTransformNode() is not None and top.GetParentTransformNode() is not out.transform:

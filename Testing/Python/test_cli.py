@@ -80,6 +80,8 @@ def test_demo_writes_its_outputs(tmp_path):
     atlas = modules["DLRegisterLib"]["atlasDice"]
     assert atlas["after"]["white matter"] > atlas["before"]["white matter"] + 0.1
     assert modules["DLRegisterLib"]["report"]["foldingPercent"] < 1.0
+    psnr = modules["DLSynthesizeLib"]["superResolutionPsnr"]
+    assert psnr["superResolved"] > psnr["cubic"] + 1.0
 
 
 def test_no_command_prints_help(capsys):

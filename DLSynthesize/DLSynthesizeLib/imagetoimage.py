@@ -1,0 +1,221 @@
+"""Paired image-to-image synthesis with a U-Net (the seed's encoder-decoder supervised learning).
+
+Train on ``(source, target)`` volume pairs on the same voxel grid (e.g. T1 -> a second contrast, noisy ->
+clean, T1 -> tissue map), 2D slice-wise (fast, any slice count) or 3D patch-wise, with an L1, L2 or L1 +
+SSIM loss (``monai.losses.SSIMLoss``); apply to a new source volume: the output keeps its geometry.
+
+Intensities: each source is scaled 0..1 between its 0.5 and 99.5 percentiles; targets are scaled with one
+range taken from all training targets, which the model keeps to map its output back (``targetRange``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from monai.data import MetaTensor
+
+from DLCommon import DLError, TrainingConfig, trainModel
+from DLCommon.geometry import affinesClose
+
+__all__ = ["ImageToImageConfig", "ImageToImageModel", "trainImageToImage", "applyImageToImage", "percentileRange",
+           "LOSSES", "buildNetwork", "applyPadded"]
+
+LOSSES = ("l1", "l2", "l1ssim")
+Progress = Callable[[float, str], None]
+
+
+@dataclasses.dataclass
+class ImageToImageConfig:
+    """Options of :func:`trainImageToImage`.
+
+    Attributes:
+        dimensions: 2 (slice-wise along ``sliceAxis``) or 3 (patch-wise).
+        sliceAxis: voxel axis the 2D slices are taken across (2D only).
+        patchSize: training patch edge (voxels).
+        batchSize / steps / learningRate / features / seed / device: training options.
+        loss: ``"l1"``, ``"l2"`` or ``"l1ssim"`` (L1 + ``ssimWeight`` x (1 - SSIM)).
+        residual: predict ``source + correction`` (denoising, artefact removal) instead of a new image.
+    """
+
+    dimensions: int = 2
+    sliceAxis: int = 2
+    patchSize: int = 64
+    batchSize: int = 16
+    steps: int = 600
+    learningRate: float = 1e-3
+    features: int = 32
+    loss: str = "l1"
+    ssimWeight: float = 0.2
+    residual: bool = False
+    seed: int = 0
+    device: str = "auto"
+
+    def validate(self) -> None:
+        if self.dimensions not in (2, 3):
+            raise ValueError(f"dimensions must be 2 or 3, got {self.dimensions}.")
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}.")
+
+
+@dataclasses.dataclass
+class ImageToImageModel:
+    """A trained network with what it needs to be applied."""
+
+    network: torch.nn.Module
+    config: ImageToImageConfig
+    targetRange: tuple[float, float]
+    history: object = None
+
+
+def percentileRange(tensor: torch.Tensor, low: float = 0.5, high: float = 99.5) -> tuple[float, float]:
+    """The ``low`` and ``high`` percentiles of ``tensor`` (a strided subsample for large volumes)."""
+    values = tensor.reshape(-1).float()
+    if values.numel() > 2_000_000:
+        values = values[:: values.numel() // 1_000_000]
+    lo, hi = torch.quantile(values, torch.tensor([low / 100, high / 100]))
+    return float(lo), float(hi) if float(hi) > float(lo) else float(lo) + 1.0
+
+
+def _scaled(tensor: torch.Tensor, valueRange: tuple[float, float]) -> torch.Tensor:
+    return (tensor.float() - valueRange[0]) / (valueRange[1] - valueRange[0])
+
+
+class _Residual(torch.nn.Module):
+    """``x + gain * net(x)`` with ``gain`` starting at 0 (ReZero): training starts from the identity."""
+
+    def __init__(self, network: torch.nn.Module):
+        super().__init__()
+        self.network = network
+        self.gain = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.gain * self.network(x)
+
+
+def buildNetwork(dimensions: int, features: int, residual: bool) -> torch.nn.Module:
+    """A MONAI UNet (three levels, residual units), optionally wrapped as ``x + gain * UNet(x)``."""
+    from monai.networks.nets import UNet
+
+    network = UNet(spatial_dims=dimensions, in_channels=1, out_channels=1,
+                   channels=(features, 2 * features, 4 * features), strides=(2, 2), num_res_units=2)
+    return _Residual(network) if residual else network
+
+
+def lossFunction(name: str, dimensions: int, ssimWeight: float) -> Callable:
+    if name == "l1":
+        return torch.nn.L1Loss()
+    if name == "l2":
+        return torch.nn.MSELoss()
+    from monai.losses import SSIMLoss
+
+    ssim = SSIMLoss(spatial_dims=dimensions, data_range=1.0, win_size=7)
+    l1 = torch.nn.L1Loss()
+    return lambda prediction, target: l1(prediction, target) + ssimWeight * ssim(prediction, target)
+
+
+class _PatchPairs:
+    """``batchesPerEpoch`` random ``(source, target)`` patch batches per iteration, 2D slices or 3D boxes."""
+
+    def __init__(self, pairs, config: ImageToImageConfig, batchesPerEpoch: int):
+        self.pairs, self.config, self.count = pairs, config, batchesPerEpoch
+        self.generator = torch.Generator().manual_seed(config.seed)
+
+    def _random(self, upper: int) -> int:
+        return int(torch.randint(max(1, upper), (1,), generator=self.generator))
+
+    def __iter__(self):
+        c = self.config
+        for _ in range(self.count):
+            sources, targets = [], []
+            for _ in range(c.batchSize):
+                source, target = self.pairs[self._random(len(self.pairs))]
+                if c.dimensions == 2:
+                    index = self._random(source.shape[c.sliceAxis])
+                    source, target = source.select(c.sliceAxis, index), target.select(c.sliceAxis, index)
+                corner = [self._random(n - c.patchSize + 1) for n in source.shape]
+                box = tuple(slice(k, k + c.patchSize) for k in corner)
+                sources.append(_padTo(source[box], c.patchSize))
+                targets.append(_padTo(target[box], c.patchSize))
+            yield torch.stack(sources)[:, None], torch.stack(targets)[:, None]
+
+
+def _padTo(tensor: torch.Tensor, size: int) -> torch.Tensor:
+    pad = []
+    for n in reversed(tensor.shape):
+        pad += [0, max(0, size - n)]
+    return F.pad(tensor, pad) if any(pad) else tensor
+
+
+def trainImageToImage(pairs: Sequence[tuple[MetaTensor, MetaTensor]], config: ImageToImageConfig | None = None,
+                      progress: Progress | None = None) -> ImageToImageModel:
+    """Train a U-Net mapping each source ``(1, I, J, K)`` to its target on the same grid.
+
+    Raises:
+        DLError: no pair, a pair on different grids, non-finite voxels.
+    """
+    config = config or ImageToImageConfig()
+    config.validate()
+    if not pairs:
+        raise DLError("got no (source, target) pair", node="Training data", fix="add at least one pair of volumes")
+    for index, (source, target) in enumerate(pairs, start=1):
+        if tuple(source.shape[1:]) != tuple(target.shape[1:]) or not affinesClose(source.affine, target.affine, 1e-3):
+            raise DLError(f"has a source of shape {tuple(source.shape[1:])} and a target of shape "
+                          f"{tuple(target.shape[1:])} on different grids", node=f"Training pair {index}",
+                          fix="resample the target onto the source volume first (e.g. Resample Scalar/Vector/DWI "
+                              "Volume), or use volumes from the same acquisition")
+        for tensor, what in ((source, "source"), (target, "target")):
+            if not bool(torch.isfinite(tensor).all()):
+                raise DLError(f"has NaN or infinite voxels in its {what}", node=f"Training pair {index}",
+                              fix="replace them before training")
+    lows, highs = zip(*(percentileRange(target) for _, target in pairs))
+    targetRange = (min(lows), max(highs))
+    prepared = [(_scaled(s.as_tensor()[0], percentileRange(s)), _scaled(t.as_tensor()[0], targetRange))
+                for s, t in pairs]
+    perEpoch = 25
+    network = buildNetwork(config.dimensions, config.features, config.residual)
+    result = trainModel(network, _PatchPairs(prepared, config, perEpoch),
+                        lossFunction(config.loss, config.dimensions, config.ssimWeight),
+                        TrainingConfig(epochs=max(1, math.ceil(config.steps / perEpoch)),
+                                       learningRate=config.learningRate, seed=config.seed, device=config.device,
+                                       schedule="cosine"),
+                        progress=progress)
+    return ImageToImageModel(network=result.network.eval(), config=config, targetRange=targetRange,
+                             history=result.history)
+
+
+def applyImageToImage(model: ImageToImageModel, source: MetaTensor, progress: Progress | None = None) -> MetaTensor:
+    """Apply a trained model to ``source`` ``(1, I, J, K)``: the output ``(1, I, J, K)`` has its geometry."""
+    if not bool(torch.isfinite(source).all()):
+        raise DLError("has NaN or infinite voxels", node="The input volume", fix="replace them first")
+    config = model.config
+    device = next(model.network.parameters()).device
+    scaled = _scaled(source.as_tensor()[0], percentileRange(source))
+    with torch.no_grad():
+        if config.dimensions == 2:
+            slices = scaled.movedim(config.sliceAxis, 0)
+            out = []
+            for start in range(0, slices.shape[0], 8):
+                out.append(applyPadded(model.network, slices[start:start + 8, None].to(device)).cpu()[:, 0])
+                if progress:
+                    progress(min(1.0, (start + 8) / slices.shape[0]), "applying slice by slice")
+            output = torch.cat(out).movedim(0, config.sliceAxis)
+        else:
+            from monai.inferers import sliding_window_inference
+
+            output = sliding_window_inference(scaled[None, None].to(device), (config.patchSize,) * 3, 4,
+                                              model.network, overlap=0.25, mode="gaussian").cpu()[0, 0]
+    low, high = model.targetRange
+    return MetaTensor((output * (high - low) + low)[None], affine=torch.as_tensor(source.affine).clone(),
+                      meta={"space": "RAS"})
+
+
+def applyPadded(network: torch.nn.Module, batch: torch.Tensor, multiple: int = 4) -> torch.Tensor:
+    """Run a U-Net on ``(B, C, H, W)`` of any size: replicate-pad to a multiple of its total stride, crop back."""
+    height, width = batch.shape[-2:]
+    padH, padW = (-height) % multiple, (-width) % multiple
+    padded = F.pad(batch, (0, padW, 0, padH), mode="replicate") if padH or padW else batch
+    return network(padded)[..., :height, :width]
