@@ -97,11 +97,15 @@ class _Residual(torch.nn.Module):
 
 
 def buildNetwork(dimensions: int, features: int, residual: bool) -> torch.nn.Module:
-    """A MONAI UNet (three levels, residual units), optionally wrapped as ``x + gain * UNet(x)``."""
+    """A MONAI UNet (three levels, residual units), optionally wrapped as ``x + gain * UNet(x)``.
+
+    Batch norm, not MONAI's default instance norm: instance norm removes each image's intensity level, which
+    an intensity mapping (one contrast to another) needs.
+    """
     from monai.networks.nets import UNet
 
     network = UNet(spatial_dims=dimensions, in_channels=1, out_channels=1,
-                   channels=(features, 2 * features, 4 * features), strides=(2, 2), num_res_units=2)
+                   channels=(features, 2 * features, 4 * features), strides=(2, 2), num_res_units=2, norm="batch")
     return _Residual(network) if residual else network
 
 
