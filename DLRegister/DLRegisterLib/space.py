@@ -13,6 +13,8 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
+from DLCommon.sampling import sampleAtWorld, worldGrid  # noqa: F401 (re-exported)
+
 __all__ = ["worldGrid", "levelGeometry", "resizeImage", "sampleAtWorld", "robustNormalise", "smoothImage",
            "spacingOf", "centreOfMass", "plainTensor"]
 
@@ -20,14 +22,6 @@ __all__ = ["worldGrid", "levelGeometry", "resizeImage", "sampleAtWorld", "robust
 def spacingOf(affine: torch.Tensor) -> torch.Tensor:
     """Voxel size (mm) along each index axis, shape ``(3,)``."""
     return torch.linalg.norm(affine[:3, :3].double(), dim=0)
-
-
-def worldGrid(affine: torch.Tensor, shape: Sequence[int], device=None) -> torch.Tensor:
-    """World RAS coordinates (mm) of every voxel centre, ``(I, J, K, 3)`` float32."""
-    affine = affine.double()
-    axes = [torch.arange(n, dtype=torch.float64) for n in shape]
-    ijk = torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1)
-    return (ijk @ affine[:3, :3].T + affine[:3, 3]).float().to(device)
 
 
 def levelGeometry(affine: torch.Tensor, shape: Sequence[int], factor: float) -> tuple[torch.Tensor, tuple]:
@@ -80,31 +74,6 @@ def resizeImage(image: torch.Tensor, shape: Sequence[int], antialias: bool = Tru
         sigmas = [0.5 * (n - 1) / max(m - 1, 1) if m < n else 0.0 for n, m in zip(image.shape[2:], shape)]
         image = smoothImage(image, sigmas)
     return F.interpolate(image, size=tuple(shape), mode="trilinear", align_corners=True)
-
-
-def sampleAtWorld(image: torch.Tensor, affine: torch.Tensor, points: torch.Tensor, mode: str = "bilinear",
-                  padding: str = "border") -> tuple[torch.Tensor, torch.Tensor]:
-    """Sample ``image`` ``(1, C, I', J', K')`` at world points ``(I, J, K, 3)`` mm.
-
-    Args:
-        image: the volume to sample, with its voxel-to-world ``affine``.
-        points: where to sample, world RAS mm.
-        mode: ``"bilinear"`` (trilinear) or ``"nearest"``.
-        padding: outside the image, ``"border"`` repeats the edge value, ``"zeros"`` gives 0.
-
-    Returns:
-        ``(values (1, C, I, J, K), inside (1, 1, I, J, K) bool)``: ``inside`` marks points within the
-        image's field of view (similarity terms ignore the others).
-    """
-    worldToIndex = torch.linalg.inv(affine.double()).to(points.device, torch.float32)
-    ijk = points @ worldToIndex[:3, :3].T + worldToIndex[:3, 3]
-    sizes = torch.tensor(image.shape[2:], dtype=torch.float32, device=points.device)
-    normalised = 2.0 * ijk / torch.clamp(sizes - 1, min=1) - 1.0
-    inside = (normalised.abs() <= 1.0 + 1e-4).all(dim=-1)[None, None]
-    # grid_sample's last axis is (x, y, z) = (K, J, I)
-    grid = normalised.flip(-1)[None]
-    values = F.grid_sample(image, grid, mode=mode, padding_mode=padding, align_corners=True)
-    return values, inside
 
 
 def robustNormalise(image: torch.Tensor, mask: torch.Tensor | None = None, low: float = 0.5,

@@ -4,6 +4,7 @@ What the Slicer module's logic class exposes in the Python console::
 
     logic = DLSynthesizeLogic()
     result = logic.superResolve(thickSliceVolume)        # a new volume with thin slices
+    frame = logic.simulateUltrasound(segmentation, probeTransform, referenceVolume=volume)
 """
 
 from __future__ import annotations
@@ -11,11 +12,15 @@ from __future__ import annotations
 import dataclasses
 from typing import Callable
 
+import torch
+
 from DLCommon import DLError, Job, tensorFromVolume
+from DLCommon.segmentations import tensorFromSegmentation
 from DLCommon.scene import SceneLogic
 from DLCommon.volumes import checkVolume, updateVolumeFromTensor, volumeFromTensor
 
 from .superresolution import SuperResolutionConfig, SuperResolutionResult, superResolve
+from .ultrasound import TISSUES, UltrasoundConfig, simulateUltrasound, tissueMapsFromIntensity, tissueMapsFromLabels
 
 __all__ = ["SynthesisLogic", "SynthesisResult"]
 
@@ -73,3 +78,60 @@ class SynthesisLogic(SceneLogic):
                      progress: Progress | None = None) -> SynthesisResult:
         """Restore the through-plane resolution of ``inputVolume`` (see :meth:`superResolveJob`)."""
         return self.superResolveJob(inputVolume, config, outputVolume).run(progress)
+
+    # --- ultrasound simulation -------------------------------------------------------------------------
+    def simulateUltrasound(self, source, probeTransform, referenceVolume=None,
+                           config: UltrasoundConfig | None = None, modality: str = "mr", outputVolume=None
+                           ) -> SynthesisResult:
+        """A B-mode frame in the plane of ``probeTransform`` (see :mod:`.ultrasound`).
+
+        Args:
+            source: a segmentation (tissue from segment names: ``TISSUES`` keys such as "bone", "fat",
+                "white matter"; others soft tissue), a labelmap volume (0 background, others soft tissue) or a
+                CT / MR scalar volume (``modality``).
+            probeTransform: linear transform whose to-world matrix is the probe pose (+Y = beam direction,
+                +X = lateral, origin = transducer centre).
+            referenceVolume: the grid a segmentation is rasterised on (default: the source's own grid).
+            config: :class:`UltrasoundConfig`.
+            outputVolume: a volume node to overwrite; None creates ``Simulated ultrasound``.
+        """
+        maps, affine = self._tissueMaps(source, referenceVolume, modality)
+        if probeTransform is None or not probeTransform.IsA("vtkMRMLTransformNode") \
+                or not probeTransform.IsTransformToWorldLinear():
+            raise DLError("is not a linear transform", node=probeTransform or "The probe pose",
+                          fix="select a linear transform that places the probe (origin at the transducer, +Y into "
+                              "the body)")
+        import vtk
+
+        from DLCommon.geometry import arrayFromVTKMatrix
+
+        matrix = vtk.vtkMatrix4x4()
+        probeTransform.GetMatrixTransformToWorld(matrix)
+        frame = simulateUltrasound(maps, affine, torch.from_numpy(arrayFromVTKMatrix(matrix)), config)
+        scene = self.scene(source)
+        if outputVolume is None:
+            node = volumeFromTensor(frame, None, scene, "Simulated ultrasound")
+        else:
+            updateVolumeFromTensor(outputVolume, frame, useTensorGeometry=True)
+            node = outputVolume
+        return SynthesisResult(volume=node, details={"probe": probeTransform.GetName()})
+
+    def _tissueMaps(self, source, referenceVolume, modality: str):
+        """``(maps (3, I, J, K), affine)`` for a segmentation, labelmap or scalar volume."""
+        if source is None:
+            raise DLError("No tissue source was selected", fix="select a segmentation, labelmap or CT / MR volume")
+        if source.IsA("vtkMRMLSegmentationNode"):
+            reference = referenceVolume
+            if reference is None:
+                raise DLError("needs a reference volume to be rasterised on", node=source,
+                              fix="select the volume the segmentation was drawn on")
+            labels, names, _ = tensorFromSegmentation(source, reference)
+            tissues = {0: TISSUES["background"]}
+            for index, name in enumerate(names, start=1):
+                tissues[index] = TISSUES.get(name.strip().lower(), TISSUES["soft tissue"])
+            return tissueMapsFromLabels(labels, tissues), tensorFromVolume(reference).affine
+        checkVolume(source)
+        image = tensorFromVolume(source)
+        if source.IsA("vtkMRMLLabelMapVolumeNode"):
+            return tissueMapsFromLabels(image[0].round().long(), {0: TISSUES["background"]}), image.affine
+        return tissueMapsFromIntensity(image[0], modality), image.affine

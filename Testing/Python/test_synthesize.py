@@ -168,3 +168,96 @@ def test_paired_training_refuses_mismatched_grids():
         trainImageToImage([(source, MetaTensor(torch.rand(1, 16, 16, 12), affine=torch.eye(4)))])
     with pytest.raises(DLError, match="no .source, target. pair"):
         trainImageToImage([])
+
+
+# --- ultrasound simulation --------------------------------------------------------------------------------
+
+def phantom(boneDisc: bool = False):
+    """A 100 mm soft-tissue cube (label 1) with an optional bone disc (label 2) 30 mm below its top face."""
+    from DLSynthesizeLib.ultrasound import TISSUES, tissueMapsFromLabels
+
+    labels = torch.ones(100, 100, 100, dtype=torch.int64)
+    if boneDisc:
+        x, y = torch.meshgrid(torch.arange(100), torch.arange(100), indexing="ij")
+        disc = ((x - 50) ** 2 + (y - 50) ** 2) < 10 ** 2
+        labels[:, :, 64:68][disc] = 2  # K is depth below the top face (K = 99)
+    maps = tissueMapsFromLabels(labels, {1: TISSUES["soft tissue"], 2: TISSUES["bone"]})
+    affine = torch.eye(4, dtype=torch.float64)  # 1 mm voxels, RAS = IJK
+    return maps, affine
+
+
+def topProbe(x=50.0, y=50.0):
+    from DLSynthesizeLib.ultrasound import probePose
+
+    return probePose([x, y, 99.0], [x, y, 0.0], [0.0, 1.0, 0.0])  # beams go down (-S), image plane x-z
+
+
+def test_ultrasound_speckle_is_rayleigh_and_frame_sits_in_the_probe_plane():
+    from DLSynthesizeLib.ultrasound import UltrasoundConfig, simulateUltrasound
+
+    maps, affine = phantom()
+    config = UltrasoundConfig(geometry="linear", depth=80, width=40, dynamicRange=200, tgc=1.0,
+                              tgcAttenuation=0.54)  # TGC matched to the tissue: flat brightness
+    frame = simulateUltrasound(maps, affine, topProbe(), config)
+    assert frame.shape[0] == 1 and frame.shape[-1] == 1
+    # the image plane passes through the probe: pixel (centre column, row 0) is at the transducer
+    centre = torch.as_tensor(frame.affine) @ torch.tensor([(frame.shape[1] - 1) / 2, 0.0, 0.0, 1.0]).double()
+    assert torch.allclose(centre[:3], torch.tensor([50.0, 50.0, 99.0]).double(), atol=0.5)
+    # with a 200 dB range the display is ~linear in dB: back to amplitude, speckle has Rayleigh statistics
+    region = frame[0, 40:100, 50:200, 0].double()
+    amplitude = 10 ** ((region / 255.0 * 200.0) / 20.0)
+    snr = float(amplitude.mean() / amplitude.std())
+    assert 1.6 < snr < 2.2, snr  # Rayleigh: mean / std = 1.91
+    top, bottom = frame[0, 40:100, 30:80, 0].mean(), frame[0, 40:100, 200:250, 0].mean()
+    assert abs(float(top - bottom)) < 10  # TGC compensates the attenuation
+
+
+def test_ultrasound_attenuation_and_shadowing():
+    from DLSynthesizeLib.ultrasound import UltrasoundConfig, simulateUltrasound
+
+    config = UltrasoundConfig(geometry="linear", depth=80, width=60, tgc=0.0)
+    plain = simulateUltrasound(*phantom(), topProbe(), config)[0, :, :, 0]
+    rows = plain.shape[1]
+    assert plain[:, rows // 8: rows // 4].mean() > plain[:, rows // 2: 3 * rows // 4].mean() + 20  # no TGC: darker
+    frame = simulateUltrasound(*phantom(boneDisc=True), topProbe(), UltrasoundConfig(geometry="linear", depth=80,
+                                                                                      width=60))[0, :, :, 0]
+    pixel = 0.3
+    behind = frame[int((30 - 6) / pixel):int((30 + 6) / pixel), int(45 / pixel):int(60 / pixel)].mean()
+    beside = frame[int((5 - 3) / pixel):int((5 + 3) / pixel), int(45 / pixel):int(60 / pixel)].mean()
+    surface = frame[int((30 - 5) / pixel):int((30 + 5) / pixel), int(31 / pixel):int(36 / pixel)].max()
+    assert behind < beside - 40, (behind, beside)  # acoustic shadow under the bone disc
+    assert surface > 240  # the bright specular echo of its surface
+
+
+def test_ultrasound_of_the_mni152_labels_and_bad_poses(scene):
+    from DLSynthesizeLib.logic import SynthesisLogic
+
+    image, labels = mni152Tissue(2.0)
+    node = volumeFromTensor(image, None, scene, "T1")
+    from DLCommon import segmentationFromTensor
+    from DLCommon.sampledata import TISSUE_NAMES
+
+    segmentation = segmentationFromTensor(labels, node, scene, TISSUE_NAMES, nodeName="tissue")
+    probe = scene.AddNewNodeByClass("vtkMRMLLinearTransformNode", "probe")
+    from DLCommon.geometry import vtkMatrixFromArray
+    from DLSynthesizeLib.ultrasound import probePose
+
+    probe.SetMatrixTransformToParent(vtkMatrixFromArray(probePose([0, -10, 75], [0, -10, 0], [0, 1, 0]).numpy()))
+    logic = SynthesisLogic(scene)
+    result = logic.simulateUltrasound(segmentation, probe, referenceVolume=node)
+    frame = tensorFromVolume(result.volume)[0, :, :, 0]
+    assert frame.shape[0] > 100 and float(frame.max()) > 200 and float((frame == 0).float().mean()) > 0.2  # fan
+    # the frame lies in the T1's space: white matter (more echogenic) is brighter than grey matter there
+    from DLCommon.transforms import resampleVolume
+
+    labelNode = volumeFromTensor(labels, node, scene, "labels", labelmap=True)
+    onFrame = resampleVolume(labelNode, result.volume, interpolation="nearest").as_tensor()[0, :, :, 0]
+    inside = frame > 0
+    white, grey = frame[(onFrame == 2) & inside].mean(), frame[(onFrame == 1) & inside].mean()
+    assert float(white) > float(grey) + 10, (white, grey)
+    before = scene.GetNumberOfNodes()
+    away = scene.AddNewNodeByClass("vtkMRMLLinearTransformNode", "away")
+    away.SetMatrixTransformToParent(vtkMatrixFromArray(probePose([0, 0, 900], [0, 0, 1200], [0, 1, 0]).numpy()))
+    with pytest.raises(DLError, match="field of view inside the volume"):
+        logic.simulateUltrasound(segmentation, away, referenceVolume=node)
+    assert scene.GetNumberOfNodes() == before + 1  # only the transform added here, no half-made output
