@@ -18,6 +18,23 @@ def addCommands(commands) -> None:
     resolve.add_argument("--device", default="auto")
     resolve.set_defaults(handler=_superResolve)
 
+    simulate = commands.add_parser("simulate-us", help="simulate a B-mode ultrasound image from labels or a CT / MR")
+    source = simulate.add_mutually_exclusive_group(required=True)
+    source.add_argument("--labels", help="segmentation (.seg.nrrd; tissue from segment names) or labelmap")
+    source.add_argument("--volume", help="CT or MR volume (see --modality)")
+    simulate.add_argument("--reference", help="the volume a .seg.nrrd is rasterised on")
+    simulate.add_argument("--modality", choices=("mr", "ct"), default="mr")
+    simulate.add_argument("--pose", help="transform file (.h5 / .tfm): probe to world (+Y = beam direction)")
+    simulate.add_argument("--position", type=float, nargs=3, help="transducer centre (RAS mm), with --target")
+    simulate.add_argument("--target", type=float, nargs=3, help="a point on the beam axis (RAS mm)")
+    simulate.add_argument("--normal", type=float, nargs=3, default=[0.0, 1.0, 0.0], help="image plane normal")
+    simulate.add_argument("--geometry", choices=("sector", "linear"), default="sector")
+    simulate.add_argument("--depth", type=float, default=120.0, help="mm")
+    simulate.add_argument("--frequency", type=float, default=5.0, help="MHz")
+    simulate.add_argument("--output", required=True, help="the image as a volume file (.nrrd), in the probe plane")
+    simulate.add_argument("--png", help="also write the image as a PNG")
+    simulate.set_defaults(handler=_simulateUs)
+
 
 def _superResolve(args) -> int:
     import slicer
@@ -39,6 +56,54 @@ def _superResolve(args) -> int:
     print(f"{Path(args.input).name}: slice axis {details['axis']}, x{details['factor']} -> {args.output}")
     scene.Clear(1)
     return 0
+
+
+def _simulateUs(args) -> int:
+    import slicer
+
+    from DLCommon import DLError, saveNode
+    from DLCommon.geometry import vtkMatrixFromArray
+    from DLCommon.storage import loadSegmentation, loadTransform, loadVolume
+
+    from .logic import SynthesisLogic
+    from .ultrasound import UltrasoundConfig, probePose
+
+    scene = slicer.vtkMRMLScene()
+    if args.labels and str(args.labels).lower().endswith(".seg.nrrd"):
+        if not args.reference:
+            raise DLError("needs --reference: the volume the segmentation is rasterised on", file=args.labels,
+                          fix="add --reference VOLUME (e.g. the image it was drawn on)")
+        source, reference = loadSegmentation(args.labels, scene), loadVolume(args.reference, scene)
+    elif args.labels:
+        source, reference = loadVolume(args.labels, scene, labelmap=True), None
+    else:
+        source = reference = loadVolume(args.volume, scene)
+    if args.pose:
+        probe = loadTransform(args.pose, scene)
+    elif args.position and args.target:
+        probe = scene.AddNewNodeByClass("vtkMRMLLinearTransformNode", "probe")
+        probe.SetMatrixTransformToParent(vtkMatrixFromArray(probePose(args.position, args.target, args.normal).numpy()))
+    else:
+        raise DLError("has no probe pose", node="Command line", fix="give --pose FILE, or --position and --target")
+    config = UltrasoundConfig(geometry=args.geometry, depth=args.depth, frequency=args.frequency)
+    result = SynthesisLogic(scene).simulateUltrasound(source, probe, reference, config, modality=args.modality)
+    saveNode(result.volume, args.output)
+    if args.png:
+        _savePng(result.volume, args.png)
+    print(f"Simulated ultrasound -> {args.output}")
+    scene.Clear(1)
+    return 0
+
+
+def _savePng(volumeNode, path) -> None:
+    """A 2D frame ``(X, Y, 1)`` as a PNG with depth downwards."""
+    from PIL import Image
+
+    from DLCommon import tensorFromVolume
+
+    frame = tensorFromVolume(volumeNode)[0, :, :, 0]
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(frame.T.clamp(0, 255).byte().numpy()).save(path)
 
 
 def demo(scene, output: Path, progress) -> dict:
@@ -74,11 +139,42 @@ def demo(scene, output: Path, progress) -> dict:
         return 10 * math.log10(255.0 ** 2 / float(((estimate - truth)[mask] ** 2).mean()))
 
     scores = {"cubic": round(psnr(cubic), 2), "superResolved": round(psnr(restored), 2)}
+    progress(0.92, "synthesize: simulating ultrasound from the tissue labels")
+    ultrasound = _demoUltrasound(scene, output)
     progress(0.95, "synthesize: writing the montage")
     saveMontage(output / "synthesize_montage.png", torch.cat([cubic, restored], dim=1),
                 title=f"DLSynthesize demo: 4 mm slices restored to 1 mm (left cubic {scores['cubic']} dB, "
                       f"right super-resolved {scores['superResolved']} dB)")
     progress(1.0, "synthesize: done")
-    summary = {"superResolutionPsnr": scores, "files": ["synthesize_montage.png"]}
+    summary = {"superResolutionPsnr": scores, "ultrasound": ultrasound,
+               "files": ["synthesize_montage.png", "ultrasound_simulation.png"]}
     (output / "synthesize_summary.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def _demoUltrasound(scene, output: Path) -> dict:
+    """A sector image through the MNI152 tissue labels, saved next to the label slice it came from."""
+    import torch
+    from PIL import Image
+
+    from DLCommon import segmentationFromTensor, tensorFromVolume, volumeFromTensor
+    from DLCommon.geometry import vtkMatrixFromArray
+    from DLCommon.sampledata import TISSUE_COLORS, TISSUE_NAMES, mni152Tissue
+    from DLCommon.transforms import resampleVolume
+
+    from .logic import SynthesisLogic
+    from .ultrasound import probePose
+
+    image, labels = mni152Tissue(1.0)
+    volume = volumeFromTensor(image, None, scene, "MNI152 T1 (ultrasound demo)")
+    segmentation = segmentationFromTensor(labels, volume, scene, TISSUE_NAMES, TISSUE_COLORS, nodeName="tissue")
+    probe = scene.AddNewNodeByClass("vtkMRMLLinearTransformNode", "ultrasound probe")
+    probe.SetMatrixTransformToParent(vtkMatrixFromArray(probePose([0, -10, 75], [0, -10, 0], [0, 1, 0]).numpy()))
+    frame = SynthesisLogic(scene).simulateUltrasound(segmentation, probe, referenceVolume=volume).volume
+    labelNode = volumeFromTensor(labels, volume, scene, "tissue labels", labelmap=True)
+    onFrame = resampleVolume(labelNode, frame, interpolation="nearest").as_tensor()[0, :, :, 0].long()
+    palette = torch.tensor([[0, 0, 0]] + [[int(255 * c) for c in color] for color in TISSUE_COLORS], dtype=torch.uint8)
+    us = tensorFromVolume(frame)[0, :, :, 0].T.clamp(0, 255).byte()
+    side = torch.cat([palette[onFrame.T], us[..., None].expand(-1, -1, 3)], dim=1)
+    Image.fromarray(side.numpy()).save(output / "ultrasound_simulation.png")
+    return {"shape": list(us.shape), "probe": "above the vertex, coronal plane y = -10 mm"}

@@ -155,7 +155,7 @@ def _padTo(tensor: torch.Tensor, size: int) -> torch.Tensor:
 
 
 def trainImageToImage(pairs: Sequence[tuple[MetaTensor, MetaTensor]], config: ImageToImageConfig | None = None,
-                      progress: Progress | None = None) -> ImageToImageModel:
+                      progress: Progress | None = None, onEpoch: Callable | None = None) -> ImageToImageModel:
     """Train a U-Net mapping each source ``(1, I, J, K)`` to its target on the same grid.
 
     Raises:
@@ -186,7 +186,7 @@ def trainImageToImage(pairs: Sequence[tuple[MetaTensor, MetaTensor]], config: Im
                         TrainingConfig(epochs=max(1, math.ceil(config.steps / perEpoch)),
                                        learningRate=config.learningRate, seed=config.seed, device=config.device,
                                        schedule="cosine"),
-                        progress=progress)
+                        progress=progress, onEpoch=onEpoch)
     return ImageToImageModel(network=result.network.eval(), config=config, targetRange=targetRange,
                              history=result.history)
 

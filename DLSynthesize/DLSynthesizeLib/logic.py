@@ -19,6 +19,7 @@ from DLCommon.segmentations import tensorFromSegmentation
 from DLCommon.scene import SceneLogic
 from DLCommon.volumes import checkVolume, updateVolumeFromTensor, volumeFromTensor
 
+from .imagetoimage import ImageToImageConfig, applyImageToImage, trainImageToImage
 from .superresolution import SuperResolutionConfig, SuperResolutionResult, superResolve
 from .ultrasound import TISSUES, UltrasoundConfig, simulateUltrasound, tissueMapsFromIntensity, tissueMapsFromLabels
 
@@ -78,6 +79,56 @@ class SynthesisLogic(SceneLogic):
                      progress: Progress | None = None) -> SynthesisResult:
         """Restore the through-plane resolution of ``inputVolume`` (see :meth:`superResolveJob`)."""
         return self.superResolveJob(inputVolume, config, outputVolume).run(progress)
+
+    # --- paired image-to-image --------------------------------------------------------------------------
+    def imageToImageJob(self, pairs, inputVolume, config: ImageToImageConfig | None = None, outputVolume=None) -> Job:
+        """A :class:`Job` that trains a U-Net on ``[(sourceVolume, targetVolume), ...]`` and applies it to
+        ``inputVolume``; the training history is kept on ``job.history`` for live curves.
+
+        A target on another grid than its source is resampled onto the source first (stated in the details).
+        """
+        if not pairs:
+            raise DLError("No training pair was given", fix="add at least one (source, target) pair of volumes")
+        if inputVolume is None:
+            raise DLError("No input volume was selected", fix="select the volume to translate")
+        from DLCommon.geometry import affinesClose
+        from DLCommon.transforms import resampleVolume
+
+        tensors, resampled = [], []
+        for source, target in pairs:
+            checkVolume(source)
+            checkVolume(target)
+            sourceTensor, targetTensor = tensorFromVolume(source), tensorFromVolume(target)
+            if sourceTensor.shape != targetTensor.shape or not affinesClose(sourceTensor.affine, targetTensor.affine,
+                                                                            1e-3):
+                targetTensor = resampleVolume(target, source)
+                resampled.append(target.GetName())
+            tensors.append((sourceTensor, targetTensor))
+        image = tensorFromVolume(inputVolume)
+        scene = self.scene(inputVolume)
+        config = config or ImageToImageConfig()
+
+        def work(context):
+            def keepCurves(history):
+                job.history = history.snapshot()
+
+            model = trainImageToImage(tensors, config, progress=lambda f, m: context.report(0.9 * f, m),
+                                      onEpoch=keepCurves)
+            return model, applyImageToImage(model, image)
+
+        def apply(result) -> SynthesisResult:
+            model, output = result
+            details = {"resampledTargets": resampled, "finalLoss": model.history.trainLoss[-1]}
+            if outputVolume is None:
+                node = volumeFromTensor(output, inputVolume, scene, f"{inputVolume.GetName()} synthesized")
+            else:
+                updateVolumeFromTensor(outputVolume, output, useTensorGeometry=True)
+                node = outputVolume
+            return SynthesisResult(volume=node, details=details)
+
+        job = Job(work, apply, scene=scene, name=f"Image-to-image {inputVolume.GetName()}")
+        job.history = None
+        return job
 
     # --- ultrasound simulation -------------------------------------------------------------------------
     def simulateUltrasound(self, source, probeTransform, referenceVolume=None,

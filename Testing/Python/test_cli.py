@@ -82,6 +82,8 @@ def test_demo_writes_its_outputs(tmp_path):
     assert modules["DLRegisterLib"]["report"]["foldingPercent"] < 1.0
     psnr = modules["DLSynthesizeLib"]["superResolutionPsnr"]
     assert psnr["superResolved"] > psnr["cubic"] + 1.0
+    with Image.open(out / "ultrasound_simulation.png") as ultrasound:  # label slice | simulated B-mode image
+        assert ultrasound.width > 2 * ultrasound.height > 400
 
 
 def test_no_command_prints_help(capsys):

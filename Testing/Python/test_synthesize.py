@@ -261,3 +261,56 @@ def test_ultrasound_of_the_mni152_labels_and_bad_poses(scene):
     with pytest.raises(DLError, match="field of view inside the volume"):
         logic.simulateUltrasound(segmentation, away, referenceVolume=node)
     assert scene.GetNumberOfNodes() == before + 1  # only the transform added here, no half-made output
+
+
+def test_cli_simulate_us(tmp_path, scene, capsys):
+    from PIL import Image
+
+    from DLCommon import saveNode, segmentationFromTensor
+    from DLCommon.cli import main
+    from DLCommon.sampledata import TISSUE_NAMES
+    from DLCommon.storage import loadVolume
+
+    image, labels = mni152Tissue(2.0)
+    node = volumeFromTensor(image, None, scene, "T1")
+    t1 = saveNode(node, tmp_path / "t1.nrrd")
+    seg = saveNode(segmentationFromTensor(labels, node, scene, TISSUE_NAMES), tmp_path / "tissue.seg.nrrd")
+    assert main(["simulate-us", "--labels", str(seg), "--reference", str(t1), "--position", "0", "-10", "75",
+                 "--target", "0", "-10", "0", "--output", str(tmp_path / "us.nrrd"), "--png", str(tmp_path / "us.png")]) == 0
+    frame = tensorFromVolume(loadVolume(tmp_path / "us.nrrd", scene))
+    assert frame.shape[-1] == 1 and float(frame.max()) > 200
+    with Image.open(tmp_path / "us.png") as png:
+        assert png.size == (frame.shape[1], frame.shape[2])
+    assert main(["simulate-us", "--labels", str(seg), "--position", "0", "0", "0", "--target", "0", "0", "-1",
+                 "--output", str(tmp_path / "x.nrrd")]) == 2
+    assert "needs --reference" in capsys.readouterr().err
+
+
+def test_logic_image_to_image_resamples_a_misaligned_target(scene):
+    from DLCommon.sampledata import randomCopy
+    from DLSynthesizeLib.imagetoimage import ImageToImageConfig
+
+    image, labels = mni152Tissue(4.0)
+    source = randomCopy(image, labels, 0, bias=False, contrast=False)[0]
+    target = MetaTensor(secondContrast(source.as_tensor()), affine=source.affine)
+    sourceNode = volumeFromTensor(source, None, scene, "T1")
+    aligned = volumeFromTensor(target, None, scene, "T2 aligned")
+    cropped = volumeFromTensor(MetaTensor(target.as_tensor()[:, 2:-2, 3:, :-1], affine=_shifted(source.affine, 2, 3)),
+                               None, scene, "T2 cropped")
+    test = randomCopy(image, labels, 50, bias=False, contrast=False)[0]
+    testNode = volumeFromTensor(test, None, scene, "new T1")
+    config = ImageToImageConfig(dimensions=2, patchSize=48, batchSize=8, steps=100, features=16, device="cpu")
+    job = SynthesisLogic(scene).imageToImageJob([(sourceNode, aligned), (sourceNode, cropped)], testNode, config)
+    result = job.run()
+    assert result.details["resampledTargets"] == ["T2 cropped"] and len(job.history.trainLoss) == 4
+    output = tensorFromVolume(result.volume)
+    assert np.allclose(ijkToRasMatrix(result.volume), ijkToRasMatrix(testNode))
+    truth = secondContrast(test.as_tensor())
+    mask = test.as_tensor() > 10
+    assert float((output - truth)[mask].abs().mean()) < 0.6 * float((test.as_tensor() - truth)[mask].abs().mean())
+
+
+def _shifted(affine, i, j):
+    shifted = torch.as_tensor(affine).clone()
+    shifted[:3, 3] += shifted[:3, 0] * i + shifted[:3, 1] * j
+    return shifted

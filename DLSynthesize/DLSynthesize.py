@@ -1,0 +1,294 @@
+"""DLSynthesize: image synthesis in 3D Slicer (thin shell over DLSynthesizeLib)."""
+
+import logging
+import math
+import os
+from typing import Annotated
+
+import qt
+
+import slicer
+from slicer import vtkMRMLLinearTransformNode, vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
+from slicer.i18n import tr as _
+from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
+from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoadableModuleLogic,
+                                           ScriptedLoadableModuleTest, ScriptedLoadableModuleWidget)
+from slicer.util import VTKObservationMixin
+
+from DLCommon.shell import ModuleWidgetMixin  # imports neither torch nor qt
+
+
+#
+# DLSynthesize
+#
+
+class DLSynthesize(ScriptedLoadableModule):
+    def __init__(self, parent):
+        ScriptedLoadableModule.__init__(self, parent)
+        self.parent.title = _("DL Synthesize")
+        self.parent.categories = [_("Deep Learning")]
+        self.parent.dependencies = []
+        self.parent.contributors = ["MedDL contributors"]
+        self.parent.helpText = _("""
+Synthesize images with deep learning and physics.
+<b>Super-resolution</b>: restores thin slices of a thick-slice volume; a U-Net learns from the volume's own
+in-plane slices (no training data), then sharpens across slices.
+<b>Image-to-image</b>: trains a U-Net on (source, target) volume pairs, e.g. one MR contrast to another, and
+applies it to the input volume (the output keeps its geometry).
+<b>Ultrasound</b>: simulates a B-mode image (speckle, reflections and shadows, attenuation, time-gain
+compensation, sector or linear probe) from a tissue segmentation and a probe transform; the image is placed in
+the probe's plane. Python console: <code>DLSynthesizeLogic().superResolve(volume)</code>.
+""")
+        self.parent.acknowledgementText = _("""
+Built on PyTorch and MONAI. Follows UCL MPHY0041 Deep Learning (image synthesis); super-resolution after SMORE
+(Zhao et al., IEEE TMI 2021).
+""")
+
+
+#
+# DLSynthesizeParameterNode
+#
+
+@parameterNodeWrapper
+class DLSynthesizeParameterNode:
+    task: Annotated[str, Choice(["super-resolution", "image-to-image", "ultrasound"])] = "super-resolution"
+    inputVolume: vtkMRMLScalarVolumeNode
+    outputVolume: vtkMRMLScalarVolumeNode
+    trainingSteps: Annotated[int, WithinRange(10, 100000)] = 600
+    sourceVolume: vtkMRMLScalarVolumeNode
+    targetVolume: vtkMRMLScalarVolumeNode
+    sourceVolumes: list[vtkMRMLScalarVolumeNode]
+    targetVolumes: list[vtkMRMLScalarVolumeNode]
+    dimensions: Annotated[str, Choice(["2D", "3D"])] = "2D"
+    loss: Annotated[str, Choice(["l1", "l2", "l1ssim"])] = "l1"
+    tissueSegmentation: vtkMRMLSegmentationNode
+    probeTransform: vtkMRMLLinearTransformNode
+    probeGeometry: Annotated[str, Choice(["sector", "linear"])] = "sector"
+    depth: Annotated[float, WithinRange(10.0, 300.0)] = 120.0
+    frequency: Annotated[float, WithinRange(1.0, 20.0)] = 5.0
+
+
+#
+# DLSynthesizeWidget
+#
+
+class DLSynthesizeWidget(ModuleWidgetMixin, ScriptedLoadableModuleWidget, VTKObservationMixin):
+    def __init__(self, parent=None) -> None:
+        ScriptedLoadableModuleWidget.__init__(self, parent)
+        VTKObservationMixin.__init__(self)
+        self.logic = None
+        self._parameterNode = None
+        self._parameterNodeGuiTag = None
+
+    def setup(self) -> None:
+        ScriptedLoadableModuleWidget.setup(self)
+        uiWidget = slicer.util.loadUI(self.resourcePath("UI/DLSynthesize.ui"))
+        self.layout.addWidget(uiWidget)
+        self.ui = slicer.util.childWidgetVariables(uiWidget)
+        uiWidget.setMRMLScene(slicer.mrmlScene)
+        self.logic = DLSynthesizeLogic()
+        self.setupJobs(qt.QTimer())
+        self.ui.applyButton.connect("clicked(bool)", self.onApply)
+        self.ui.cancelButton.connect("clicked(bool)", self.onCancel)
+        self.ui.addPairButton.connect("clicked(bool)", self.onAddPair)
+        self.ui.clearPairsButton.connect("clicked(bool)", self.onClearPairs)
+        self.initializeParameterNode()
+
+    def _updateButtons(self, caller=None, event=None) -> None:
+        p = self._parameterNode
+        task = p.task if p else "super-resolution"
+        self.ui.pairsCollapsibleButton.visible = task == "image-to-image"
+        self.ui.ultrasoundCollapsibleButton.visible = task == "ultrasound"
+        self.ui.stepsSpinBox.enabled = task != "ultrasound"
+        ready = {"super-resolution": bool(p and p.inputVolume),
+                 "image-to-image": bool(p and p.inputVolume and len(p.sourceVolumes)),
+                 "ultrasound": bool(p and p.tissueSegmentation and p.probeTransform and p.inputVolume)}[task]
+        self.ui.applyButton.enabled = self.isIdle and ready
+        self.ui.cancelButton.enabled = not self.isIdle
+        self.ui.pairsListWidget.clear()
+        if p:
+            for source, target in zip(p.sourceVolumes, p.targetVolumes):
+                self.ui.pairsListWidget.addItem(f"{source.GetName()}  ->  {target.GetName()}")
+
+    def onAddPair(self) -> None:
+        p = self._parameterNode
+        if not p.sourceVolume or not p.targetVolume:
+            slicer.util.errorDisplay(_("Select a source and a target volume first."))
+            return
+        p.sourceVolumes = list(p.sourceVolumes) + [p.sourceVolume]
+        p.targetVolumes = list(p.targetVolumes) + [p.targetVolume]
+
+    def onClearPairs(self) -> None:
+        self._parameterNode.sourceVolumes = []
+        self._parameterNode.targetVolumes = []
+
+    def onApply(self) -> None:
+        p = self._parameterNode
+        with slicer.util.tryWithErrorDisplay(_("Synthesis could not start."), waitCursor=True):
+            ensureDependencies()
+            if p.task == "ultrasound":  # a frame takes well under a second: no background job needed
+                from DLSynthesizeLib.ultrasound import UltrasoundConfig
+
+                config = UltrasoundConfig(geometry=p.probeGeometry, depth=p.depth, frequency=p.frequency)
+                result = self.logic.simulateUltrasound(p.tissueSegmentation, p.probeTransform, p.inputVolume, config,
+                                                       outputVolume=p.outputVolume)
+                p.outputVolume = result.volume
+                slicer.util.setSliceViewerLayers(background=result.volume)
+                return
+            if p.task == "super-resolution":
+                from DLSynthesizeLib.superresolution import SuperResolutionConfig
+
+                job = self.logic.superResolveJob(p.inputVolume, SuperResolutionConfig(steps=p.trainingSteps),
+                                                 p.outputVolume)
+            else:
+                from DLSynthesizeLib.imagetoimage import ImageToImageConfig
+
+                config = ImageToImageConfig(dimensions=3 if p.dimensions == "3D" else 2, loss=p.loss,
+                                            steps=p.trainingSteps, patchSize=32 if p.dimensions == "3D" else 64)
+                job = self.logic.imageToImageJob(list(zip(p.sourceVolumes, p.targetVolumes)), p.inputVolume, config,
+                                                 p.outputVolume)
+            self.startJob(job, self.ui.progressBar)
+
+    def onJobFinished(self, job) -> None:
+        self._parameterNode.outputVolume = job.output.volume
+        slicer.util.setSliceViewerLayers(background=job.output.volume)
+
+
+def ensureDependencies() -> None:
+    """Install PyTorch and Resources/requirements.txt on first use, asking first."""
+    from DLCommon.slicerdeps import ensureDependencies as ensure
+
+    ensure(os.path.join(os.path.dirname(__file__), "Resources", "requirements.txt"), "DLSynthesize")
+
+
+#
+# DLSynthesizeLogic
+#
+
+class DLSynthesizeLogic(ScriptedLoadableModuleLogic):
+    """The Python-console API: ``superResolve``, ``imageToImageJob``, ``simulateUltrasound`` (and Jobs).
+
+    Thin delegation to :class:`DLSynthesizeLib.logic.SynthesisLogic` (Qt-free; see its docstrings), created on
+    first use so that this module loads before PyTorch is installed. Bad input raises ``DLError`` and leaves the
+    scene unchanged.
+    """
+
+    def __init__(self) -> None:
+        ScriptedLoadableModuleLogic.__init__(self)
+        self._engine = None
+
+    def getParameterNode(self):
+        return DLSynthesizeParameterNode(super().getParameterNode())
+
+    def engine(self):
+        if self._engine is None:
+            from DLSynthesizeLib.logic import SynthesisLogic
+
+            self._engine = SynthesisLogic(slicer.mrmlScene)
+        return self._engine
+
+    def superResolve(self, inputVolume, config=None, outputVolume=None, progress=None):
+        """Thin slices from a thick-slice volume (self-supervised)."""
+        return self.engine().superResolve(inputVolume, config, outputVolume, progress)
+
+    def superResolveJob(self, *args, **kwargs):
+        return self.engine().superResolveJob(*args, **kwargs)
+
+    def imageToImageJob(self, *args, **kwargs):
+        return self.engine().imageToImageJob(*args, **kwargs)
+
+    def simulateUltrasound(self, source, probeTransform, referenceVolume=None, config=None, modality="mr",
+                           outputVolume=None):
+        """A B-mode frame in the probe's plane from tissue labels or a CT / MR volume."""
+        return self.engine().simulateUltrasound(source, probeTransform, referenceVolume, config, modality,
+                                                outputVolume)
+
+
+#
+# DLSynthesizeTest
+#
+
+class DLSynthesizeTest(ScriptedLoadableModuleTest):
+    def setUp(self):
+        slicer.mrmlScene.Clear()
+
+    def runTest(self):
+        self.setUp()
+        self.test_superResolution()
+        self.setUp()
+        self.test_imageToImage()
+        self.setUp()
+        self.test_ultrasound()
+
+    def _mni(self, spacing):
+        from DLCommon.sampledata import mni152Tissue
+
+        return mni152Tissue(spacing)
+
+    def test_superResolution(self):
+        """4 mm slices of the MNI152 T1 (2 mm) restored: PSNR above cubic interpolation."""
+        import torch
+        from monai.data import MetaTensor
+
+        from DLCommon import tensorFromVolume, volumeFromTensor
+        from DLSynthesizeLib.superresolution import SuperResolutionConfig, degradeAlongAxis, upsampleAlongAxis
+
+        ensureDependencies()
+        image, _ = self._mni(2.0)
+        count = (image.shape[3] - 1) // 2 * 2 + 1
+        truth = image.as_tensor()[0, :, :, :count]
+        affine = torch.as_tensor(image.affine).clone()
+        affine[:3, 2] *= 2
+        thick = volumeFromTensor(MetaTensor(degradeAlongAxis(truth, 2, 2)[None], affine=affine), None,
+                                 slicer.mrmlScene, "thick")
+        result = DLSynthesizeLogic().superResolve(thick, SuperResolutionConfig(steps=150, device="cpu"))
+        mask = truth > 10
+
+        def psnr(estimate):
+            return 10 * math.log10(255.0 ** 2 / float(((estimate - truth)[mask] ** 2).mean()))
+
+        gain = psnr(tensorFromVolume(result.volume)[0]) - psnr(upsampleAlongAxis(tensorFromVolume(thick)[0], 2, 2))
+        logging.info(f"DLSynthesize self-test: super-resolution gain {gain:.2f} dB over cubic")
+        self.assertGreater(gain, 0.3)
+
+    def test_imageToImage(self):
+        """A T1 -> T2-like U-Net on one pair: lower error on another copy than the source itself."""
+        import torch
+        from monai.data import MetaTensor
+
+        from DLCommon import tensorFromVolume, volumeFromTensor
+        from DLCommon.sampledata import randomCopy
+        from DLSynthesizeLib.imagetoimage import ImageToImageConfig
+
+        image, labels = self._mni(4.0)
+
+        def t2(t):
+            return torch.where(t > 30, 255.0 * (1.0 - t / 255.0).clamp(0, 1) ** 2, torch.zeros_like(t))
+
+        source = randomCopy(image, labels, 0, bias=False, contrast=False)[0]
+        test = randomCopy(image, labels, 50, bias=False, contrast=False)[0]
+        nodes = [volumeFromTensor(t, None, slicer.mrmlScene, name) for t, name in (
+            (source, "T1"), (MetaTensor(t2(source.as_tensor()), affine=source.affine), "T2"), (test, "new T1"))]
+        job = DLSynthesizeLogic().imageToImageJob([(nodes[0], nodes[1])], nodes[2],
+                                                  ImageToImageConfig(steps=150, patchSize=48, features=16,
+                                                                     device="cpu"))
+        output = tensorFromVolume(job.run().volume)
+        truth, mask = t2(test.as_tensor()), test.as_tensor() > 10
+        self.assertLess(float((output - truth)[mask].abs().mean()), float((test.as_tensor() - truth)[mask].abs().mean()))
+
+    def test_ultrasound(self):
+        """A sector image through the MNI152 tissue segmentation: a fan with bright tissue and dark outside."""
+        from DLCommon import segmentationFromTensor, tensorFromVolume, volumeFromTensor
+        from DLCommon.geometry import vtkMatrixFromArray
+        from DLCommon.sampledata import TISSUE_NAMES
+        from DLSynthesizeLib.ultrasound import probePose
+
+        image, labels = self._mni(2.0)
+        volume = volumeFromTensor(image, None, slicer.mrmlScene, "T1")
+        segmentation = segmentationFromTensor(labels, volume, slicer.mrmlScene, TISSUE_NAMES)
+        probe = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLLinearTransformNode", "probe")
+        probe.SetMatrixTransformToParent(vtkMatrixFromArray(probePose([0, -10, 75], [0, -10, 0], [0, 1, 0]).numpy()))
+        frame = tensorFromVolume(DLSynthesizeLogic().simulateUltrasound(segmentation, probe, volume).volume)
+        self.assertGreater(float(frame.max()), 200)
+        self.assertGreater(float((frame == 0).float().mean()), 0.2)
+        self.delayDisplay("Test passed")
