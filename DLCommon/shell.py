@@ -8,8 +8,9 @@ the shell creates its ``qt.QTimer`` and widgets and hands them over. Used as::
         modelTask = "segmentation"                  # which catalog models the model selector lists
 
         def setup(self):
-            ...                                     # load the .ui, self.logic = DLFooLogic()
-            self.setupJobs(qt.QTimer())             # the poll timer (200 ms)
+            ScriptedLoadableModuleWidget.setup(self)
+            self.setupModuleUi(DLFooLogic(), qt.QTimer())   # Resources/UI/DLFoo.ui, the poll timer
+            self.ui.applyButton.connect("clicked(bool)", self.onApply)
             self.initializeParameterNode()
 
         def onJobFinished(self, job): ...           # put job.output / job.result into the parameter node
@@ -28,6 +29,17 @@ class ModuleWidgetMixin:
     modelTask: str | None = None  # catalog filter of the model selector (None: every model)
 
     # --- lifecycle ------------------------------------------------------------------------------------------
+    def setupModuleUi(self, logic, timer) -> None:
+        """Load ``Resources/UI/<module>.ui`` into the panel, give it the scene, keep ``logic``, set up jobs."""
+        import slicer
+
+        uiWidget = slicer.util.loadUI(self.resourcePath(f"UI/{self.moduleName}.ui"))
+        self.layout.addWidget(uiWidget)
+        self.ui = slicer.util.childWidgetVariables(uiWidget)
+        uiWidget.setMRMLScene(slicer.mrmlScene)
+        self.logic = logic
+        self.setupJobs(timer)
+
     def setupJobs(self, timer) -> None:
         """Adopt the shell's poll timer and observe the scene closing."""
         import slicer

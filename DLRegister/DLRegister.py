@@ -95,12 +95,7 @@ class DLRegisterWidget(ModuleWidgetMixin, ScriptedLoadableModuleWidget, VTKObser
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
-        uiWidget = slicer.util.loadUI(self.resourcePath("UI/DLRegister.ui"))
-        self.layout.addWidget(uiWidget)
-        self.ui = slicer.util.childWidgetVariables(uiWidget)
-        uiWidget.setMRMLScene(slicer.mrmlScene)
-        self.logic = DLRegisterLogic()
-        self.setupJobs(qt.QTimer())
+        self.setupModuleUi(DLRegisterLogic(), qt.QTimer())
         self.ui.applyButton.connect("clicked(bool)", self.onApply)
         self.ui.cancelButton.connect("clicked(bool)", self.onCancel)
         self.ui.trainButton.connect("clicked(bool)", self.onTrain)

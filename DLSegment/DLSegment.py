@@ -84,12 +84,7 @@ class DLSegmentWidget(ModuleWidgetMixin, ScriptedLoadableModuleWidget, VTKObserv
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
-        uiWidget = slicer.util.loadUI(self.resourcePath("UI/DLSegment.ui"))
-        self.layout.addWidget(uiWidget)
-        self.ui = slicer.util.childWidgetVariables(uiWidget)
-        uiWidget.setMRMLScene(slicer.mrmlScene)
-        self.logic = DLSegmentLogic()
-        self.setupJobs(qt.QTimer())
+        self.setupModuleUi(DLSegmentLogic(), qt.QTimer())
         self.ui.applyButton.connect("clicked(bool)", self.onApply)
         self.ui.cancelButton.connect("clicked(bool)", self.onCancel)
         self.ui.trainButton.connect("clicked(bool)", self.onTrain)

@@ -82,12 +82,7 @@ class DLSynthesizeWidget(ModuleWidgetMixin, ScriptedLoadableModuleWidget, VTKObs
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
-        uiWidget = slicer.util.loadUI(self.resourcePath("UI/DLSynthesize.ui"))
-        self.layout.addWidget(uiWidget)
-        self.ui = slicer.util.childWidgetVariables(uiWidget)
-        uiWidget.setMRMLScene(slicer.mrmlScene)
-        self.logic = DLSynthesizeLogic()
-        self.setupJobs(qt.QTimer())
+        self.setupModuleUi(DLSynthesizeLogic(), qt.QTimer())
         self.ui.applyButton.connect("clicked(bool)", self.onApply)
         self.ui.cancelButton.connect("clicked(bool)", self.onCancel)
         self.ui.addPairButton.connect("clicked(bool)", self.onAddPair)
