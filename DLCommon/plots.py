@@ -17,7 +17,10 @@ _COLORS = [(0.12, 0.47, 0.71), (0.85, 0.37, 0.01), (0.17, 0.63, 0.17), (0.58, 0.
 
 
 def historyCurves(history) -> dict[str, Curve]:
-    """``{"training loss": (epochs, values), ...}`` from a :class:`~DLCommon.training.TrainingHistory`."""
+    """``{"training loss": (epochs, values), ...}`` from a :class:`~DLCommon.training.TrainingHistory`, or
+    the ``curves()`` of another history (e.g. a GAN's two players)."""
+    if hasattr(history, "curves"):
+        return history.curves()
     curves = {"training loss": (list(range(1, len(history.trainLoss) + 1)), list(history.trainLoss))}
     if history.validationEpochs:
         epochs = [e + 1 for e in history.validationEpochs]

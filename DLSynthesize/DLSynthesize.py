@@ -33,8 +33,9 @@ class DLSynthesize(ScriptedLoadableModule):
 Synthesize images with deep learning and physics.
 <b>Super-resolution</b>: restores thin slices of a thick-slice volume; a U-Net learns from the volume's own
 in-plane slices (no training data), then sharpens across slices.
-<b>Image-to-image</b>: trains a U-Net on (source, target) volume pairs, e.g. one MR contrast to another, and
-applies it to the input volume (the output keeps its geometry).
+<b>Image-to-image</b>: trains a U-Net (L1 / L2 / L1+SSIM) or a conditional GAN (pix2pix: U-Net generator +
+PatchGAN discriminator, both players' loss curves shown live) on (source, target) volume pairs, e.g. one MR
+contrast to another, and applies it to the input volume (the output keeps its geometry).
 <b>Ultrasound</b>: simulates a B-mode image (speckle, reflections and shadows, attenuation, time-gain
 compensation, sector or linear probe) from a tissue segmentation and a probe transform; the image is placed in
 the probe's plane. Python console: <code>DLSynthesizeLogic().superResolve(volume)</code>.
@@ -59,6 +60,7 @@ class DLSynthesizeParameterNode:
     targetVolume: vtkMRMLScalarVolumeNode
     sourceVolumes: list[vtkMRMLScalarVolumeNode]
     targetVolumes: list[vtkMRMLScalarVolumeNode]
+    network: Annotated[str, Choice(["U-Net", "pix2pix"])] = "U-Net"
     dimensions: Annotated[str, Choice(["2D", "3D"])] = "2D"
     loss: Annotated[str, Choice(["l1", "l2", "l1ssim"])] = "l1"
     tissueSegmentation: vtkMRMLSegmentationNode
@@ -135,6 +137,11 @@ class DLSynthesizeWidget(ModuleWidgetMixin, ScriptedLoadableModuleWidget, VTKObs
 
                 job = self.logic.superResolveJob(p.inputVolume, SuperResolutionConfig(steps=p.trainingSteps),
                                                  p.outputVolume)
+            elif p.network == "pix2pix":  # conditional GAN, 2D
+                from DLSynthesizeLib.pix2pix import Pix2PixConfig
+
+                job = self.logic.imageToImageJob(list(zip(p.sourceVolumes, p.targetVolumes)), p.inputVolume,
+                                                 Pix2PixConfig(steps=p.trainingSteps), p.outputVolume, method="pix2pix")
             else:
                 from DLSynthesizeLib.imagetoimage import ImageToImageConfig
 

@@ -22,7 +22,8 @@ from DLCommon import DLError, TrainingConfig, trainModel
 from DLCommon.geometry import affinesClose
 
 __all__ = ["ImageToImageConfig", "ImageToImageModel", "trainImageToImage", "applyImageToImage", "percentileRange",
-           "LOSSES", "buildNetwork", "applyPadded"]
+           "LOSSES", "buildNetwork", "applyPadded", "checkPairs",
+           "prepareTargets", "PatchPairs"]
 
 LOSSES = ("l1", "l2", "l1ssim")
 Progress = Callable[[float, str], None]
@@ -121,7 +122,7 @@ def lossFunction(name: str, dimensions: int, ssimWeight: float) -> Callable:
     return lambda prediction, target: l1(prediction, target) + ssimWeight * ssim(prediction, target)
 
 
-class _PatchPairs:
+class PatchPairs:
     """``batchesPerEpoch`` random ``(source, target)`` patch batches per iteration, 2D slices or 3D boxes."""
 
     def __init__(self, pairs, config: ImageToImageConfig, batchesPerEpoch: int):
@@ -154,15 +155,8 @@ def _padTo(tensor: torch.Tensor, size: int) -> torch.Tensor:
     return F.pad(tensor, pad) if any(pad) else tensor
 
 
-def trainImageToImage(pairs: Sequence[tuple[MetaTensor, MetaTensor]], config: ImageToImageConfig | None = None,
-                      progress: Progress | None = None, onEpoch: Callable | None = None) -> ImageToImageModel:
-    """Train a U-Net mapping each source ``(1, I, J, K)`` to its target on the same grid.
-
-    Raises:
-        DLError: no pair, a pair on different grids, non-finite voxels.
-    """
-    config = config or ImageToImageConfig()
-    config.validate()
+def checkPairs(pairs: Sequence[tuple[MetaTensor, MetaTensor]]) -> None:
+    """Refuse an empty list, a pair on different grids, or non-finite voxels (:class:`DLError`)."""
     if not pairs:
         raise DLError("got no (source, target) pair", node="Training data", fix="add at least one pair of volumes")
     for index, (source, target) in enumerate(pairs, start=1):
@@ -175,13 +169,32 @@ def trainImageToImage(pairs: Sequence[tuple[MetaTensor, MetaTensor]], config: Im
             if not bool(torch.isfinite(tensor).all()):
                 raise DLError(f"has NaN or infinite voxels in its {what}", node=f"Training pair {index}",
                               fix="replace them before training")
+
+
+def prepareTargets(pairs: Sequence[tuple[MetaTensor, MetaTensor]]) -> tuple[tuple[float, float], list]:
+    """``(targetRange, [(source 0..1, target 0..1) (I, J, K)])``: sources by their own percentiles, targets by
+    one range over all targets (kept to map outputs back)."""
     lows, highs = zip(*(percentileRange(target) for _, target in pairs))
     targetRange = (min(lows), max(highs))
     prepared = [(_scaled(s.as_tensor()[0], percentileRange(s)), _scaled(t.as_tensor()[0], targetRange))
                 for s, t in pairs]
+    return targetRange, prepared
+
+
+def trainImageToImage(pairs: Sequence[tuple[MetaTensor, MetaTensor]], config: ImageToImageConfig | None = None,
+                      progress: Progress | None = None, onEpoch: Callable | None = None) -> ImageToImageModel:
+    """Train a U-Net mapping each source ``(1, I, J, K)`` to its target on the same grid.
+
+    Raises:
+        DLError: no pair, a pair on different grids, non-finite voxels.
+    """
+    config = config or ImageToImageConfig()
+    config.validate()
+    checkPairs(pairs)
+    targetRange, prepared = prepareTargets(pairs)
     perEpoch = 25
     network = buildNetwork(config.dimensions, config.features, config.residual)
-    result = trainModel(network, _PatchPairs(prepared, config, perEpoch),
+    result = trainModel(network, PatchPairs(prepared, config, perEpoch),
                         lossFunction(config.loss, config.dimensions, config.ssimWeight),
                         TrainingConfig(epochs=max(1, math.ceil(config.steps / perEpoch)),
                                        learningRate=config.learningRate, seed=config.seed, device=config.device,

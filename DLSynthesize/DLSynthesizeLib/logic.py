@@ -20,6 +20,7 @@ from DLCommon.scene import SceneLogic
 from DLCommon.volumes import checkVolume, updateVolumeFromTensor, volumeFromTensor
 
 from .imagetoimage import ImageToImageConfig, applyImageToImage, trainImageToImage
+from .pix2pix import Pix2PixConfig, trainPix2Pix
 from .superresolution import SuperResolutionConfig, SuperResolutionResult, superResolve
 from .ultrasound import TISSUES, UltrasoundConfig, simulateUltrasound, tissueMapsFromIntensity, tissueMapsFromLabels
 
@@ -81,12 +82,18 @@ class SynthesisLogic(SceneLogic):
         return self.superResolveJob(inputVolume, config, outputVolume).run(progress)
 
     # --- paired image-to-image --------------------------------------------------------------------------
-    def imageToImageJob(self, pairs, inputVolume, config: ImageToImageConfig | None = None, outputVolume=None) -> Job:
-        """A :class:`Job` that trains a U-Net on ``[(sourceVolume, targetVolume), ...]`` and applies it to
+    def imageToImageJob(self, pairs, inputVolume, config: ImageToImageConfig | None = None, outputVolume=None,
+                        method: str = "unet") -> Job:
+        """A :class:`Job` that trains on ``[(sourceVolume, targetVolume), ...]`` and applies the result to
         ``inputVolume``; the training history is kept on ``job.history`` for live curves.
+
+        ``method``: ``"unet"`` (supervised U-Net, ``config`` an :class:`ImageToImageConfig`) or ``"pix2pix"``
+        (conditional GAN, ``config`` a :class:`~.pix2pix.Pix2PixConfig`: both players' curves).
 
         A target on another grid than its source is resampled onto the source first (stated in the details).
         """
+        if method not in ("unet", "pix2pix"):
+            raise ValueError(f"method must be 'unet' or 'pix2pix', got {method!r}.")
         if not pairs:
             raise DLError("No training pair was given", fix="add at least one (source, target) pair of volumes")
         if inputVolume is None:
@@ -106,14 +113,14 @@ class SynthesisLogic(SceneLogic):
             tensors.append((sourceTensor, targetTensor))
         image = tensorFromVolume(inputVolume)
         scene = self.scene(inputVolume)
-        config = config or ImageToImageConfig()
+        config = config or (ImageToImageConfig() if method == "unet" else Pix2PixConfig())
+        train = trainImageToImage if method == "unet" else trainPix2Pix
 
         def work(context):
             def keepCurves(history):
                 job.history = history.snapshot()
 
-            model = trainImageToImage(tensors, config, progress=lambda f, m: context.report(0.9 * f, m),
-                                      onEpoch=keepCurves)
+            model = train(tensors, config, progress=lambda f, m: context.report(0.9 * f, m), onEpoch=keepCurves)
             return model, applyImageToImage(model, image)
 
         def apply(result) -> SynthesisResult:

@@ -314,3 +314,39 @@ def _shifted(affine, i, j):
     shifted = torch.as_tensor(affine).clone()
     shifted[:3, 3] += shifted[:3, 0] * i + shifted[:3, 1] * j
     return shifted
+
+
+def test_pix2pix_trains_both_players_and_translates():
+    from DLCommon.plots import historyCurves
+    from DLCommon.sampledata import randomCopy
+    from DLSynthesizeLib.imagetoimage import applyImageToImage
+    from DLSynthesizeLib.pix2pix import Pix2PixConfig, trainPix2Pix
+
+    image, labels = mni152Tissue(4.0)
+    source = randomCopy(image, labels, 0, bias=False, contrast=False)[0]
+    pairs = [(source, MetaTensor(secondContrast(source.as_tensor()), affine=source.affine))]
+    epochs = []
+    model = trainPix2Pix(pairs, Pix2PixConfig(steps=100, patchSize=48, batchSize=8, features=16, device="cpu"),
+                         onEpoch=lambda history: epochs.append(history.snapshot()))
+    curves = historyCurves(model.history)
+    assert set(curves) == {"generator loss", "discriminator loss", "generator L1"} and len(epochs) == 4
+    assert all(len(values) == 4 for _, values in curves.values())
+    assert model.history.l1Loss[-1] < model.history.l1Loss[0]
+    test = randomCopy(image, labels, 50, bias=False, contrast=False)[0]
+    truth, mask = secondContrast(test.as_tensor()), test.as_tensor() > 10
+    output = applyImageToImage(model, test)
+    assert float((output.as_tensor() - truth)[mask].abs().mean()) < float((test.as_tensor() - truth)[mask].abs().mean())
+
+
+def test_logic_pix2pix_job_keeps_both_curves(scene):
+    from DLSynthesizeLib.pix2pix import Pix2PixConfig
+
+    image, _ = mni152Tissue(4.0)
+    source = volumeFromTensor(image, None, scene, "T1")
+    target = volumeFromTensor(MetaTensor(secondContrast(image.as_tensor()), affine=image.affine), None, scene, "T2")
+    job = SynthesisLogic(scene).imageToImageJob([(source, target)], source, Pix2PixConfig(steps=50, patchSize=32,
+                                                batchSize=4, features=8, device="cpu"), method="pix2pix")
+    result = job.run()
+    assert len(job.history.discriminatorLoss) == 2 and result.volume.GetName() == "T1 synthesized"
+    with pytest.raises(ValueError, match="method must be"):
+        SynthesisLogic(scene).imageToImageJob([(source, target)], source, method="cyclegan")
