@@ -53,6 +53,8 @@ class ModelSpec:
             class 0..n-1).
         labelColors: RGB 0..1 per label name.
         description: free text.
+        options: engine-specific settings a model needs to be applied (e.g. a synthesis model's output
+            intensity range), JSON-serialisable.
     """
 
     name: str = "model"
@@ -65,6 +67,7 @@ class ModelSpec:
     labelNames: list[str] = dataclasses.field(default_factory=list)
     labelColors: list[Sequence[float]] = dataclasses.field(default_factory=list)
     description: str = ""
+    options: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def toDict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

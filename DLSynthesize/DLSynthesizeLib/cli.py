@@ -18,6 +18,26 @@ def addCommands(commands) -> None:
     resolve.add_argument("--device", default="auto")
     resolve.set_defaults(handler=_superResolve)
 
+    train = commands.add_parser("train-synthesis", help="train an image-to-image model on (source, target) pairs")
+    train.add_argument("--mode", choices=("unet", "pix2pix"), default="unet",
+                       help="unet: supervised U-Net; pix2pix: conditional GAN (2D)")
+    train.add_argument("--sources", nargs="+", required=True, help="source volumes")
+    train.add_argument("--targets", nargs="+", required=True, help="target volumes, one per source (same grid)")
+    train.add_argument("--dimensions", type=int, choices=(2, 3), default=2)
+    train.add_argument("--loss", choices=("l1", "l2", "l1ssim"), default="l1")
+    train.add_argument("--steps", type=int, default=600)
+    train.add_argument("--output-model", required=True, help="folder for the model (.ts) and its curves PNG")
+    train.add_argument("--name", default="synthesis", help="model name (and catalog id with --register)")
+    train.add_argument("--register", action="store_true", help="add the model to the catalog")
+    train.add_argument("--device", default="auto")
+    train.set_defaults(handler=_trainSynthesis)
+
+    apply = commands.add_parser("synthesize", help="apply an image-to-image model to a volume")
+    apply.add_argument("--model", required=True, help="catalog id or model file")
+    apply.add_argument("--input", required=True)
+    apply.add_argument("--output", required=True)
+    apply.set_defaults(handler=_synthesize)
+
     simulate = commands.add_parser("simulate-us", help="simulate a B-mode ultrasound image from labels or a CT / MR")
     source = simulate.add_mutually_exclusive_group(required=True)
     source.add_argument("--labels", help="segmentation (.seg.nrrd; tissue from segment names) or labelmap")
@@ -54,6 +74,64 @@ def _superResolve(args) -> int:
     saveNode(result.volume, args.output)
     details = result.details
     print(f"{Path(args.input).name}: slice axis {details['axis']}, x{details['factor']} -> {args.output}")
+    scene.Clear(1)
+    return 0
+
+
+def _trainSynthesis(args) -> int:
+    import slicer
+    from tqdm import tqdm
+
+    from DLCommon import DLError, ModelCatalog, tensorFromVolume
+    from DLCommon.plots import historyCurves, saveCurvesPng
+    from DLCommon.storage import loadVolume
+
+    from .imagetoimage import ImageToImageConfig, saveImageToImageModel, trainImageToImage
+    from .pix2pix import Pix2PixConfig, trainPix2Pix
+
+    if len(args.sources) != len(args.targets):
+        raise DLError(f"got {len(args.sources)} sources and {len(args.targets)} targets", node="Command line",
+                      fix="give one target per source, in the same order")
+    scene = slicer.vtkMRMLScene()
+    pairs = [(tensorFromVolume(loadVolume(s, scene)), tensorFromVolume(loadVolume(t, scene)))
+             for s, t in zip(args.sources, args.targets)]
+    scene.Clear(1)
+    options = dict(steps=args.steps, loss=args.loss, device=args.device,
+                   patchSize=32 if args.dimensions == 3 else 64)
+    with tqdm(total=100, desc=f"train {args.name}", unit="%", bar_format="{l_bar}{bar}| {n:.0f}%") as bar:
+        def progress(fraction, message):
+            bar.update(100 * fraction - bar.n)
+
+        if args.mode == "pix2pix":
+            model = trainPix2Pix(pairs, Pix2PixConfig(**options), progress=progress)
+        else:
+            model = trainImageToImage(pairs, ImageToImageConfig(dimensions=args.dimensions, **options), progress=progress)
+    output = Path(args.output_model)
+    path = saveImageToImageModel(model, output / f"{args.name}.ts", args.name,
+                                 f"{args.mode} trained by MedDL on {len(pairs)} pair(s)")
+    saveCurvesPng(historyCurves(model.history), output / f"{args.name}_curves.png", title=f"{args.name} ({args.mode})")
+    message = f"Model: {path}"
+    if args.register:
+        message += f" (catalog id '{ModelCatalog().importFile(path, modelId=args.name, title=args.name).id}')"
+    print(message)
+    return 0
+
+
+def _synthesize(args) -> int:
+    import slicer
+
+    from DLCommon import saveNode, tensorFromVolume, volumeFromTensor
+    from DLCommon.catalog import resolveModel
+    from DLCommon.storage import loadVolume
+
+    from .imagetoimage import applyImageToImage, imageToImageModelFrom
+
+    model = imageToImageModelFrom(resolveModel(args.model, task="synthesis"))
+    scene = slicer.vtkMRMLScene()
+    volume = loadVolume(args.input, scene)
+    output = applyImageToImage(model, tensorFromVolume(volume))
+    saveNode(volumeFromTensor(output, volume, scene, "synthesized"), args.output)
+    print(f"{Path(args.input).name} -> {args.output}")
     scene.Clear(1)
     return 0
 

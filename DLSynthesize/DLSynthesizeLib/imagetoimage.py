@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from pathlib import Path
 from typing import Callable, Sequence
 
 import torch
@@ -23,7 +24,8 @@ from DLCommon.geometry import affinesClose
 
 __all__ = ["ImageToImageConfig", "ImageToImageModel", "trainImageToImage", "applyImageToImage", "percentileRange",
            "LOSSES", "buildNetwork", "applyPadded", "checkPairs",
-           "prepareTargets", "PatchPairs"]
+           "prepareTargets", "PatchPairs",
+           "saveImageToImageModel", "imageToImageModelFrom"]
 
 LOSSES = ("l1", "l2", "l1ssim")
 Progress = Callable[[float, str], None]
@@ -236,3 +238,28 @@ def applyPadded(network: torch.nn.Module, batch: torch.Tensor, multiple: int = 4
     padH, padW = (-height) % multiple, (-width) % multiple
     padded = F.pad(batch, (0, padW, 0, padH), mode="replicate") if padH or padW else batch
     return network(padded)[..., :height, :width]
+
+
+def saveImageToImageModel(model: ImageToImageModel, path, name: str, description: str = "") -> Path:
+    """Save as TorchScript with its spec (task ``"synthesis"``; ``options`` hold what applying needs)."""
+    from DLCommon import ModelSpec, saveTorchScript
+
+    config = model.config
+    spec = ModelSpec(name=name, task="synthesis", inputChannels=1, roiSize=[config.patchSize] * config.dimensions,
+                     description=description or f"image-to-image {config.dimensions}D U-Net trained by MedDL",
+                     options={"dimensions": config.dimensions, "sliceAxis": config.sliceAxis,
+                              "patchSize": config.patchSize, "targetRange": list(model.targetRange)})
+    network = model.network.eval().cpu()
+    example = torch.zeros((1, 1) + (config.patchSize,) * config.dimensions)
+    return saveTorchScript(network, Path(path), spec, example=example)
+
+
+def imageToImageModelFrom(loaded) -> ImageToImageModel:
+    """An :class:`ImageToImageModel` from a loaded synthesis model (:func:`DLCommon.loadModel`)."""
+    options = loaded.spec.options or {}
+    if loaded.spec.task not in ("synthesis", "other") or "targetRange" not in options:
+        raise DLError("is not an image-to-image synthesis model saved by MedDL (no output range in its spec)",
+                      node=f"Model '{loaded.spec.name}'", fix="train one with 'meddl train-synthesis'")
+    config = ImageToImageConfig(dimensions=int(options.get("dimensions", 2)), sliceAxis=int(options.get("sliceAxis", 2)),
+                                patchSize=int(options.get("patchSize", 64)))
+    return ImageToImageModel(network=loaded.network.eval(), config=config, targetRange=tuple(options["targetRange"]))

@@ -350,3 +350,24 @@ def test_logic_pix2pix_job_keeps_both_curves(scene):
     assert len(job.history.discriminatorLoss) == 2 and result.volume.GetName() == "T1 synthesized"
     with pytest.raises(ValueError, match="method must be"):
         SynthesisLogic(scene).imageToImageJob([(source, target)], source, method="cyclegan")
+
+
+def test_cli_train_synthesis_and_synthesize(tmp_path, scene, capsys):
+    from DLCommon import saveNode
+    from DLCommon.cli import main
+    from DLCommon.storage import loadVolume
+
+    image, _ = mni152Tissue(4.0)
+    source = saveNode(volumeFromTensor(image, None, scene, "T1"), tmp_path / "t1.nrrd")
+    target = saveNode(volumeFromTensor(MetaTensor(secondContrast(image.as_tensor()), affine=image.affine), None, scene,
+                                       "T2"), tmp_path / "t2.nrrd")
+    assert main(["train-synthesis", "--sources", str(source), "--targets", str(target), "--steps", "50",
+                 "--output-model", str(tmp_path / "model"), "--name", "t1-to-t2", "--register", "--device", "cpu"]) == 0
+    assert "catalog id 't1-to-t2'" in capsys.readouterr().out
+    assert (tmp_path / "model" / "t1-to-t2_curves.png").is_file()
+    assert main(["synthesize", "--model", "t1-to-t2", "--input", str(source), "--output", str(tmp_path / "out.nrrd")]) == 0
+    output = tensorFromVolume(loadVolume(tmp_path / "out.nrrd", scene))
+    assert output.shape == image.shape and np.allclose(output.affine, image.affine)
+    assert main(["train-synthesis", "--sources", str(source), "--targets", str(target), str(target),
+                 "--output-model", str(tmp_path / "x")]) == 2
+    assert "1 sources and 2 targets" in capsys.readouterr().err
