@@ -19,10 +19,11 @@ def addCommands(commands) -> None:
     resolve.set_defaults(handler=_superResolve)
 
     train = commands.add_parser("train-synthesis", help="train an image-to-image model on (source, target) pairs")
-    train.add_argument("--mode", choices=("unet", "pix2pix"), default="unet",
-                       help="unet: supervised U-Net; pix2pix: conditional GAN (2D)")
+    train.add_argument("--mode", choices=("unet", "pix2pix", "autoencoder"), default="unet",
+                       help="unet: supervised U-Net; pix2pix: conditional GAN (2D); autoencoder: self-supervised "
+                            "denoiser trained on the sources alone (no targets)")
     train.add_argument("--sources", nargs="+", required=True, help="source volumes")
-    train.add_argument("--targets", nargs="+", required=True, help="target volumes, one per source (same grid)")
+    train.add_argument("--targets", nargs="+", help="target volumes, one per source (same grid); not for autoencoder")
     train.add_argument("--dimensions", type=int, choices=(2, 3), default=2)
     train.add_argument("--loss", choices=("l1", "l2", "l1ssim"), default="l1")
     train.add_argument("--steps", type=int, default=600)
@@ -89,8 +90,10 @@ def _trainSynthesis(args) -> int:
     from .imagetoimage import ImageToImageConfig, saveImageToImageModel, trainImageToImage
     from .pix2pix import Pix2PixConfig, trainPix2Pix
 
-    if len(args.sources) != len(args.targets):
-        raise DLError(f"got {len(args.sources)} sources and {len(args.targets)} targets", node="Command line",
+    if args.mode == "autoencoder":
+        return _trainDenoiser(args)
+    if len(args.sources) != len(args.targets or []):
+        raise DLError(f"got {len(args.sources)} sources and {len(args.targets or [])} targets", node="Command line",
                       fix="give one target per source, in the same order")
     scene = slicer.vtkMRMLScene()
     pairs = [(tensorFromVolume(loadVolume(s, scene)), tensorFromVolume(loadVolume(t, scene)))
@@ -117,6 +120,31 @@ def _trainSynthesis(args) -> int:
     return 0
 
 
+def _trainDenoiser(args) -> int:
+    import slicer
+
+    from DLCommon import DLError, ModelCatalog, tensorFromVolume
+    from DLCommon.storage import loadVolume
+
+    from .denoise import DenoiseConfig, denoise
+    from .imagetoimage import saveImageToImageModel
+
+    if len(args.sources) != 1:
+        raise DLError(f"got {len(args.sources)} volumes; the autoencoder is trained on one noisy volume",
+                      node="Command line", fix="give one --sources volume (then apply it to others with synthesize)")
+    scene = slicer.vtkMRMLScene()
+    image = tensorFromVolume(loadVolume(args.sources[0], scene))
+    result = denoise(image, DenoiseConfig(steps=args.steps, device=args.device))
+    path = saveImageToImageModel(result.model, Path(args.output_model) / f"{args.name}.ts", args.name,
+                                 f"self-supervised denoiser (noise level {result.noiseLevel:.3g})")
+    message = f"Model: {path} (noise level {result.noiseLevel:.3g})"
+    if args.register:
+        message += f" (catalog id '{ModelCatalog().importFile(path, modelId=args.name, title=args.name).id}')"
+    print(message)
+    scene.Clear(1)
+    return 0
+
+
 def _synthesize(args) -> int:
     import slicer
 
@@ -129,7 +157,12 @@ def _synthesize(args) -> int:
     model = imageToImageModelFrom(resolveModel(args.model, task="synthesis"))
     scene = slicer.vtkMRMLScene()
     volume = loadVolume(args.input, scene)
-    output = applyImageToImage(model, tensorFromVolume(volume))
+    if model.options.get("denoise"):
+        from .denoise import applyDenoiser
+
+        output = applyDenoiser(model, tensorFromVolume(volume))
+    else:
+        output = applyImageToImage(model, tensorFromVolume(volume))
     saveNode(volumeFromTensor(output, volume, scene, "synthesized"), args.output)
     print(f"{Path(args.input).name} -> {args.output}")
     scene.Clear(1)

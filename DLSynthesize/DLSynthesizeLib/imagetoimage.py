@@ -72,6 +72,7 @@ class ImageToImageModel:
     config: ImageToImageConfig
     targetRange: tuple[float, float]
     history: object = None
+    options: dict = dataclasses.field(default_factory=dict)  # e.g. a denoiser's noise level (see .denoise)
 
 
 def percentileRange(tensor: torch.Tensor, low: float = 0.5, high: float = 99.5) -> tuple[float, float]:
@@ -248,7 +249,8 @@ def saveImageToImageModel(model: ImageToImageModel, path, name: str, description
     spec = ModelSpec(name=name, task="synthesis", inputChannels=1, roiSize=[config.patchSize] * config.dimensions,
                      description=description or f"image-to-image {config.dimensions}D U-Net trained by MedDL",
                      options={"dimensions": config.dimensions, "sliceAxis": config.sliceAxis,
-                              "patchSize": config.patchSize, "targetRange": list(model.targetRange)})
+                              "patchSize": config.patchSize, "targetRange": list(model.targetRange),
+                              **model.options})
     network = model.network.eval().cpu()
     example = torch.zeros((1, 1) + (config.patchSize,) * config.dimensions)
     return saveTorchScript(network, Path(path), spec, example=example)
@@ -262,4 +264,6 @@ def imageToImageModelFrom(loaded) -> ImageToImageModel:
                       node=f"Model '{loaded.spec.name}'", fix="train one with 'meddl train-synthesis'")
     config = ImageToImageConfig(dimensions=int(options.get("dimensions", 2)), sliceAxis=int(options.get("sliceAxis", 2)),
                                 patchSize=int(options.get("patchSize", 64)))
-    return ImageToImageModel(network=loaded.network.eval(), config=config, targetRange=tuple(options["targetRange"]))
+    extra = {k: v for k, v in options.items() if k not in ("dimensions", "sliceAxis", "patchSize", "targetRange")}
+    return ImageToImageModel(network=loaded.network.eval(), config=config, targetRange=tuple(options["targetRange"]),
+                             options=extra)

@@ -19,6 +19,7 @@ from DLCommon.segmentations import tensorFromSegmentation
 from DLCommon.scene import SceneLogic
 from DLCommon.volumes import checkVolume, updateVolumeFromTensor, volumeFromTensor
 
+from .denoise import DenoiseConfig, anomalyMap, denoise
 from .imagetoimage import ImageToImageConfig, applyImageToImage, trainImageToImage
 from .pix2pix import Pix2PixConfig, trainPix2Pix
 from .superresolution import SuperResolutionConfig, SuperResolutionResult, superResolve
@@ -80,6 +81,36 @@ class SynthesisLogic(SceneLogic):
                      progress: Progress | None = None) -> SynthesisResult:
         """Restore the through-plane resolution of ``inputVolume`` (see :meth:`superResolveJob`)."""
         return self.superResolveJob(inputVolume, config, outputVolume).run(progress)
+
+    # --- denoising autoencoder -------------------------------------------------------------------------
+    def denoiseJob(self, inputVolume, config: DenoiseConfig | None = None, outputVolume=None,
+                   anomalyVolume: bool = False) -> Job:
+        """A :class:`Job` training a denoising autoencoder on ``inputVolume`` itself and denoising it; with
+        ``anomalyVolume`` also the reconstruction error ``|x - AE(x)|`` as a new volume."""
+        if inputVolume is None:
+            raise DLError("No input volume was selected", fix="select the noisy volume")
+        checkVolume(inputVolume)
+        scene = self.scene(inputVolume)
+        image = tensorFromVolume(inputVolume)
+        config = config or DenoiseConfig()
+
+        def work(context):
+            result = denoise(image, config, progress=context.report)
+            return result, anomalyMap(result.model, image) if anomalyVolume else None
+
+        def apply(outputs) -> SynthesisResult:
+            result, anomaly = outputs
+            details = {"noiseLevel": result.noiseLevel}
+            if anomaly is not None:
+                details["anomaly"] = volumeFromTensor(anomaly, inputVolume, scene, f"{inputVolume.GetName()} anomaly")
+            if outputVolume is None:
+                node = volumeFromTensor(result.image, inputVolume, scene, f"{inputVolume.GetName()} denoised")
+            else:
+                updateVolumeFromTensor(outputVolume, result.image, useTensorGeometry=True)
+                node = outputVolume
+            return SynthesisResult(volume=node, details=details)
+
+        return Job(work, apply, scene=scene, name=f"Denoise {inputVolume.GetName()}")
 
     # --- paired image-to-image --------------------------------------------------------------------------
     def imageToImageJob(self, pairs, inputVolume, config: ImageToImageConfig | None = None, outputVolume=None,

@@ -371,3 +371,69 @@ def test_cli_train_synthesis_and_synthesize(tmp_path, scene, capsys):
     assert main(["train-synthesis", "--sources", str(source), "--targets", str(target), str(target),
                  "--output-model", str(tmp_path / "x")]) == 2
     assert "1 sources and 2 targets" in capsys.readouterr().err
+
+
+def test_ultrasound_sweep_stacks_parallel_frames():
+    from DLSynthesizeLib.ultrasound import UltrasoundConfig, simulateSweep
+
+    maps, affine = phantom(boneDisc=True)
+    poses = [topProbe(y=40.0 + 2.0 * k) for k in range(4)]
+    config = UltrasoundConfig(geometry="linear", depth=60, width=40)
+    stack = simulateSweep(maps, affine, poses, config)
+    assert stack.shape[-1] == 4
+    step = torch.as_tensor(stack.affine)[:3, 2]
+    assert torch.allclose(step, torch.tensor([0.0, 2.0, 0.0]).double(), atol=1e-6)  # frames 2 mm apart along y
+    assert not torch.equal(stack[..., 0], stack[..., 1])  # each frame has its own speckle
+    tilted = poses[:2] + [topProbe(x=10.0, y=44.0)]
+    with pytest.raises(DLError, match="not a parallel, evenly spaced step"):
+        simulateSweep(maps, affine, tilted, config)
+
+
+# --- denoising autoencoder --------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def noisyT1():
+    """A 64 x 64 x 48 mm block of the 1 mm T1 through the ventricles, with 5 % Rician noise."""
+    image, _ = mni152Tissue(None)
+    truth = image.as_tensor()[0, 66:130, 90:154, 70:118].contiguous()
+    generator = torch.Generator().manual_seed(0)
+    level = 0.05 * 255
+    real = truth + torch.randn(truth.shape, generator=generator) * level
+    imaginary = torch.randn(truth.shape, generator=generator) * level
+    affine = torch.as_tensor(image.affine).clone()
+    affine[:3, 3] += affine[:3, :3] @ torch.tensor([66.0, 90.0, 70.0]).double()
+    return truth, MetaTensor(torch.sqrt(real ** 2 + imaginary ** 2)[None], affine=affine), level
+
+
+def test_self_supervised_denoising(noisyT1):
+    from DLSynthesizeLib.denoise import DenoiseConfig, anomalyMap, denoise, estimateNoise
+
+    truth, noisy, level = noisyT1
+    assert 0.8 * level < estimateNoise(noisy.as_tensor()[0]) < 1.3 * level
+    result = denoise(noisy, DenoiseConfig(steps=300, features=16, batchSize=8, patchSize=48, draws=2, device="cpu"))
+    assert result.image.shape == noisy.shape and torch.allclose(result.image.affine, noisy.affine.double())
+    gain = psnr(result.image.as_tensor()[0], truth) - psnr(noisy.as_tensor()[0], truth)
+    assert gain > 1.5, gain  # a short CPU run; the benchmark trains longer (RESULTS.md)
+    anomaly = anomalyMap(result.model, noisy)
+    assert anomaly.shape == noisy.shape and float(anomaly.min()) >= 0.0
+
+
+def test_logic_and_cli_denoise(scene, noisyT1, tmp_path, capsys):
+    from DLCommon import saveNode
+    from DLCommon.cli import main
+    from DLCommon.storage import loadVolume
+    from DLSynthesizeLib.denoise import DenoiseConfig
+
+    truth, noisy, _ = noisyT1
+    node = volumeFromTensor(noisy, None, scene, "noisy")
+    result = SynthesisLogic(scene).denoiseJob(node, DenoiseConfig(steps=300, features=16, batchSize=8, patchSize=48,
+                                                                  draws=2, device="cpu"), anomalyVolume=True).run()
+    assert result.volume.GetName() == "noisy denoised" and result.details["anomaly"].GetName() == "noisy anomaly"
+    assert psnr(tensorFromVolume(result.volume)[0], truth) > psnr(noisy.as_tensor()[0], truth)
+    path = saveNode(node, tmp_path / "noisy.nrrd")
+    assert main(["train-synthesis", "--mode", "autoencoder", "--sources", str(path), "--steps", "300",
+                 "--output-model", str(tmp_path / "model"), "--name", "denoiser", "--register", "--device", "cpu"]) == 0
+    assert "catalog id 'denoiser'" in capsys.readouterr().out
+    assert main(["synthesize", "--model", "denoiser", "--input", str(path), "--output", str(tmp_path / "clean.nrrd")]) == 0
+    clean = tensorFromVolume(loadVolume(tmp_path / "clean.nrrd", scene))
+    assert clean.shape == noisy.shape and psnr(clean[0], truth) > psnr(noisy.as_tensor()[0], truth)
