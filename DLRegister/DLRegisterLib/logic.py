@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import torch
+import vtk
+from monai.data import MetaTensor
 
 from DLCommon import DLError, Job, pickDevice, tensorFromVolume
 from DLCommon.scene import SceneLogic
@@ -93,8 +95,6 @@ def _initialTransform(transformNode, fixedVolume):
     if not transformNode.IsA("vtkMRMLTransformNode"):
         raise DLError("is not a transform", node=transformNode, fix="select a transform node as initial transform")
     if transformNode.IsTransformToWorldLinear():
-        import vtk
-
         matrix = vtk.vtkMatrix4x4()
         transformNode.GetMatrixTransformFromWorld(matrix)
         return torch.from_numpy(arrayFromVTKMatrix(matrix)), None
@@ -102,8 +102,7 @@ def _initialTransform(transformNode, fixedVolume):
 
 
 def _onFixedGrid(tensor, fixed):
-    from monai.data import MetaTensor
-
+    """``tensor`` as a MetaTensor on the fixed volume's grid (so an output node gets that geometry)."""
     return MetaTensor(tensor, affine=fixed.affine.clone())
 
 

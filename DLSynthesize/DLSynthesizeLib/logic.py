@@ -13,16 +13,19 @@ import dataclasses
 from typing import Callable
 
 import torch
+import vtk
 
 from DLCommon import DLError, Job, tensorFromVolume
-from DLCommon.segmentations import tensorFromSegmentation
+from DLCommon.geometry import affinesClose, arrayFromVTKMatrix
 from DLCommon.scene import SceneLogic
+from DLCommon.segmentations import tensorFromSegmentation
+from DLCommon.transforms import resampleVolume
 from DLCommon.volumes import checkVolume, updateVolumeFromTensor, volumeFromTensor
 
 from .denoise import DenoiseConfig, anomalyMap, denoise
 from .imagetoimage import ImageToImageConfig, applyImageToImage, trainImageToImage
 from .pix2pix import Pix2PixConfig, trainPix2Pix
-from .superresolution import SuperResolutionConfig, SuperResolutionResult, superResolve
+from .superresolution import SuperResolutionConfig, SuperResolutionResult, superResolve, throughPlaneAxis
 from .ultrasound import TISSUES, UltrasoundConfig, simulateUltrasound, tissueMapsFromIntensity, tissueMapsFromLabels
 
 __all__ = ["SynthesisLogic", "SynthesisResult"]
@@ -58,8 +61,6 @@ class SynthesisLogic(SceneLogic):
                           fix="pick another output volume, or let a new one be created")
         image = tensorFromVolume(inputVolume)  # read before the job: the worker never touches the scene
         config = config or SuperResolutionConfig()
-        from .superresolution import throughPlaneAxis
-
         throughPlaneAxis(image.affine)  # refuse isotropic input now, not after the job started
 
         def work(context) -> SuperResolutionResult:
@@ -129,9 +130,6 @@ class SynthesisLogic(SceneLogic):
             raise DLError("No training pair was given", fix="add at least one (source, target) pair of volumes")
         if inputVolume is None:
             raise DLError("No input volume was selected", fix="select the volume to translate")
-        from DLCommon.geometry import affinesClose
-        from DLCommon.transforms import resampleVolume
-
         tensors, resampled = [], []
         for source, target in pairs:
             checkVolume(source)
@@ -190,10 +188,6 @@ class SynthesisLogic(SceneLogic):
             raise DLError("is not a linear transform", node=probeTransform or "The probe pose",
                           fix="select a linear transform that places the probe (origin at the transducer, +Y into "
                               "the body)")
-        import vtk
-
-        from DLCommon.geometry import arrayFromVTKMatrix
-
         matrix = vtk.vtkMatrix4x4()
         probeTransform.GetMatrixTransformToWorld(matrix)
         frame = simulateUltrasound(maps, affine, torch.from_numpy(arrayFromVTKMatrix(matrix)), config)
