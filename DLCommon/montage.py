@@ -8,7 +8,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-__all__ = ["orthogonalSlices", "saveMontage"]
+__all__ = ["orthogonalSlices", "saveMontage", "saveComparison"]
 
 
 def _toNumpy(tensor) -> np.ndarray:
@@ -73,4 +73,39 @@ def saveMontage(path: str | Path, volume, labels=None, colors: Sequence[Sequence
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     picture.save(path)
+    return path
+
+
+def saveComparison(path: str | Path, volumes: dict, axis: int = 0, index: int | None = None,
+                   title: str | None = None) -> Path:
+    """Write the same slice (across ``axis`` at ``index``, default the middle) of several ``(I, J, K)`` volumes
+    side by side, captioned with their names, in one intensity window (e.g. interpolation vs restoration)."""
+    from PIL import Image, ImageDraw
+
+    arrays = {name: _toNumpy(volume).astype(np.float32) for name, volume in volumes.items()}
+    first = next(iter(arrays.values()))
+    index = first.shape[axis] // 2 if index is None else index
+    low, high = np.percentile(first, [1, 99.5])
+    panels = []
+    for name, array in arrays.items():
+        image = np.take(array, index, axis=axis)
+        grey = np.clip((image - low) / max(high - low, 1e-6), 0, 1)
+        picture = Image.fromarray((255 * np.flipud(grey.T)).astype(np.uint8)).convert("RGB")  # superior up
+        picture = picture.resize((picture.width * 2, picture.height * 2), Image.BICUBIC)
+        caption = Image.new("RGB", (picture.width, 16), (0, 0, 0))
+        ImageDraw.Draw(caption).text((4, 2), name, fill=(255, 255, 255))
+        panel = Image.new("RGB", (picture.width, picture.height + 16))
+        panel.paste(caption, (0, 0))
+        panel.paste(picture, (0, 16))
+        panels.append(panel)
+    strip = Image.new("RGB", (sum(p.width for p in panels), max(p.height for p in panels) + (18 if title else 0)))
+    x = 0
+    for panel in panels:
+        strip.paste(panel, (x, 18 if title else 0))
+        x += panel.width
+    if title:
+        ImageDraw.Draw(strip).text((4, 3), title, fill=(255, 255, 255))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    strip.save(path)
     return path

@@ -225,7 +225,7 @@ def demo(scene, output: Path, progress) -> dict:
     from monai.data import MetaTensor
 
     from DLCommon import tensorFromVolume, volumeFromTensor
-    from DLCommon.montage import saveMontage
+    from DLCommon.montage import saveComparison
     from DLCommon.sampledata import mni152Paths
     from DLCommon.storage import loadVolume
 
@@ -253,9 +253,10 @@ def demo(scene, output: Path, progress) -> dict:
     progress(0.92, "synthesize: simulating ultrasound from the tissue labels")
     ultrasound = _demoUltrasound(scene, output)
     progress(0.95, "synthesize: writing the montage")
-    saveMontage(output / "synthesize_montage.png", torch.cat([cubic, restored], dim=1),
-                title=f"DLSynthesize demo: 4 mm slices restored to 1 mm (left cubic {scores['cubic']} dB, "
-                      f"right super-resolved {scores['superResolved']} dB)")
+    saveComparison(output / "synthesize_montage.png", {"4 mm slices, cubic": cubic, "super-resolved": restored,
+                                                        "1 mm original": truth}, axis=0,
+                   title=f"DLSynthesize demo: sagittal slice across 4 mm axial slices (cubic {scores['cubic']} dB, "
+                         f"super-resolved {scores['superResolved']} dB)")
     progress(1.0, "synthesize: done")
     summary = {"superResolutionPsnr": scores, "ultrasound": ultrasound,
                "files": ["synthesize_montage.png", "ultrasound_simulation.png"]}
