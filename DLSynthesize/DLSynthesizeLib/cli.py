@@ -19,9 +19,10 @@ def addCommands(commands) -> None:
     resolve.set_defaults(handler=_superResolve)
 
     train = commands.add_parser("train-synthesis", help="train an image-to-image model on (source, target) pairs")
-    train.add_argument("--mode", choices=("unet", "pix2pix", "autoencoder"), default="unet",
+    train.add_argument("--mode", choices=("unet", "pix2pix", "autoencoder", "iqt"), default="unet",
                        help="unet: supervised U-Net; pix2pix: conditional GAN (2D); autoencoder: self-supervised "
-                            "denoiser trained on the sources alone (no targets)")
+                            "denoiser trained on the sources alone (no targets); iqt: image-quality transfer from "
+                            "low-resolution sources to high-resolution targets (any grids)")
     train.add_argument("--sources", nargs="+", required=True, help="source volumes")
     train.add_argument("--targets", nargs="+", help="target volumes, one per source (same grid); not for autoencoder")
     train.add_argument("--dimensions", type=int, choices=(2, 3), default=2)
@@ -99,6 +100,10 @@ def _trainSynthesis(args) -> int:
     pairs = [(tensorFromVolume(loadVolume(s, scene)), tensorFromVolume(loadVolume(t, scene)))
              for s, t in zip(args.sources, args.targets)]
     scene.Clear(1)
+    if args.mode == "iqt":
+        from .qualitytransfer import trainQualityTransfer
+
+        args.dimensions = 3
     options = dict(steps=args.steps, loss=args.loss, device=args.device,
                    patchSize=32 if args.dimensions == 3 else 64)
     with tqdm(total=100, desc=f"train {args.name}", unit="%", bar_format="{l_bar}{bar}| {n:.0f}%") as bar:
@@ -107,6 +112,9 @@ def _trainSynthesis(args) -> int:
 
         if args.mode == "pix2pix":
             model = trainPix2Pix(pairs, Pix2PixConfig(**options), progress=progress)
+        elif args.mode == "iqt":
+            model = trainQualityTransfer(pairs, ImageToImageConfig(dimensions=3, **dict(options, patchSize=32)),
+                                         progress=progress)
         else:
             model = trainImageToImage(pairs, ImageToImageConfig(dimensions=args.dimensions, **options), progress=progress)
     output = Path(args.output_model)
@@ -161,9 +169,14 @@ def _synthesize(args) -> int:
         from .denoise import applyDenoiser
 
         output = applyDenoiser(model, tensorFromVolume(volume))
+    elif model.options.get("qualityTransfer"):
+        from .qualitytransfer import applyQualityTransfer
+
+        output = applyQualityTransfer(model, tensorFromVolume(volume))  # on a finer grid: placed by its affine
     else:
         output = applyImageToImage(model, tensorFromVolume(volume))
-    saveNode(volumeFromTensor(output, volume, scene, "synthesized"), args.output)
+    reference = volume if tuple(output.shape[1:]) == tuple(volume.GetImageData().GetDimensions()) else None
+    saveNode(volumeFromTensor(output, reference, scene, "synthesized"), args.output)
     print(f"{Path(args.input).name} -> {args.output}")
     scene.Clear(1)
     return 0

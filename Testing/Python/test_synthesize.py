@@ -437,3 +437,52 @@ def test_logic_and_cli_denoise(scene, noisyT1, tmp_path, capsys):
     assert main(["synthesize", "--model", "denoiser", "--input", str(path), "--output", str(tmp_path / "clean.nrrd")]) == 0
     clean = tensorFromVolume(loadVolume(tmp_path / "clean.nrrd", scene))
     assert clean.shape == noisy.shape and psnr(clean[0], truth) > psnr(noisy.as_tensor()[0], truth)
+
+
+def test_image_quality_transfer_from_paired_resolutions():
+    from DLCommon.sampledata import randomCopy
+    from DLSynthesizeLib.imagetoimage import ImageToImageConfig
+    from DLSynthesizeLib.qualitytransfer import applyQualityTransfer, finerGrid, resampleOnto, trainQualityTransfer
+    from DLSynthesizeLib.superresolution import degradeAlongAxis
+
+    image, labels = mni152Tissue(2.0)
+
+    def lowResolution(high):
+        """4 mm voxels from 2 mm ones: Gaussian profile and every second sample, along each axis."""
+        data = high.as_tensor()[0]
+        for axis in range(3):
+            data = degradeAlongAxis(data, axis, 2)
+        affine = torch.as_tensor(high.affine).clone()
+        affine[:3, :3] *= 2
+        return MetaTensor(data[None], affine=affine)
+
+    highs = [randomCopy(image, labels, seed, bias=False, contrast=False)[0] for seed in (0, 1, 50)]
+    pairs = [(lowResolution(h), h) for h in highs[:2]]
+    model = trainQualityTransfer(pairs, ImageToImageConfig(dimensions=3, patchSize=32, batchSize=4, steps=150,
+                                                           features=8, device="cpu"))
+    low = lowResolution(highs[2])
+    restored = applyQualityTransfer(model, low)
+    affine, shape = finerGrid(low.affine, low.shape[1:], [2.0, 2.0, 2.0])
+    assert tuple(restored.shape[1:]) == shape and torch.allclose(torch.as_tensor(restored.affine), affine)
+    truth = resampleOnto(highs[2], affine, shape).as_tensor()[0]  # the original on the restored grid
+    trilinear = resampleOnto(low, affine, shape).as_tensor()[0]
+    assert psnr(restored.as_tensor()[0], truth) > psnr(trilinear, truth) + 0.5
+
+
+def test_cli_iqt_places_the_output_on_the_finer_grid(tmp_path, scene):
+    from DLCommon import saveNode
+    from DLCommon.cli import main
+    from DLCommon.storage import loadVolume
+
+    high, _ = mni152Tissue(4.0)
+    low = MetaTensor(high.as_tensor()[:, ::2, ::2, ::2].clone(), affine=torch.as_tensor(high.affine).clone())
+    low.affine[:3, :3] *= 2
+    lowPath = saveNode(volumeFromTensor(low, None, scene, "low"), tmp_path / "low.nrrd")
+    highPath = saveNode(volumeFromTensor(high, None, scene, "high"), tmp_path / "high.nrrd")
+    assert main(["train-synthesis", "--mode", "iqt", "--sources", str(lowPath), "--targets", str(highPath),
+                 "--steps", "10", "--output-model", str(tmp_path / "model"), "--name", "iqt", "--device", "cpu"]) == 0
+    assert main(["synthesize", "--model", str(tmp_path / "model" / "iqt.ts"), "--input", str(lowPath),
+                 "--output", str(tmp_path / "restored.nrrd")]) == 0
+    restored = loadVolume(tmp_path / "restored.nrrd", scene)
+    assert np.allclose(restored.GetSpacing(), [4.0, 4.0, 4.0])
+    assert np.allclose(ijkToRasMatrix(restored)[:3, 3], ijkToRasMatrix(loadVolume(lowPath, scene))[:3, 3])
