@@ -3,12 +3,13 @@
 import logging
 import math
 import os
-from typing import Annotated
+from typing import Annotated, Union
 
 import qt
 
 import slicer
-from slicer import vtkMRMLLinearTransformNode, vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
+from slicer import (vtkMRMLLinearTransformNode, vtkMRMLMarkupsFiducialNode, vtkMRMLScalarVolumeNode,
+                    vtkMRMLSegmentationNode)
 from slicer.i18n import tr as _
 from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoadableModuleLogic,
@@ -39,7 +40,8 @@ an anomaly map |x - AE(x)|.
 PatchGAN discriminator, both players' loss curves shown live) on (source, target) volume pairs, e.g. one MR
 contrast to another, and applies it to the input volume (the output keeps its geometry).
 <b>Ultrasound</b>: simulates a B-mode image (speckle, reflections and shadows, attenuation, time-gain
-compensation, sector or linear probe) from a tissue segmentation and a probe transform; the image is placed in
+compensation, sector or linear probe) from a tissue segmentation and a probe pose (a linear transform, or
+markups: transducer centre, a point on the beam, optionally a point in the image plane); the image is placed in
 the probe's plane. Python console: <code>DLSynthesizeLogic().superResolve(volume)</code>.
 """)
         self.parent.acknowledgementText = _("""
@@ -67,7 +69,7 @@ class DLSynthesizeParameterNode:
     dimensions: Annotated[str, Choice(["2D", "3D"])] = "2D"
     loss: Annotated[str, Choice(["l1", "l2", "l1ssim"])] = "l1"
     tissueSegmentation: vtkMRMLSegmentationNode
-    probeTransform: vtkMRMLLinearTransformNode
+    probeTransform: Union[vtkMRMLLinearTransformNode, vtkMRMLMarkupsFiducialNode]  # pose, or probe + target points
     probeGeometry: Annotated[str, Choice(["sector", "linear"])] = "sector"
     depth: Annotated[float, WithinRange(10.0, 300.0)] = 120.0
     frequency: Annotated[float, WithinRange(1.0, 20.0)] = 5.0

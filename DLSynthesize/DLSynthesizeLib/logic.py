@@ -26,9 +26,10 @@ from .denoise import DenoiseConfig, anomalyMap, denoise
 from .imagetoimage import ImageToImageConfig, applyImageToImage, trainImageToImage
 from .pix2pix import Pix2PixConfig, trainPix2Pix
 from .superresolution import SuperResolutionConfig, SuperResolutionResult, superResolve, throughPlaneAxis
-from .ultrasound import TISSUES, UltrasoundConfig, simulateUltrasound, tissueMapsFromIntensity, tissueMapsFromLabels
+from .ultrasound import (TISSUES, UltrasoundConfig, probePose, simulateUltrasound, tissueMapsFromIntensity,
+                         tissueMapsFromLabels)
 
-__all__ = ["SynthesisLogic", "SynthesisResult"]
+__all__ = ["SynthesisLogic", "SynthesisResult", "probePoseFromNode"]
 
 Progress = Callable[[float, str], None]
 
@@ -39,6 +40,37 @@ class SynthesisResult:
 
     volume: object
     details: dict = dataclasses.field(default_factory=dict)
+
+
+def probePoseFromNode(node) -> torch.Tensor:
+    """Probe-to-world 4x4 from a linear transform node or a markups node (control points in world RAS:
+    1 = transducer centre, 2 = a point on the beam axis, 3 (optional) = a point in the image plane; without it
+    the plane contains the beam and the superior-inferior or anterior-posterior axis)."""
+    if node is not None and node.IsA("vtkMRMLTransformNode") and node.IsTransformToWorldLinear():
+        matrix = vtk.vtkMatrix4x4()
+        node.GetMatrixTransformToWorld(matrix)
+        return torch.from_numpy(arrayFromVTKMatrix(matrix))
+    if node is not None and hasattr(node, "GetNumberOfControlPoints"):
+        count = node.GetNumberOfControlPoints()
+        if count < 2:
+            raise DLError(f"has {count} point(s); the probe needs the transducer centre and a point on the beam",
+                          node=node, fix="place two points (a third point sets the image plane)")
+        points = []
+        for index in range(min(count, 3)):
+            position = [0.0, 0.0, 0.0]
+            node.GetNthControlPointPositionWorld(index, position)
+            points.append(torch.tensor(position, dtype=torch.float64))
+        beam = points[1] - points[0]
+        if count >= 3:
+            normal = torch.linalg.cross(beam, points[2] - points[0])
+        else:  # a plane containing the beam and the S (or, for a vertical beam, the A) axis
+            up = torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64)
+            if float(torch.linalg.cross(beam, up).norm()) < 1e-6 * float(beam.norm()):
+                up = torch.tensor([0.0, 1.0, 0.0], dtype=torch.float64)
+            normal = torch.linalg.cross(beam, up)
+        return probePose(points[0].tolist(), points[1].tolist(), normal.tolist())
+    raise DLError("is neither a linear transform nor a markups node with points", node=node or "The probe pose",
+                  fix="select a linear transform that places the probe, or markups with the probe and target points")
 
 
 class SynthesisLogic(SceneLogic):
@@ -176,21 +208,16 @@ class SynthesisLogic(SceneLogic):
             source: a segmentation (tissue from segment names: ``TISSUES`` keys such as "bone", "fat",
                 "white matter"; others soft tissue), a labelmap volume (0 background, others soft tissue) or a
                 CT / MR scalar volume (``modality``).
-            probeTransform: linear transform whose to-world matrix is the probe pose (+Y = beam direction,
-                +X = lateral, origin = transducer centre).
+            probeTransform: the probe pose: a linear transform (its to-world matrix: +Y = beam direction,
+                +X = lateral, origin = transducer centre) or a markups node with the transducer centre, a point
+                on the beam and optionally a third point in the image plane (see :func:`probePoseFromNode`).
             referenceVolume: the grid a segmentation is rasterised on (default: the source's own grid).
             config: :class:`UltrasoundConfig`.
             outputVolume: a volume node to overwrite; None creates ``Simulated ultrasound``.
         """
         maps, affine = self._tissueMaps(source, referenceVolume, modality)
-        if probeTransform is None or not probeTransform.IsA("vtkMRMLTransformNode") \
-                or not probeTransform.IsTransformToWorldLinear():
-            raise DLError("is not a linear transform", node=probeTransform or "The probe pose",
-                          fix="select a linear transform that places the probe (origin at the transducer, +Y into "
-                              "the body)")
-        matrix = vtk.vtkMatrix4x4()
-        probeTransform.GetMatrixTransformToWorld(matrix)
-        frame = simulateUltrasound(maps, affine, torch.from_numpy(arrayFromVTKMatrix(matrix)), config)
+        pose = probePoseFromNode(probeTransform)
+        frame = simulateUltrasound(maps, affine, pose, config)
         scene = self.scene(source)
         if outputVolume is None:
             node = volumeFromTensor(frame, None, scene, "Simulated ultrasound")

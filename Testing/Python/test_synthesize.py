@@ -486,3 +486,29 @@ def test_cli_iqt_places_the_output_on_the_finer_grid(tmp_path, scene):
     restored = loadVolume(tmp_path / "restored.nrrd", scene)
     assert np.allclose(restored.GetSpacing(), [4.0, 4.0, 4.0])
     assert np.allclose(ijkToRasMatrix(restored)[:3, 3], ijkToRasMatrix(loadVolume(lowPath, scene))[:3, 3])
+
+
+def test_probe_pose_from_markups_points():
+    from DLSynthesizeLib.logic import probePoseFromNode
+
+    class Markups:  # the markups API the logic reads (slicer-core has no markups nodes)
+        def __init__(self, points):
+            self.points = points
+
+        def IsA(self, className):
+            return className == "vtkMRMLMarkupsFiducialNode"
+
+        def GetNumberOfControlPoints(self):
+            return len(self.points)
+
+        def GetNthControlPointPositionWorld(self, index, position):
+            position[:] = self.points[index]
+
+    pose = probePoseFromNode(Markups([[0, -10, 75], [0, -10, 0], [30, -10, 75]]))
+    assert torch.allclose(pose[:3, 3], torch.tensor([0.0, -10.0, 75.0]).double())
+    assert torch.allclose(pose[:3, 1], torch.tensor([0.0, 0.0, -1.0]).double())  # beam goes down
+    assert abs(float(pose[:3, 2] @ torch.tensor([0.0, 1.0, 0.0]).double())) > 0.999  # coronal image plane
+    vertical = probePoseFromNode(Markups([[0, 0, 75], [0, 0, 0]]))
+    assert abs(float(torch.det(vertical[:3, :3])) - 1.0) < 1e-9
+    with pytest.raises(DLError, match="needs the transducer centre"):
+        probePoseFromNode(Markups([[0, 0, 0]]))
