@@ -17,7 +17,7 @@ import vtk
 
 from DLCommon import DLError, Job, tensorFromVolume
 from DLCommon.geometry import affinesClose, arrayFromVTKMatrix
-from DLCommon.scene import SceneLogic
+from DLCommon.scene import SceneLogic, sceneTransaction
 from DLCommon.segmentations import tensorFromSegmentation
 from DLCommon.transforms import resampleVolume
 from DLCommon.volumes import checkVolume, updateVolumeFromTensor, volumeFromTensor
@@ -26,8 +26,8 @@ from .denoise import DenoiseConfig, anomalyMap, denoise
 from .imagetoimage import ImageToImageConfig, applyImageToImage, trainImageToImage
 from .pix2pix import Pix2PixConfig, trainPix2Pix
 from .superresolution import SuperResolutionConfig, SuperResolutionResult, superResolve, throughPlaneAxis
-from .ultrasound import (TISSUES, UltrasoundConfig, probePose, simulateUltrasound, tissueMapsFromIntensity,
-                         tissueMapsFromLabels)
+from .ultrasound import (TISSUES, UltrasoundConfig, probePose, simulateSweep, simulateUltrasound,
+                         tissueMapsFromIntensity, tissueMapsFromLabels)
 
 __all__ = ["SynthesisLogic", "SynthesisResult", "probePoseFromNode"]
 
@@ -225,6 +225,32 @@ class SynthesisLogic(SceneLogic):
             updateVolumeFromTensor(outputVolume, frame, useTensorGeometry=True)
             node = outputVolume
         return SynthesisResult(volume=node, details={"probe": probeTransform.GetName()})
+
+    def simulateSweep(self, source, probePoses, referenceVolume=None, config: UltrasoundConfig | None = None,
+                      modality: str = "mr") -> SynthesisResult:
+        """Frames along a sweep: ``probePoses`` is a list of probe nodes (transforms / markups, in sweep order).
+
+        Parallel, evenly spaced poses (a probe slid across the skin) give one stacked volume
+        (``result.volume``); a free-hand sweep gives one volume per frame, each in its own plane
+        (``result.details["frames"]``). All nodes are added together, or none.
+        """
+        poses = [probePoseFromNode(node) for node in probePoses or []]
+        if len(poses) < 2:
+            raise DLError(f"has {len(poses)} pose(s)", node="The sweep", fix="give at least two probe poses")
+        maps, affine = self._tissueMaps(source, referenceVolume, modality)
+        config = config or UltrasoundConfig()
+        scene = self.scene(source)
+        try:
+            stack = simulateSweep(maps, affine, poses, config)
+        except DLError:  # not a parallel sweep: free-hand frames
+            frames = [simulateUltrasound(maps, affine, pose, dataclasses.replace(config, seed=config.seed + index))
+                      for index, pose in enumerate(poses)]
+            with sceneTransaction(scene):
+                nodes = [volumeFromTensor(frame, None, scene, f"Simulated ultrasound {index + 1}")
+                         for index, frame in enumerate(frames)]
+            return SynthesisResult(volume=None, details={"frames": nodes, "freehand": True})
+        node = volumeFromTensor(stack, None, scene, "Simulated ultrasound sweep")
+        return SynthesisResult(volume=node, details={"frames": [], "freehand": False})
 
     def _tissueMaps(self, source, referenceVolume, modality: str):
         """``(maps (3, I, J, K), affine)`` for a segmentation, labelmap or scalar volume."""

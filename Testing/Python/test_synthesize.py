@@ -512,3 +512,30 @@ def test_probe_pose_from_markups_points():
     assert abs(float(torch.det(vertical[:3, :3])) - 1.0) < 1e-9
     with pytest.raises(DLError, match="needs the transducer centre"):
         probePoseFromNode(Markups([[0, 0, 0]]))
+
+
+def test_logic_sweeps_parallel_and_freehand(scene):
+    from DLCommon.geometry import vtkMatrixFromArray
+    from DLSynthesizeLib.ultrasound import UltrasoundConfig
+
+    _, affine = phantom()
+    node = volumeFromTensor(MetaTensor(torch.ones(1, 100, 100, 100), affine=affine), None, scene, "soft tissue",
+                            labelmap=True)
+
+    def probes(offsets, tilt=False):
+        nodes = []
+        for index, y in enumerate(offsets):
+            transform = scene.AddNewNodeByClass("vtkMRMLLinearTransformNode", f"probe {index}")
+            pose = topProbe(x=20.0 * index if tilt else 50.0, y=y)
+            transform.SetMatrixTransformToParent(vtkMatrixFromArray(pose.numpy()))
+            nodes.append(transform)
+        return nodes
+
+    config = UltrasoundConfig(geometry="linear", depth=60, width=40)
+    logic = SynthesisLogic(scene)
+    parallel = logic.simulateSweep(node, probes([40, 42, 44]), config=config)
+    assert parallel.volume is not None and parallel.volume.GetImageData().GetDimensions()[2] == 3
+    freehand = logic.simulateSweep(node, probes([40, 43, 47], tilt=True), config=config)
+    assert freehand.volume is None and len(freehand.details["frames"]) == 3
+    with pytest.raises(DLError, match="at least two"):
+        logic.simulateSweep(node, probes([40]))
