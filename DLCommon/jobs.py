@@ -43,7 +43,7 @@ from typing import Any, Callable
 from .errors import JobCancelled
 from .scene import sceneTransaction
 
-__all__ = ["Job", "JobContext", "JobState", "formatSeconds"]
+__all__ = ["Job", "JobContext", "JobState", "formatSeconds", "keepHistory"]
 
 
 class JobState(enum.Enum):
@@ -236,3 +236,14 @@ def formatSeconds(seconds: float) -> str:
         return f"{minutes} min {seconds} s"
     hours, minutes = divmod(minutes, 60)
     return f"{hours} h {minutes} min"
+
+
+def keepHistory(job: Job) -> Callable:
+    """An ``onEpoch`` callback for the training loop that keeps a snapshot of the history on ``job.history``
+    (a shell's poll timer plots it live; the training thread never touches the scene)."""
+    job.history = None
+
+    def keep(history) -> None:
+        job.history = history.snapshot()
+
+    return keep

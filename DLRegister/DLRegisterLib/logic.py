@@ -24,6 +24,7 @@ import vtk
 from monai.data import MetaTensor
 
 from DLCommon import DLError, Job, pickDevice, tensorFromVolume
+from DLCommon.jobs import keepHistory
 from DLCommon.scene import SceneLogic
 from DLCommon.catalog import defaultCacheDir, resolveModel
 from DLCommon.geometry import arrayFromVTKMatrix
@@ -252,14 +253,10 @@ class RegistrationLogic(SceneLogic):
         directory = Path(outputDir) if outputDir else defaultCacheDir() / "trained" / modelName
 
         def work(context) -> RegistrationTrainingResult:
-            def keepCurves(history):  # read by the GUI's poll timer for the live plot
-                job.history = history.snapshot()
-
             return trainRegistrationModel(images, config, directory, modelName, labels=labels, register=register,
-                                          progress=context.report, onEpoch=keepCurves)
+                                          progress=context.report, onEpoch=keepHistory(job))
 
         job = Job(work, None, name=f"Train {modelName}")
-        job.history = None
         return job
 
     def train(self, volumes: Sequence, segmentations: Sequence | None = None,

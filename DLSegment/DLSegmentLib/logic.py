@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from DLCommon import DLError, Job, segmentationFromTensor, tensorFromVolume, volumeFromTensor
+from DLCommon.jobs import keepHistory
 from DLCommon.scene import SceneLogic
 from DLCommon.catalog import defaultCacheDir, resolveModel
 from DLCommon.segmentations import updateSegmentationFromTensor
@@ -114,15 +115,11 @@ class SegmentationLogic(SceneLogic):
         config = config or SegmentationTrainingConfig()
 
         def work(context) -> SegmentationTrainingResult:
-            def keepCurves(history):  # read by the GUI's poll timer for the live plot
-                job.history = history.snapshot()
-
             return trainSegmentationModel(samples, names, colors, config, directory, modelName,
                                           validationSamples=validation or None, baseModel=base,
-                                          register=register, progress=context.report, onEpoch=keepCurves)
+                                          register=register, progress=context.report, onEpoch=keepHistory(job))
 
         job = Job(work, None, name=f"Train {modelName}")
-        job.history = None
         return job
 
     def train(self, pairs: Sequence[tuple], config: SegmentationTrainingConfig | None = None,

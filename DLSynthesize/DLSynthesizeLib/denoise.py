@@ -71,8 +71,10 @@ def estimateNoise(image: torch.Tensor) -> float:
     return float(1.4826 * (differences - differences.median()).abs().median())
 
 
-def denoise(image: MetaTensor, config: DenoiseConfig | None = None, progress: Progress | None = None) -> DenoiseResult:
-    """Train on ``image`` ``(1, I, J, K)`` itself and return its denoised version (same geometry)."""
+def denoise(image: MetaTensor, config: DenoiseConfig | None = None, progress: Progress | None = None,
+            onEpoch: Callable | None = None) -> DenoiseResult:
+    """Train on ``image`` ``(1, I, J, K)`` itself and return its denoised version (same geometry);
+    ``onEpoch(history)`` after each training epoch (live curves)."""
     config = config or DenoiseConfig()
     report = progress or (lambda fraction, message: None)
     if image.ndim != 4 or image.shape[0] != 1:
@@ -99,7 +101,8 @@ def denoise(image: MetaTensor, config: DenoiseConfig | None = None, progress: Pr
                                      patchSize=config.patchSize,
                                      batchSize=config.batchSize, steps=config.steps, features=config.features,
                                      loss="l2", residual=True, seed=config.seed, device=config.device)
-    model = trainImageToImage(pairs, trainConfig, progress=lambda f, m: report(0.85 * f, f"denoise: {m}"))
+    model = trainImageToImage(pairs, trainConfig, progress=lambda f, m: report(0.85 * f, f"denoise: {m}"),
+                              onEpoch=onEpoch)
     model.options["denoise"] = {"noiseLevel": sigma, "alpha": config.alpha, "draws": config.draws}
     output = applyDenoiser(model, image, seed=config.seed,
                            progress=lambda f, m: report(0.85 + 0.15 * f, "denoise: applying"))

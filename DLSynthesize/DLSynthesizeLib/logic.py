@@ -16,6 +16,7 @@ import torch
 import vtk
 
 from DLCommon import DLError, Job, tensorFromVolume
+from DLCommon.jobs import keepHistory
 from DLCommon.geometry import affinesClose, arrayFromVTKMatrix
 from DLCommon.scene import SceneLogic, sceneTransaction
 from DLCommon.segmentations import tensorFromSegmentation
@@ -96,7 +97,7 @@ class SynthesisLogic(SceneLogic):
         throughPlaneAxis(image.affine)  # refuse isotropic input now, not after the job started
 
         def work(context) -> SuperResolutionResult:
-            return superResolve(image, config, progress=context.report)
+            return superResolve(image, config, progress=context.report, onEpoch=keepHistory(job))
 
         def apply(result: SuperResolutionResult) -> SynthesisResult:
             details = {"axis": "IJK"[result.axis], "factor": result.factor,
@@ -108,7 +109,8 @@ class SynthesisLogic(SceneLogic):
                 node = outputVolume
             return SynthesisResult(volume=node, details=details)
 
-        return Job(work, apply, scene=scene, name=f"Super-resolve {inputVolume.GetName()}")
+        job = Job(work, apply, scene=scene, name=f"Super-resolve {inputVolume.GetName()}")
+        return job
 
     def superResolve(self, inputVolume, config: SuperResolutionConfig | None = None, outputVolume=None,
                      progress: Progress | None = None) -> SynthesisResult:
@@ -128,7 +130,7 @@ class SynthesisLogic(SceneLogic):
         config = config or DenoiseConfig()
 
         def work(context):
-            result = denoise(image, config, progress=context.report)
+            result = denoise(image, config, progress=context.report, onEpoch=keepHistory(job))
             return result, anomalyMap(result.model, image) if anomalyVolume else None
 
         def apply(outputs) -> SynthesisResult:
@@ -143,7 +145,8 @@ class SynthesisLogic(SceneLogic):
                 node = outputVolume
             return SynthesisResult(volume=node, details=details)
 
-        return Job(work, apply, scene=scene, name=f"Denoise {inputVolume.GetName()}")
+        job = Job(work, apply, scene=scene, name=f"Denoise {inputVolume.GetName()}")
+        return job
 
     # --- paired image-to-image --------------------------------------------------------------------------
     def imageToImageJob(self, pairs, inputVolume, config: ImageToImageConfig | None = None, outputVolume=None,
@@ -178,10 +181,7 @@ class SynthesisLogic(SceneLogic):
         train = trainImageToImage if method == "unet" else trainPix2Pix
 
         def work(context):
-            def keepCurves(history):
-                job.history = history.snapshot()
-
-            model = train(tensors, config, progress=lambda f, m: context.report(0.9 * f, m), onEpoch=keepCurves)
+            model = train(tensors, config, progress=lambda f, m: context.report(0.9 * f, m), onEpoch=keepHistory(job))
             return model, applyImageToImage(model, image)
 
         def apply(result) -> SynthesisResult:
@@ -195,7 +195,6 @@ class SynthesisLogic(SceneLogic):
             return SynthesisResult(volume=node, details=details)
 
         job = Job(work, apply, scene=scene, name=f"Image-to-image {inputVolume.GetName()}")
-        job.history = None
         return job
 
     # --- ultrasound simulation -------------------------------------------------------------------------

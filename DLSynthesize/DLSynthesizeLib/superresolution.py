@@ -168,13 +168,14 @@ class _SlicePairs:
 
 
 def superResolve(image: MetaTensor, config: SuperResolutionConfig | None = None,
-                 progress: Progress | None = None) -> SuperResolutionResult:
+                 progress: Progress | None = None, onEpoch: Callable | None = None) -> SuperResolutionResult:
     """Train on ``image``'s own in-plane slices, then restore its through-plane resolution.
 
     Args:
         image: ``(1, I, J, K)`` MetaTensor with thick slices along one axis.
         config: :class:`SuperResolutionConfig`.
         progress: ``progress(fraction, message)``; may raise to cancel.
+        onEpoch: ``onEpoch(history)`` after each training epoch (live curves).
 
     Returns:
         :class:`SuperResolutionResult` with ``image`` ``(1, ...)`` on the finer grid (``resampledGeometry``).
@@ -203,7 +204,7 @@ def superResolve(image: MetaTensor, config: SuperResolutionConfig | None = None,
                         TrainingConfig(epochs=max(1, math.ceil(config.steps / perEpoch)),
                                        learningRate=config.learningRate, seed=config.seed, device=config.device,
                                        schedule="cosine"),
-                        progress=lambda f, m: report(0.8 * f, f"super-resolution: {m}"))
+                        progress=lambda f, m: report(0.8 * f, f"super-resolution: {m}"), onEpoch=onEpoch)
     network = result.network.eval().to(device)
     report(0.8, "super-resolution: applying across slices")
     fine = upsampleAlongAxis(normalised, axis, factor)

@@ -539,3 +539,25 @@ def test_logic_sweeps_parallel_and_freehand(scene):
     assert freehand.volume is None and len(freehand.details["frames"]) == 3
     with pytest.raises(DLError, match="at least two"):
         logic.simulateSweep(node, probes([40]))
+
+
+def test_nan_voxels_are_refused_everywhere():
+    from DLSynthesizeLib.denoise import denoise
+    from DLSynthesizeLib.imagetoimage import trainImageToImage
+
+    clean = MetaTensor(torch.rand(1, 16, 16, 16), affine=torch.eye(4))
+    broken = clean.clone()
+    broken[0, 1, 2, 3] = float("nan")
+    with pytest.raises(DLError, match="NaN or infinite voxels in its target"):
+        trainImageToImage([(clean, broken)])
+    with pytest.raises(DLError, match="NaN"):
+        denoise(broken)
+
+
+def test_super_resolution_job_keeps_live_curves(scene, thickSlices):
+    _, thick = thickSlices
+    node = volumeFromTensor(thick, None, scene, "thick")
+    job = SynthesisLogic(scene).superResolveJob(node, SuperResolutionConfig(steps=50, features=8, batchSize=4,
+                                                                            patchSize=32, device="cpu"))
+    job.run()
+    assert len(job.history.trainLoss) == 2
