@@ -43,6 +43,15 @@ class SynthesisResult:
     details: dict = dataclasses.field(default_factory=dict)
 
 
+def _writeOutput(tensor, outputVolume, reference, scene, name: str):
+    """A new volume ``name`` (geometry from ``reference`` or the MetaTensor), or the user's ``outputVolume``
+    overwritten and placed at the tensor's geometry."""
+    if outputVolume is None:
+        return volumeFromTensor(tensor, reference, scene, name)
+    updateVolumeFromTensor(outputVolume, tensor, useTensorGeometry=True)
+    return outputVolume
+
+
 def probePoseFromNode(node) -> torch.Tensor:
     """Probe-to-world 4x4 from a linear transform node or a markups node (control points in world RAS:
     1 = transducer centre, 2 = a point on the beam axis, 3 (optional) = a point in the image plane; without it
@@ -102,14 +111,10 @@ class SynthesisLogic(SceneLogic):
         def apply(result: SuperResolutionResult) -> SynthesisResult:
             details = {"axis": "IJK"[result.axis], "factor": result.factor,
                        "finalLoss": result.history.trainLoss[-1] if result.history else None}
-            if outputVolume is None:
-                node = volumeFromTensor(result.image, None, scene, f"{inputVolume.GetName()} super-resolved")
-            else:
-                updateVolumeFromTensor(outputVolume, result.image, useTensorGeometry=True)
-                node = outputVolume
+            node = _writeOutput(result.image, outputVolume, None, scene, f"{inputVolume.GetName()} super-resolved")
             return SynthesisResult(volume=node, details=details)
 
-        job = Job(work, apply, scene=scene, name=f"Super-resolve {inputVolume.GetName()}")
+        job = Job(work, apply, scene=scene, name=f"Super-resolve {inputVolume.GetName()}")  # work keeps its curves
         return job
 
     def superResolve(self, inputVolume, config: SuperResolutionConfig | None = None, outputVolume=None,
@@ -138,14 +143,10 @@ class SynthesisLogic(SceneLogic):
             details = {"noiseLevel": result.noiseLevel}
             if anomaly is not None:
                 details["anomaly"] = volumeFromTensor(anomaly, inputVolume, scene, f"{inputVolume.GetName()} anomaly")
-            if outputVolume is None:
-                node = volumeFromTensor(result.image, inputVolume, scene, f"{inputVolume.GetName()} denoised")
-            else:
-                updateVolumeFromTensor(outputVolume, result.image, useTensorGeometry=True)
-                node = outputVolume
+            node = _writeOutput(result.image, outputVolume, inputVolume, scene, f"{inputVolume.GetName()} denoised")
             return SynthesisResult(volume=node, details=details)
 
-        job = Job(work, apply, scene=scene, name=f"Denoise {inputVolume.GetName()}")
+        job = Job(work, apply, scene=scene, name=f"Denoise {inputVolume.GetName()}")  # work keeps its curves
         return job
 
     # --- paired image-to-image --------------------------------------------------------------------------
@@ -187,11 +188,7 @@ class SynthesisLogic(SceneLogic):
         def apply(result) -> SynthesisResult:
             model, output = result
             details = {"resampledTargets": resampled, "finalLoss": model.history.trainLoss[-1]}
-            if outputVolume is None:
-                node = volumeFromTensor(output, inputVolume, scene, f"{inputVolume.GetName()} synthesized")
-            else:
-                updateVolumeFromTensor(outputVolume, output, useTensorGeometry=True)
-                node = outputVolume
+            node = _writeOutput(output, outputVolume, inputVolume, scene, f"{inputVolume.GetName()} synthesized")
             return SynthesisResult(volume=node, details=details)
 
         job = Job(work, apply, scene=scene, name=f"Image-to-image {inputVolume.GetName()}")
@@ -218,11 +215,7 @@ class SynthesisLogic(SceneLogic):
         pose = probePoseFromNode(probeTransform)
         frame = simulateUltrasound(maps, affine, pose, config)
         scene = self.scene(source)
-        if outputVolume is None:
-            node = volumeFromTensor(frame, None, scene, "Simulated ultrasound")
-        else:
-            updateVolumeFromTensor(outputVolume, frame, useTensorGeometry=True)
-            node = outputVolume
+        node = _writeOutput(frame, outputVolume, None, scene, "Simulated ultrasound")
         return SynthesisResult(volume=node, details={"probe": probeTransform.GetName()})
 
     def simulateSweep(self, source, probePoses, referenceVolume=None, config: UltrasoundConfig | None = None,
