@@ -81,8 +81,9 @@ def runElastix(fixedPath: str, movingPath: str, movingLabelsPath: str, folder: P
     seconds = time.perf_counter() - started
     for index in range(transform.GetNumberOfParameterMaps()):  # labels: nearest neighbour
         transform.SetParameter(index, "FinalBSplineInterpolationOrder", "0")
-    labels = itk.transformix_filter(itk.imread(movingLabelsPath, itk.F), transform)
-    field = itk.transformix_deformation_field(moving, transform)  # ITK LPS vectors on the fixed grid
+    # transformix writes its files into the working directory unless told otherwise
+    labels = itk.transformix_filter(itk.imread(movingLabelsPath, itk.F), transform, output_directory=str(folder))
+    field = itk.transformix_deformation_field(moving, transform, output_directory=str(folder))  # LPS, fixed grid
     return {"labels": torch.from_numpy(np.rint(itk.array_from_image(labels)).astype(np.int64).transpose(2, 1, 0)),
             "seconds": seconds, "lpsField": itk.array_from_image(field)}
 
