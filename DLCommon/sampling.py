@@ -34,12 +34,13 @@ def sampleAtWorld(image: torch.Tensor, affine: torch.Tensor, points: torch.Tenso
 
     Returns:
         ``(values (1, C, I, J, K), inside (1, 1, I, J, K) bool)``: ``inside`` marks points within the
-        image's field of view (similarity terms ignore the others).
+        image's field of view (similarity terms ignore the others). An axis of one voxel (a single slice) is
+        extruded: every point samples that slice.
     """
-    worldToIndex = torch.linalg.inv(affine.double()).to(points.device, torch.float32)
+    worldToIndex = torch.linalg.inv(torch.as_tensor(affine).double()).to(points.device, torch.float32)
     ijk = points @ worldToIndex[:3, :3].T + worldToIndex[:3, 3]
     sizes = torch.tensor(image.shape[2:], dtype=torch.float32, device=points.device)
-    normalised = 2.0 * ijk / torch.clamp(sizes - 1, min=1) - 1.0
+    normalised = torch.where(sizes > 1, 2.0 * ijk / torch.clamp(sizes - 1, min=1) - 1.0, torch.zeros_like(ijk))
     inside = (normalised.abs() <= 1.0 + 1e-4).all(dim=-1)[None, None]
     # grid_sample's last axis is (x, y, z) = (K, J, I)
     grid = normalised.flip(-1)[None]

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 import vtk
 import vtk.util.numpy_support as vtknp
 from monai.data import MetaTensor
@@ -20,6 +19,7 @@ import slicer
 
 from .errors import DLError
 from .geometry import arrayFromVTKMatrix, vtkMatrixFromArray, ijkToRasMatrix
+from .sampling import sampleAtWorld
 from .scene import sceneTransaction
 from .volumes import checkVolume, volumeArrayView
 
@@ -169,22 +169,15 @@ def resampleVolume(movingNode, referenceNode, transformNode=None, interpolation:
     parent = movingNode.GetParentTransformNode()
     if parent is not None:
         points = _transformFromWorld(parent, points)
-    movingIjkToRas = ijkToRasMatrix(movingNode, world=False)
-    rasToIjk = np.linalg.inv(movingIjkToRas)
-    ijk = points @ rasToIjk[:3, :3].T + rasToIjk[:3, 3]
     # tensorFromVolume refuses non-linear parents; here they were applied above, so read local voxels
     array = volumeArrayView(movingNode)
     moving = torch.from_numpy(array)
     moving = moving.permute(2, 1, 0).unsqueeze(0) if array.ndim == 3 else moving.permute(3, 2, 1, 0)
-    moving = moving.to(torch.float32 if not moving.is_floating_point() else moving.dtype)
-    sizes = np.array(moving.shape[1:], dtype=np.float64)
-    # grid_sample wants (x, y, z) = (K, J, I) normalised to [-1, 1] with align_corners=True
-    normalised = np.where(sizes > 1, 2.0 * ijk / np.maximum(sizes - 1, 1) - 1.0, 0.0)
     dims = tuple(referenceNode.GetImageData().GetDimensions())
-    grid = torch.from_numpy(normalised[:, ::-1].astype(np.float32).copy()).reshape((1,) + dims + (3,))
-    sampled = F.grid_sample((moving - padValue).unsqueeze(0).float(), grid,
-                            mode="bilinear" if interpolation == "linear" else "nearest",
-                            padding_mode="zeros", align_corners=True)[0] + padValue
+    grid = torch.from_numpy(points.astype(np.float32)).reshape(dims + (3,))
+    values, _ = sampleAtWorld((moving.float() - padValue)[None], torch.from_numpy(ijkToRasMatrix(movingNode, world=False)),
+                              grid, mode="bilinear" if interpolation == "linear" else "nearest", padding="zeros")
+    sampled = values[0] + padValue
     return MetaTensor(sampled.to(dtype), affine=torch.from_numpy(ijkToRasMatrix(referenceNode)),
                       meta={"name": movingNode.GetName(), "space": "RAS"})
 
