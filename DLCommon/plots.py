@@ -30,7 +30,8 @@ def historyCurves(history) -> dict[str, Curve]:
     return curves
 
 
-def updateCurvePlot(scene, curves: dict[str, Curve], name: str = "Training curves", chartNode=None):
+def updateCurvePlot(scene, curves: dict[str, Curve], name: str = "Training curves", chartNode=None,
+                    xName: str = "epoch", yName: str = "value"):
     """Create or update a plot chart showing ``curves`` (one table per curve, one series per table).
 
     Call it from the main thread after each epoch (e.g. from the job's poll timer); pass the returned
@@ -42,8 +43,8 @@ def updateCurvePlot(scene, curves: dict[str, Curve], name: str = "Training curve
     if chartNode is None:
         with sceneTransaction(scene):
             chartNode = scene.AddNewNodeByClass("vtkMRMLPlotChartNode", name)
-            chartNode.SetXAxisTitle("epoch")
-            chartNode.SetYAxisTitle("value")
+            chartNode.SetXAxisTitle(xName)
+            chartNode.SetYAxisTitle(yName)
     existing = {chartNode.GetNthPlotSeriesNode(i).GetName(): chartNode.GetNthPlotSeriesNode(i)
                 for i in range(chartNode.GetNumberOfPlotSeriesNodes())}
     for index, (curveName, (x, y)) in enumerate(curves.items()):
@@ -51,13 +52,13 @@ def updateCurvePlot(scene, curves: dict[str, Curve], name: str = "Training curve
         if series is None:
             with sceneTransaction(scene):  # table and series come as a pair, or not at all
                 table = scene.AddNewNodeByClass("vtkMRMLTableNode", f"{name}: {curveName} table")
-                for column in ("epoch", curveName):
+                for column in (xName, curveName):
                     array = vtk.vtkDoubleArray()
                     array.SetName(column)
                     table.AddColumn(array)
                 series = scene.AddNewNodeByClass("vtkMRMLPlotSeriesNode", f"{name}: {curveName}")
                 series.SetAndObserveTableNodeID(table.GetID())
-                series.SetXColumnName("epoch")
+                series.SetXColumnName(xName)
                 series.SetYColumnName(curveName)
                 series.SetPlotType(series.PlotTypeScatter)
                 series.SetColor(*_COLORS[index % len(_COLORS)])

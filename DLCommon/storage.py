@@ -13,7 +13,7 @@ import slicer
 from .errors import DLError
 from .scene import sceneTransaction
 
-__all__ = ["loadVolume", "loadSegmentation", "loadTransform", "saveNode", "baseNameOf"]
+__all__ = ["loadVolume", "loadSegmentation", "loadTransform", "saveNode", "baseNameOf", "volumeFiles", "VOLUME_SUFFIXES"]
 
 
 def _read(scene, path: str | Path, nodeClass: str, storageClass: str, name: str | None, what: str):
@@ -92,3 +92,18 @@ def baseNameOf(path: Path) -> str:
         if name.lower().endswith(suffix):
             return name[: -len(suffix)]
     return path.stem
+
+
+VOLUME_SUFFIXES = (".nrrd", ".nii", ".nii.gz", ".mha", ".mhd")
+
+
+def volumeFiles(path: str | Path) -> list[Path]:
+    """``[path]`` for a file; a folder's volume files (``.nrrd``, ``.nii(.gz)``, ``.mha``, ``.mhd``), sorted."""
+    path = Path(path)
+    if not path.is_dir():
+        return [path]
+    files = sorted(p for p in path.iterdir() if p.name.lower().endswith(VOLUME_SUFFIXES)
+                   and not p.name.lower().endswith(".seg.nrrd"))
+    if not files:
+        raise DLError("holds no volume files (.nrrd, .nii, .nii.gz, .mha)", file=path, fix="check the folder")
+    return files

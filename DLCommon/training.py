@@ -227,8 +227,9 @@ def _validate(network, batches, lossFunction, metric, device, useAmp) -> tuple[f
             with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=useAmp):
                 prediction = network(inputs)
                 losses.append(float(lossFunction(prediction, targets)))
-            if metric is not None:
-                metrics.append(float(metric(prediction.float(), targets)))
+            if metric is not None:  # (a network may return a tuple, e.g. MONAI's ViT: (logits, hidden states))
+                prediction = prediction.float() if isinstance(prediction, torch.Tensor) else prediction
+                metrics.append(float(metric(prediction, targets)))
     if not losses:
         raise ValueError("validationBatches yielded no batch. Fix: give at least one validation sample.")
     meanLoss = sum(losses) / len(losses)

@@ -23,7 +23,8 @@ from .errors import DLError
 from .geometry import affinesClose, ijkToRasMatrix, setIJKToRASMatrix
 from .scene import sceneTransaction
 
-__all__ = ["tensorFromVolume", "volumeFromTensor", "updateVolumeFromTensor", "volumeArrayView", "checkVolume"]
+__all__ = ["tensorFromVolume", "volumeFromTensor", "updateVolumeFromTensor", "volumeArrayView", "checkVolume",
+           "checkFinite"]
 
 _SCALAR_CLASSES = ("vtkMRMLScalarVolumeNode", "vtkMRMLLabelMapVolumeNode", "vtkMRMLVectorVolumeNode")
 
@@ -160,6 +161,17 @@ def checkVolume(volumeNode) -> None:
     image = volumeNode.GetImageData()
     if image is None or image.GetPointData().GetScalars() is None:
         raise DLError("has no voxels", node=volumeNode, fix="load or compute the volume first")
+
+
+def checkFinite(image: torch.Tensor, subject) -> None:
+    """Refuse images with NaN / infinite voxels (they poison training and inference alike)."""
+    if not image.is_floating_point() or bool(torch.isfinite(image.sum())):
+        return  # one allocation-free pass: a finite sum means no NaN / infinity (barring float overflow)
+    bad = int((~torch.isfinite(image)).sum())
+    if bad:
+        raise DLError(f"has {bad} NaN or infinite voxel(s)", node=subject,
+                      fix="replace them first, e.g. array[~numpy.isfinite(array)] = 0 and "
+                          "slicer.util.arrayFromVolumeModified(node)")
 
 
 def _convertOnCpu(tensor: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:

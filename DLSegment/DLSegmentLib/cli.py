@@ -7,7 +7,6 @@ from pathlib import Path
 
 __all__ = ["addCommands", "demo"]
 
-IMAGE_SUFFIXES = (".nrrd", ".nii", ".nii.gz", ".mha", ".mhd")
 
 
 def addCommands(commands) -> None:
@@ -44,17 +43,6 @@ def addCommands(commands) -> None:
     train.set_defaults(handler=_trainSegment)
 
 
-def _inputs(path: Path) -> list[Path]:
-    if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.name.lower().endswith(IMAGE_SUFFIXES))
-        if not files:
-            from DLCommon import DLError
-
-            raise DLError("holds no volume files (.nrrd, .nii, .nii.gz, .mha)", file=path, fix="check the folder")
-        return files
-    return [path]
-
-
 def _stem(path: Path) -> str:
     from DLCommon.storage import baseNameOf
 
@@ -66,13 +54,13 @@ def _segment(args) -> int:
     from tqdm import tqdm
 
     from DLCommon import saveNode, segmentationFromTensor, tensorFromVolume, volumeFromTensor
-    from DLCommon.storage import loadVolume
+    from DLCommon.storage import loadVolume, volumeFiles
 
     from .logic import resolveModel
     from .segmenter import predictProbabilities
 
     model = resolveModel(args.model)
-    inputs = _inputs(Path(args.input))
+    inputs = volumeFiles(args.input)
     batch = Path(args.input).is_dir()
     for path in tqdm(inputs, desc="segment", unit="volume", disable=not batch):
         scene = slicer.vtkMRMLScene()

@@ -17,6 +17,7 @@ from monai.data import MetaTensor
 
 from DLCommon import DLError, tensorFromSegmentation, tensorFromVolume
 from DLCommon.inference import preprocess
+from DLCommon.volumes import checkFinite
 from DLCommon.models import ModelSpec
 
 __all__ = ["SegmentationSample", "sampleFromNodes", "samplesFromFiles", "prepareSample", "PatchBatches",
@@ -32,17 +33,6 @@ class SegmentationSample:
     image: MetaTensor
     labels: torch.Tensor
     name: str = ""
-
-
-def checkFinite(image: torch.Tensor, subject) -> None:
-    """Refuse images with NaN / infinite voxels (they poison training and inference alike)."""
-    if not image.is_floating_point() or bool(torch.isfinite(image.sum())):
-        return  # one allocation-free pass: a finite sum means no NaN / infinity (barring float overflow)
-    bad = int((~torch.isfinite(image)).sum())
-    if bad:
-        raise DLError(f"has {bad} NaN or infinite voxel(s)", node=subject,
-                      fix="replace them first, e.g. array[~numpy.isfinite(array)] = 0 and "
-                          "slicer.util.arrayFromVolumeModified(node)")
 
 
 def sampleFromNodes(volumeNode, segmentationNode, segmentIds: Sequence[str] | None = None

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-for folder in (ROOT, ROOT / "DLSegment", ROOT / "DLRegister", ROOT / "DLSynthesize"):  # also without `pip install -e .`
+for folder in (ROOT, ROOT / "DLSegment", ROOT / "DLRegister", ROOT / "DLSynthesize", ROOT / "DLClassify"):  # also without `pip install -e .`
     if str(folder) not in sys.path:
         sys.path.insert(0, str(folder))
 

@@ -1,0 +1,248 @@
+"""``meddl classify`` / ``meddl train-classify`` and DLClassify's part of ``meddl demo``."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+__all__ = ["addCommands", "demo", "readLabelCsv"]
+
+
+def addCommands(commands) -> None:
+    from .architectures import ARCHITECTURES
+    from .encodings import ENCODINGS
+
+    classify = commands.add_parser("classify", help="classify a volume (or every volume in a folder); writes a CSV")
+    classify.add_argument("--model", required=True, help="catalog id or model file")
+    classify.add_argument("--input", required=True, help="volume file, or a folder of volumes")
+    classify.add_argument("--output", required=True, help="results .csv (class, probability per class, calibrated)")
+    classify.add_argument("--slices", action="store_true",
+                          help="2D models: classify every slice of 3D inputs (a row per slice, with its position)")
+    classify.add_argument("--saliency", help="folder for Grad-CAM saliency volumes (<input>_saliency.nrrd)")
+    classify.add_argument("--device", default="auto")
+    classify.set_defaults(handler=_classify)
+
+    train = commands.add_parser("train-classify", help="train a classifier on labelled volumes (CSV of path,label)")
+    source = train.add_mutually_exclusive_group(required=True)
+    source.add_argument("--csv", help="CSV with columns path,label (paths relative to the CSV's folder)")
+    source.add_argument("--planes", action="store_true",
+                        help="train the standard-plane recogniser on the embedded MNI152 T1 (no data needed)")
+    source.add_argument("--list-architectures", action="store_true",
+                        help="print the architectures with parameters, size and depth, and exit")
+    train.add_argument("--encoding", choices=ENCODINGS, default="nominal")
+    train.add_argument("--classes", nargs="+", help="the classes, in order (ordinal: lowest first); "
+                                                    "default: the CSV's labels (ordinal: integer labels)")
+    train.add_argument("--arch", choices=sorted(ARCHITECTURES), default="tiny")
+    train.add_argument("--input-size", type=int, nargs="+",
+                       help="network input grid (2 sizes: 2D, 3: 3D); default 64 x 64 (x 64 for 3D inputs)")
+    train.add_argument("--epochs", type=int, default=30)
+    train.add_argument("--batch-size", type=int, default=32)
+    train.add_argument("--no-augment", action="store_true", help="no random rotations / contrast / noise")
+    train.add_argument("--output-model", help="folder for the model (.pt + .json) and its curves PNG")
+    train.add_argument("--name", default="classifier", help="model name (and catalog id with --register)")
+    train.add_argument("--register", action="store_true", help="add the model to the catalog")
+    train.add_argument("--device", default="auto")
+    train.set_defaults(handler=_trainClassify)
+
+
+def readLabelCsv(path: str | Path) -> list[tuple[Path, str]]:
+    """``[(volume path, label), ...]`` from a CSV of ``path,label`` rows (a header row is skipped).
+
+    Raises:
+        DLError: missing columns or files, naming the row.
+    """
+    from DLCommon import DLError
+
+    path = Path(path)
+    if not path.is_file():
+        raise DLError("does not exist", file=path, fix="give the CSV of path,label rows")
+    rows = []
+    with open(path, newline="") as stream:
+        for number, row in enumerate(csv.reader(stream), start=1):
+            if not row or not "".join(row).strip() or row[0].strip().startswith("#"):
+                continue
+            if number == 1 and row[0].strip().lower() in ("path", "file", "volume", "image"):
+                continue
+            if len(row) < 2 or not row[1].strip():
+                raise DLError(f"row {number} has no label ({row})", file=path, fix="write rows as path,label")
+            volume = Path(row[0].strip()).expanduser()
+            volume = volume if volume.is_absolute() else path.parent / volume
+            if not volume.exists():
+                raise DLError(f"row {number} names {volume}, which does not exist", file=path,
+                              fix="correct the path (relative paths start at the CSV's folder)")
+            rows.append((volume, row[1].strip()))
+    if not rows:
+        raise DLError("has no path,label rows", file=path, fix="add one row per labelled volume")
+    return rows
+
+
+def _writeCsv(rows: list[dict], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    with open(path, "w", newline="") as stream:
+        writer = csv.DictWriter(stream, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _classify(args) -> int:
+    import slicer
+    import torch
+    from tqdm import tqdm
+
+    from DLCommon import saveNode, tensorFromVolume, volumeFromTensor
+    from DLCommon.catalog import resolveModel
+    from DLCommon.storage import baseNameOf, loadVolume, volumeFiles
+
+    from .classifier import checkClassifier, classProbabilities, inputSizeOf, saliencyMap, temperatureOf
+    from .data import prepareImage
+    from .logic import ClassificationLogic, resultRows
+
+    model = resolveModel(args.model, task="classification")
+    checkClassifier(model)
+    rows = []
+    for path in tqdm(volumeFiles(args.input), desc="classify", unit="volume"):
+        scene = slicer.vtkMRMLScene()
+        volume = loadVolume(path, scene)
+        if args.slices:
+            positions, probabilities, names = ClassificationLogic(scene).sliceProbabilities(volume, model,
+                                                                                            device=args.device)
+            for row, position in zip(resultRows([path.name] * len(positions), probabilities, names,
+                                                temperatureOf(model)), positions):
+                rows.append({"input": row.pop("input"), "position_mm": round(position, 2), **row})
+        else:
+            image = tensorFromVolume(volume)
+            prepared = prepareImage(image, inputSizeOf(model), int(model.spec.inputChannels), path.name)
+            probabilities = classProbabilities(model, torch.stack([prepared.as_tensor()]), args.device)
+            rows += resultRows([path.name], probabilities, model.spec.labelNames, temperatureOf(model))
+            if args.saliency:
+                saliency = saliencyMap(model, prepared, image, device=args.device)
+                saveNode(volumeFromTensor(saliency, volume, scene, "saliency"),
+                         Path(args.saliency) / f"{baseNameOf(path)}_saliency.nrrd")
+        scene.Clear(1)
+    _writeCsv(rows, Path(args.output))
+    if not args.slices:
+        for row in rows:
+            print(f"{row['input']}: {row['class']} ({row['probability']:.3f})")
+    print(f"Results: {args.output}")
+    return 0
+
+
+def _trainClassify(args) -> int:
+    import slicer
+    import torch
+    from tqdm import tqdm
+
+    from DLCommon import DLError, tensorFromVolume
+    from DLCommon.plots import historyCurves, saveCurvesPng
+    from DLCommon.storage import loadVolume
+
+    from .architectures import architectureTable
+    from .data import prepareImage, spatialDimsOf
+    from .logic import ClassificationLogic, resolveLabels
+    from .trainer import ClassificationTrainingConfig, checkLabels, trainClassifier
+
+    if args.list_architectures:
+        size = args.input_size or [64, 64]
+        print(f"{'name':16s} {'MONAI network':16s} {'parameters':>12s} {'size MB':>8s} {'depth':>6s}  "
+              f"({len(size)}D, input {'x'.join(map(str, size))})")
+        for row in architectureTable(len(size), inputSize=size):
+            print(f"{row['name']:16s} {row['network']:16s} {row['parameters']:12,d} {row['sizeMB']:8.1f} "
+                  f"{row['depth']:6d}  {row['description']}")
+        return 0
+    if not args.output_model:
+        raise DLError("--output-model is missing", node="train-classify", fix="give a folder for the model")
+    output = Path(args.output_model)
+    with tqdm(total=args.epochs, desc=f"train {args.name}", unit="epoch") as bar:
+        def progress(fraction, message):
+            bar.set_postfix_str(message.split(": ", 1)[-1][:50])
+            bar.update(round(fraction * args.epochs) - bar.n)
+
+        config = ClassificationTrainingConfig(encoding=args.encoding, architecture=args.arch, epochs=args.epochs,
+                                              batchSize=args.batch_size, augment=not args.no_augment,
+                                              device=args.device, inputSize=args.input_size or (64, 64))
+        scene = slicer.vtkMRMLScene()
+        if args.planes:
+            from DLCommon.sampledata import loadMNI152
+
+            result = ClassificationLogic(scene).trainPlanes(loadMNI152(scene)["t1"], config, modelName=args.name,
+                                                            outputDir=output, register=args.register,
+                                                            progress=progress)
+        else:
+            labelled = readLabelCsv(args.csv)
+            labels, classNames = resolveLabels([label for _, label in labelled], args.classes, args.encoding,
+                                               [f"CSV row for {path.name}" for path, _ in labelled])
+            checkLabels(labels, classNames)
+            images = [tensorFromVolume(loadVolume(path, scene)) for path, _ in labelled]
+            if not args.input_size:
+                config.inputSize = (64, 64) if spatialDimsOf(images[0]) == 2 else (64, 64, 64)
+            prepared = torch.stack([prepareImage(image, config.inputSize, int(images[0].shape[0]), path.name).as_tensor()
+                                    for image, (path, _) in zip(images, labelled)])
+            result = trainClassifier(prepared, labels, classNames, config, output, args.name, register=args.register,
+                                     progress=progress)
+        scene.Clear(1)
+    saveCurvesPng(historyCurves(result.history), output / f"{args.name}_curves.png",
+                  title=f"{args.name} ({args.arch}, {args.encoding})")
+    report = result.report
+    print(f"Model: {result.modelPath}" + (f" (catalog id '{result.catalogId}')" if result.catalogId else ""))
+    print(f"Validation ({report['validationSamples']} samples): accuracy {report['accuracy']:.3f}, balanced "
+          f"{report['balancedAccuracy']:.3f}, MAE {report['mae']:.3f}; ECE {report['eceBefore']:.3f} -> "
+          f"{report['eceAfter']:.3f} (temperature {report['temperature']:.2f})")
+    return 0
+
+
+def demo(scene, output: Path, progress) -> dict:
+    """Train the standard-plane recogniser on the MNI152 T1, test it on planes of deformed copies, plot the
+    class probabilities along the axial slices, and write a Grad-CAM of one plane."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from DLCommon.plots import saveCurvesPng
+    from DLCommon.sampledata import mni152Tissue, randomCopy
+
+    from .classifier import classProbabilities, saliencyMap
+    from .data import normaliseImages
+    from .logic import ClassificationLogic
+    from .metrics import classificationReport
+    from .planes import PLANE_CLASSES, planeAffine, planeDataset, randomPlanePose
+    from .trainer import ClassificationTrainingConfig
+
+    t1 = scene.GetFirstNodeByName("MNI152_T1")
+    if t1 is None:
+        from DLCommon.sampledata import loadMNI152
+
+        t1 = loadMNI152(scene)["t1"]
+    logic = ClassificationLogic(scene)
+    config = ClassificationTrainingConfig(epochs=10, device="cpu")
+    result = logic.trainPlanes(t1, config, perClass=60, deformedCopies=2, modelName="standard-planes-demo",
+                               outputDir=output / "classify-model", register=False,
+                               progress=lambda f, m: progress(0.02 + 0.75 * f, "classify: " + m))
+    progress(0.8, "classify: held-out planes of deformed copies")
+    image, labels = mni152Tissue(2.0)
+    heldOut = [(randomCopy(image, labels, seed)[0].as_tensor(), image.affine) for seed in (900, 901)]
+    planes, truth = planeDataset(heldOut, 30, seed=7)
+    predicted = classProbabilities(result.model, normaliseImages(planes, 2), "cpu").argmax(1)
+    report = classificationReport(predicted, truth, len(PLANE_CLASSES))
+    progress(0.9, "classify: probabilities along the axial slices")
+    positions, probabilities, names = logic.sliceProbabilities(t1, result.model, device="cpu")
+    saveCurvesPng({name: (positions, probabilities[:, i].tolist()) for i, name in enumerate(names)},
+                  output / "classify_slice_probabilities.png", title="Standard planes along the MNI152 axial slices")
+    pose = randomPlanePose(0, torch.Generator().manual_seed(3))
+    plane = normaliseImages(planes[truth == 0][0], 2)
+    from monai.data import MetaTensor
+
+    cam = saliencyMap(result.model, MetaTensor(plane, affine=planeAffine(pose)), device="cpu")[0, :, :, 0]
+    gray = (plane[0] - plane[0].min()) / (plane[0].max() - plane[0].min() + 1e-6)
+    overlay = np.stack([0.6 * gray.numpy() + 0.4 * cam.numpy(), 0.6 * gray.numpy(), 0.6 * gray.numpy()], -1)
+    picture = np.concatenate([np.repeat(gray.numpy()[..., None], 3, -1), overlay], axis=1)
+    Image.fromarray((np.rot90(picture) * 255).clip(0, 255).astype(np.uint8)).resize((512, 256)).save(
+        output / "classify_gradcam.png")
+    progress(1.0, "classify: done")
+    summary = {"heldOutAccuracy": round(report["accuracy"], 4), "confusion": report["confusion"],
+               "calibration": {k: round(result.report[k], 4) for k in ("eceBefore", "eceAfter", "temperature")},
+               "classes": PLANE_CLASSES, "model": str(result.modelPath),
+               "files": ["classify_slice_probabilities.png", "classify_gradcam.png"]}
+    (output / "classify_summary.json").write_text(json.dumps(summary, indent=2))
+    return summary

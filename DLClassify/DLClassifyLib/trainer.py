@@ -1,0 +1,198 @@
+"""Train a classifier (any encoding, any architecture) on prepared images, calibrate it, save it as a model.
+
+Uses DLCommon's training loop (progress, cancel, best epoch on validation, AMP on CUDA); after training the
+temperature is fitted on the validation images and the expected calibration error is reported before and
+after. The model is saved as weights + JSON spec (``monai.networks.nets`` class, classes, encoding, input
+size, temperature), loadable with :func:`DLCommon.loadModel` and importable into the catalog.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+
+from DLCommon import DLError, ModelCatalog, ModelSpec, TrainingConfig, saveCheckpoint, trainModel
+from DLCommon.models import LoadedModel
+from DLCommon.training import TrainingHistory
+
+from .architectures import ARCHITECTURES, buildClassifier
+from .calibration import expectedCalibrationError, fitTemperature
+from .classifier import predictLogits
+from .data import ClassificationBatches
+from .encodings import ENCODINGS, encodingFor
+from .metrics import balancedAccuracy, classificationReport, meanAbsoluteError
+
+__all__ = ["ClassificationTrainingConfig", "ClassificationTrainingResult", "trainClassifier", "splitValidation",
+           "checkLabels"]
+
+
+@dataclasses.dataclass
+class ClassificationTrainingConfig:
+    """Options of :func:`trainClassifier` (defaults suit a small CPU run).
+
+    Attributes:
+        encoding: ``nominal``, ``binary`` (2 classes) or ``ordinal`` (classes in their order).
+        architecture: a name of :data:`~.architectures.ARCHITECTURES` (``tiny``, ``densenet121``...).
+        inputSize: the network's input grid, 2 sizes (2D) or 3 (3D), voxels.
+        epochs, batchSize, learningRate, weightDecay, patience, seed, device, schedule: training loop options
+            (see :class:`DLCommon.TrainingConfig`).
+        augment: random rotations / scaling / shifts, gamma and noise while training.
+        balanceClasses: weight classes by inverse frequency in the loss.
+        validationFraction: share of each class held out for best-epoch selection and calibration when no
+            validation data is given.
+        calibrate: fit a temperature on the validation data.
+    """
+
+    encoding: str = "nominal"
+    architecture: str = "tiny"
+    inputSize: Sequence[int] = (64, 64)
+    epochs: int = 30
+    batchSize: int = 32
+    learningRate: float = 2e-3
+    weightDecay: float = 1e-4
+    augment: bool = True
+    balanceClasses: bool = True
+    validationFraction: float = 0.2
+    calibrate: bool = True
+    patience: int | None = None
+    seed: int = 0
+    device: str = "auto"
+    schedule: str = "cosine"
+
+    def validate(self) -> None:
+        if self.encoding not in ENCODINGS:
+            raise ValueError(f"encoding must be one of {ENCODINGS}, got {self.encoding!r}.")
+        if self.architecture not in ARCHITECTURES:
+            raise ValueError(f"architecture must be one of {sorted(ARCHITECTURES)}, got {self.architecture!r}.")
+        if len(self.inputSize) not in (2, 3) or min(self.inputSize) < 16:
+            raise ValueError(f"inputSize must be 2 or 3 sizes >= 16, got {list(self.inputSize)}.")
+        if not 0.0 <= self.validationFraction < 1.0:
+            raise ValueError(f"validationFraction must be in [0, 1), got {self.validationFraction}.")
+
+
+@dataclasses.dataclass
+class ClassificationTrainingResult:
+    """The trained model, its curves, where it was saved, and validation metrics (``report``: accuracy,
+    balancedAccuracy, mae, confusion, eceBefore, eceAfter, temperature, validationSamples)."""
+
+    model: LoadedModel
+    history: TrainingHistory
+    modelPath: Path
+    report: dict[str, Any]
+    catalogId: str | None = None
+
+
+def checkLabels(labels: torch.Tensor, classNames: Sequence[str], what: str = "Training data") -> None:
+    """Refuse labels outside ``0..K-1`` and training data with fewer than two classes."""
+    if labels.numel() == 0:
+        raise DLError("has no sample", node=what, fix="add labelled volumes")
+    if int(labels.min()) < 0 or int(labels.max()) >= len(classNames):
+        raise DLError(f"has labels outside 0..{len(classNames) - 1}", node=what, fix="use the listed classes only")
+    present = sorted(set(labels.tolist()))
+    if len(present) < 2:
+        raise DLError(f"has samples of one class only ('{classNames[present[0]]}'); a classifier needs at least two",
+                      node=what, fix="add samples of at least one other class")
+
+
+def splitValidation(labels: torch.Tensor, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stratified ``(train indices, validation indices)``: ``fraction`` of each class with >= 2 samples."""
+    generator = torch.Generator().manual_seed(seed)
+    train, validation = [], []
+    for label in sorted(set(labels.tolist())):
+        index = torch.nonzero(labels == label).reshape(-1)
+        index = index[torch.randperm(len(index), generator=generator)]
+        count = int(round(fraction * len(index))) if len(index) >= 2 else 0
+        count = min(max(count, 1 if fraction > 0 and len(index) >= 2 else 0), len(index) - 1)
+        validation.append(index[:count])
+        train.append(index[count:])
+    return torch.cat(train).sort().values, torch.cat(validation).sort().values
+
+
+def trainClassifier(images: torch.Tensor, labels: torch.Tensor, classNames: Sequence[str],
+                    config: ClassificationTrainingConfig, outputDir: str | Path, modelName: str = "classifier",
+                    validationImages: torch.Tensor | None = None, validationLabels: torch.Tensor | None = None,
+                    register: bool = False, options: dict[str, Any] | None = None, description: str = "",
+                    progress: Callable[[float, str], None] | None = None,
+                    onEpoch: Callable[[TrainingHistory], None] | None = None) -> ClassificationTrainingResult:
+    """Train, calibrate and save a classifier.
+
+    Args:
+        images: ``(N, C, *inputSize)`` prepared inputs (:func:`~.data.prepareImage` or plane images,
+            z-score normalised).
+        labels: ``(N,)`` class indices into ``classNames`` (ordinal: in increasing order).
+        config: :class:`ClassificationTrainingConfig`.
+        outputDir: where ``<modelName>.pt`` + ``.json`` and ``<modelName>.history.json`` are written.
+        validationImages / validationLabels: held-out data; default: a stratified split of the training data.
+        register: import the model into the catalog under ``modelName``.
+        options: extra entries of the spec's ``options`` (e.g. how plane images are sampled).
+        progress: ``progress(fraction, message)``; may raise ``JobCancelled``.
+        onEpoch: ``onEpoch(history)`` after each epoch (live curves).
+    """
+    config.validate()
+    labels = labels.long()
+    checkLabels(labels, classNames)
+    if config.encoding == "binary" and len(classNames) != 2:
+        raise DLError(f"has {len(classNames)} classes; the binary encoding needs exactly 2", node="Training data",
+                      fix="use the nominal or ordinal encoding")
+    if tuple(images.shape[2:]) != tuple(config.inputSize):
+        raise ValueError(f"images must be (N, C, {list(config.inputSize)}), got {tuple(images.shape)}.")
+    if validationImages is None:
+        trainIndex, validationIndex = splitValidation(labels, config.validationFraction, config.seed)
+        validationImages, validationLabels = images[validationIndex], labels[validationIndex]
+        images, labels = images[trainIndex], labels[trainIndex]
+    validationLabels = validationLabels.long()
+    if len(validationLabels) == 0:  # too few samples to hold any out: select on the training data
+        validationImages, validationLabels = images, labels
+    counts = torch.bincount(labels, minlength=len(classNames)).float()
+    weights = None
+    if config.balanceClasses:
+        weights = torch.where(counts > 0, counts.sum() / (len(classNames) * counts.clamp(min=1)), torch.zeros_like(counts))
+    encoding = encodingFor(config.encoding, len(classNames), weights)
+    channels, spatialDims = int(images.shape[1]), len(config.inputSize)
+    className, args, network = buildClassifier(config.architecture, spatialDims, channels, encoding.outputs,
+                                               config.inputSize)
+    ordinal = config.encoding == "ordinal"
+
+    def metric(output, target) -> float:  # best epoch: lowest grade error (ordinal), else balanced accuracy
+        predicted = encoding.predict(output)
+        return meanAbsoluteError(predicted, target) if ordinal else balancedAccuracy(predicted, target, len(classNames))
+
+    outputDir = Path(outputDir)
+    result = trainModel(network, ClassificationBatches(images, labels, config.batchSize, config.augment, config.seed),
+                        encoding.loss,
+                        TrainingConfig(epochs=config.epochs, learningRate=config.learningRate,
+                                       weightDecay=config.weightDecay, patience=config.patience, seed=config.seed,
+                                       device=config.device, schedule=config.schedule,
+                                       checkpointPath=outputDir / f".{modelName}.best.pt"),
+                        validationBatches=ClassificationBatches(validationImages, validationLabels,
+                                                                max(config.batchSize, 64), shuffle=False),
+                        metric=metric, metricMode="min" if ordinal else "max", progress=progress, onEpoch=onEpoch)
+    network = result.network.eval()
+    logits = predictLogits(network, validationImages, result.device)
+    network = network.cpu()
+    temperature = fitTemperature(logits, validationLabels, encoding) if config.calibrate else 1.0
+    report = classificationReport(encoding.predict(logits, temperature), validationLabels, len(classNames))
+    report.update(eceBefore=expectedCalibrationError(encoding.probabilities(logits), validationLabels),
+                  eceAfter=expectedCalibrationError(encoding.probabilities(logits, temperature), validationLabels),
+                  temperature=temperature, validationSamples=int(len(validationLabels)))
+    spec = ModelSpec(name=modelName, task="classification", inputChannels=channels,
+                     normalization={"type": "zscore"}, labelNames=list(classNames),
+                     description=description or f"{config.architecture} ({config.encoding} encoding) trained by MedDL",
+                     options={"encoding": config.encoding, "architecture": config.architecture,
+                              "inputSize": list(config.inputSize), "temperature": temperature, **(options or {})})
+    specPath = saveCheckpoint(network, outputDir / f"{modelName}.pt", className, args, spec)
+    modelPath = specPath.with_suffix(".pt")
+    (outputDir / f".{modelName}.best.pt").unlink(missing_ok=True)
+    (outputDir / f"{modelName}.history.json").write_text(
+        json.dumps({"history": dataclasses.asdict(result.history), "validation": report}, indent=2))
+    catalogId = None
+    if register:
+        catalogId = ModelCatalog().importFile(modelPath, modelId=modelName, title=modelName, spec=spec).id
+    loaded = LoadedModel(network=network, spec=spec, format="checkpoint", path=modelPath,
+                         networkDef={"name": className, "args": args})
+    return ClassificationTrainingResult(model=loaded, history=result.history, modelPath=modelPath, report=report,
+                                        catalogId=catalogId)
