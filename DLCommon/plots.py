@@ -13,7 +13,8 @@ __all__ = ["historyCurves", "updateCurvePlot", "saveCurvesPng"]
 
 Curve = tuple[Sequence[float], Sequence[float]]
 
-_COLORS = [(0.12, 0.47, 0.71), (0.85, 0.37, 0.01), (0.17, 0.63, 0.17), (0.58, 0.40, 0.74)]
+_COLORS = [(0.12, 0.47, 0.71), (0.85, 0.37, 0.01), (0.17, 0.63, 0.17), (0.58, 0.40, 0.74), (0.84, 0.15, 0.16),
+           (0.55, 0.34, 0.29)]
 
 
 def historyCurves(history) -> dict[str, Curve]:
@@ -73,7 +74,8 @@ def updateCurvePlot(scene, curves: dict[str, Curve], name: str = "Training curve
     return chartNode
 
 
-def saveCurvesPng(curves: dict[str, Curve], path: str | Path, title: str = "Training", size=(640, 400)) -> Path:
+def saveCurvesPng(curves: dict[str, Curve], path: str | Path, title: str = "Training", size=(640, 400),
+                  xName: str = "epoch") -> Path:
     """Draw ``curves`` as a line chart PNG (axes, ticks, legend) with Pillow."""
     from PIL import Image, ImageDraw
 
@@ -102,7 +104,7 @@ def saveCurvesPng(curves: dict[str, Curve], path: str | Path, title: str = "Trai
         draw.line((px, height - bottom, px, height - bottom + 4), fill="black")
         draw.text((px - 6, height - bottom + 6), f"{int(tick)}", fill="black")
     draw.text((left, 6), title, fill="black")
-    draw.text((width // 2 - 16, height - 16), "epoch", fill="black")
+    draw.text((width // 2 - 3 * len(xName), height - 16), xName, fill="black")
     for index, (curveName, (x, y)) in enumerate(curves.items()):
         color = tuple(int(255 * c) for c in _COLORS[index % len(_COLORS)])
         points = [toPixel(a, b) for a, b in zip(x, y) if np.isfinite(b)]

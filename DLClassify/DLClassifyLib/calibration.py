@@ -30,8 +30,11 @@ def expectedCalibrationError(probabilities: torch.Tensor, labels: torch.Tensor, 
 
 def fitTemperature(logits: torch.Tensor, labels: torch.Tensor, encoding: Encoding,
                    iterations: int = 100) -> float:
-    """The temperature ``T > 0`` minimising the negative log-likelihood of ``labels`` under
+    """The temperature ``T`` minimising the negative log-likelihood of ``labels`` under
     ``encoding.probabilities(logits / T)`` (held-out validation data, not the training data).
+
+    Validation data without a single error would drive ``T`` to 0 (ever more confident); a weak prior on
+    ``log T`` (standard normal, weighted as one sample) and the bounds ``[0.25, 10]`` keep it finite then.
 
     Args:
         logits: ``(N, outputs)`` network outputs on the validation samples.
@@ -45,9 +48,10 @@ def fitTemperature(logits: torch.Tensor, labels: torch.Tensor, encoding: Encodin
         optimizer.zero_grad()
         probabilities = encoding.probabilities(logits, temperature=logTemperature.exp())
         loss = -torch.log(probabilities.gather(1, labels[:, None]).clamp(min=1e-12)).mean()
+        loss = loss + logTemperature ** 2 / (2 * len(labels))
         loss.backward()
         return loss
 
     optimizer.step(negativeLogLikelihood)
     temperature = float(logTemperature.detach().exp())
-    return min(max(temperature, 0.05), 20.0)
+    return min(max(temperature, 0.25), 10.0)

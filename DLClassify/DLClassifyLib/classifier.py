@@ -17,9 +17,10 @@ from DLCommon.models import LoadedModel
 from DLCommon.sampling import sampleAtWorld, worldGrid
 
 from .architectures import camLayer
+from .data import checkImage, normaliseImages, prepareImage
 from .encodings import Encoding, encodingFor, logitsOf
 
-__all__ = ["predictLogits", "encodingOf", "temperatureOf", "inputSizeOf", "classProbabilities", "saliencyMap",
+__all__ = ["prepareFor", "predictLogits", "encodingOf", "temperatureOf", "inputSizeOf", "classProbabilities", "saliencyMap",
            "checkClassifier"]
 
 
@@ -42,6 +43,26 @@ def temperatureOf(model: LoadedModel) -> float:
 
 def inputSizeOf(model: LoadedModel) -> list[int]:
     return [int(n) for n in model.spec.options["inputSize"]]
+
+
+def prepareFor(model: LoadedModel, image: MetaTensor, name: str = "image") -> MetaTensor:
+    """``image`` ``(C, I, J, K)`` as this model's input.
+
+    A plane model (spec option ``plane``: trained on slice-view planes) sees a single-slice volume as a slice view
+    would show it: at its field of view and spacing, with the view's in-plane axes. Other models see the image
+    fitted into their input grid (:func:`~.data.prepareImage`).
+    """
+    plane = (model.spec.options or {}).get("plane")
+    checkImage(image, inputSizeOf(model), int(model.spec.inputChannels), name)
+    if not plane:
+        return prepareImage(image, inputSizeOf(model), int(model.spec.inputChannels), name)
+    from .planes import planeAffine, samplePlane, slicePoses, smoothForPlanes
+
+    size, spacing = int(plane["size"]), float(plane["spacing"])
+    pose = slicePoses(image.affine, image.shape[1:], [n for n in image.shape[1:]].index(1))[0][0]
+    smooth = smoothForPlanes(image.as_tensor(), image.affine, spacing)
+    values = normaliseImages(samplePlane(smooth, image.affine, pose, size, spacing), 2)
+    return MetaTensor(values, affine=planeAffine(pose, size, spacing), meta={"name": name})
 
 
 def predictLogits(network: torch.nn.Module, images: torch.Tensor, device=None, batchSize: int = 64) -> torch.Tensor:
@@ -90,8 +111,9 @@ def saliencyMap(model: LoadedModel, prepared: MetaTensor, image: MetaTensor | No
     checkClassifier(model)
     device = pickDevice(device)
     encoding = encodingOf(model)
-    wrapper = _LogProbabilities(model.network, encoding, temperatureOf(model)).to(device).eval()
-    x = torch.as_tensor(prepared).float()[None].to(device)
+    # temperature 1: a calibration temperature < 1 saturates the probabilities and flattens the gradients
+    wrapper = _LogProbabilities(model.network, encoding, 1.0).to(device).eval()
+    x = (prepared.as_tensor() if isinstance(prepared, MetaTensor) else torch.as_tensor(prepared)).float()[None].to(device)
     with torch.no_grad():
         logProbabilities = wrapper(x)
     target = int(logProbabilities.argmax(1)) if classIndex is None else int(classIndex)

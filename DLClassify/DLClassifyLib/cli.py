@@ -95,8 +95,7 @@ def _classify(args) -> int:
     from DLCommon.catalog import resolveModel
     from DLCommon.storage import baseNameOf, loadVolume, volumeFiles
 
-    from .classifier import checkClassifier, classProbabilities, inputSizeOf, saliencyMap, temperatureOf
-    from .data import prepareImage
+    from .classifier import checkClassifier, classProbabilities, prepareFor, saliencyMap, temperatureOf
     from .logic import ClassificationLogic, resultRows
 
     model = resolveModel(args.model, task="classification")
@@ -113,7 +112,7 @@ def _classify(args) -> int:
                 rows.append({"input": row.pop("input"), "position_mm": round(position, 2), **row})
         else:
             image = tensorFromVolume(volume)
-            prepared = prepareImage(image, inputSizeOf(model), int(model.spec.inputChannels), path.name)
+            prepared = prepareFor(model, image, path.name)
             probabilities = classProbabilities(model, torch.stack([prepared.as_tensor()]), args.device)
             rows += resultRows([path.name], probabilities, model.spec.labelNames, temperatureOf(model))
             if args.saliency:
@@ -206,7 +205,7 @@ def demo(scene, output: Path, progress) -> dict:
     from .data import normaliseImages
     from .logic import ClassificationLogic
     from .metrics import classificationReport
-    from .planes import PLANE_CLASSES, planeAffine, planeDataset, randomPlanePose
+    from .planes import PLANE_CLASSES, planeDataset
     from .trainer import ClassificationTrainingConfig
 
     t1 = scene.GetFirstNodeByName("MNI152_T1")
@@ -228,12 +227,12 @@ def demo(scene, output: Path, progress) -> dict:
     progress(0.9, "classify: probabilities along the axial slices")
     positions, probabilities, names = logic.sliceProbabilities(t1, result.model, device="cpu")
     saveCurvesPng({name: (positions, probabilities[:, i].tolist()) for i, name in enumerate(names)},
-                  output / "classify_slice_probabilities.png", title="Standard planes along the MNI152 axial slices")
-    pose = randomPlanePose(0, torch.Generator().manual_seed(3))
-    plane = normaliseImages(planes[truth == 0][0], 2)
+                  output / "classify_slice_probabilities.png", title="Standard-plane probabilities along the MNI152 "
+                  "axial slices", xName="slice position S (mm)")
     from monai.data import MetaTensor
 
-    cam = saliencyMap(result.model, MetaTensor(plane, affine=planeAffine(pose)), device="cpu")[0, :, :, 0]
+    plane = normaliseImages(planes[truth == 0][0], 2)
+    cam = saliencyMap(result.model, MetaTensor(plane, affine=torch.eye(4, dtype=torch.float64)), device="cpu")[0, :, :, 0]
     gray = (plane[0] - plane[0].min()) / (plane[0].max() - plane[0].min() + 1e-6)
     overlay = np.stack([0.6 * gray.numpy() + 0.4 * cam.numpy(), 0.6 * gray.numpy(), 0.6 * gray.numpy()], -1)
     picture = np.concatenate([np.repeat(gray.numpy()[..., None], 3, -1), overlay], axis=1)

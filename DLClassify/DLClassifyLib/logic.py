@@ -28,7 +28,7 @@ from DLCommon.jobs import keepHistory
 from DLCommon.scene import SceneLogic, sceneTransaction
 from DLCommon.volumes import checkFinite, checkVolume
 
-from .classifier import checkClassifier, classProbabilities, inputSizeOf, saliencyMap, temperatureOf
+from .classifier import checkClassifier, classProbabilities, inputSizeOf, prepareFor, saliencyMap, temperatureOf
 from .data import checkImage, normaliseImages, prepareImage
 from .planes import (BRAIN_CENTRE, PLANE_CLASSES, PLANE_SIZE, PLANE_SPACING, planeDataset, planePose, samplePlane,
                      slicePoses, smoothForPlanes)
@@ -119,6 +119,25 @@ class ClassificationLogic(SceneLogic):
     def __init__(self, scene=None):
         super().__init__(scene)
         self._planeCache: dict[str, tuple] = {}
+        self._modelCache: tuple = (None, None)
+
+    def classifier(self, model):
+        """A loaded classifier from a catalog id, file or LoadedModel; the last one is kept, so browsing a
+        slice view does not re-read (and re-hash) the model file at every step."""
+        if not isinstance(model, (str, Path)):
+            loaded = resolveModel(model, task="classification")
+        else:
+            from DLCommon.catalog import ModelCatalog
+
+            entries = ModelCatalog().entries
+            path = Path(str(model)).expanduser()
+            key = (str(model), entries[str(model)].sha256 if str(model) in entries
+                   else path.stat().st_mtime if path.exists() else None)
+            if self._modelCache[0] != key:
+                self._modelCache = (key, resolveModel(model, task="classification"))
+            loaded = self._modelCache[1]
+        checkClassifier(loaded)
+        return loaded
 
     # --- training data ------------------------------------------------------------------------------------
     def samplesFromTable(self, tableNode) -> list[tuple]:
@@ -237,8 +256,7 @@ class ClassificationLogic(SceneLogic):
         volumes = [v for v in (volumes if isinstance(volumes, (list, tuple)) else [volumes])]
         if not volumes or any(v is None for v in volumes):
             raise DLError("No input volume was selected", fix="select the volume(s) to classify")
-        loaded = resolveModel(model, task="classification")
-        checkClassifier(loaded)
+        loaded = self.classifier(model)
         inputSize, channels = inputSizeOf(loaded), int(loaded.spec.inputChannels)
         images = []
         for volume in volumes:
@@ -251,7 +269,7 @@ class ClassificationLogic(SceneLogic):
         classNames, temperature = loaded.spec.labelNames, temperatureOf(loaded)
 
         def work(context):
-            prepared = [prepareImage(image, inputSize, channels, v.GetName()) for image, v in zip(images, volumes)]
+            prepared = [prepareFor(loaded, image, v.GetName()) for image, v in zip(images, volumes)]
             context.report(0.3, "classifying")
             probabilities = classProbabilities(loaded, torch.stack([p.as_tensor() for p in prepared]), device)
             maps = []
@@ -303,8 +321,7 @@ class ClassificationLogic(SceneLogic):
                       fieldOfView: float | None = None) -> tuple[str, float, torch.Tensor]:
         """Classify the plane ``pose`` (4x4 plane-to-world, columns u, v, normal, centre) of ``volumeNode``
         with a 2D model; returns ``(class name, probability, class probabilities (K,))``."""
-        loaded = resolveModel(model, task="classification")
-        checkClassifier(loaded)
+        loaded = self.classifier(model)
         if len(inputSizeOf(loaded)) != 2:
             raise DLError("classifies 3D volumes, not planes", node=f"Model '{loaded.spec.name}'",
                           fix="pick a 2D model (e.g. the standard-plane recogniser)")
@@ -339,8 +356,7 @@ class ClassificationLogic(SceneLogic):
                            ) -> tuple[list[float], torch.Tensor, list[str]]:
         """Class probabilities of every slice of ``volumeNode`` across voxel ``axis`` (default: the one
         closest to superior-inferior) with a 2D model: ``(positions mm, probabilities (N, K), class names)``."""
-        loaded = resolveModel(model, task="classification")
-        checkClassifier(loaded)
+        loaded = self.classifier(model)
         if len(inputSizeOf(loaded)) != 2:
             raise DLError("classifies 3D volumes, not slices", node=f"Model '{loaded.spec.name}'",
                           fix="pick a 2D model")

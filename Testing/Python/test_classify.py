@@ -230,6 +230,22 @@ def test_classify_writes_a_table_and_saliency_on_the_input_grid(planeModel):
     assert set(nodeIds(scene)) - before >= {table.GetID(), saliency.GetID()}
 
 
+def test_single_slice_volumes_are_seen_as_a_slice_view_shows_them(planeModel):
+    """A 1 mm axial MNI152 slice (other size, spacing and axis order than the training planes) is classified
+    at the model's field of view, with the view's in-plane axes."""
+    result, scene, t1 = planeModel
+    image = tensorFromVolume(t1)
+    for z, expected in ((18.0, "axial trans-ventricular"), (-30.0, "axial trans-cerebellar"), (50.0, "other")):
+        k = int(round(float(torch.linalg.solve(image.affine, torch.tensor([0.0, 0.0, z, 1.0], dtype=torch.float64))[2])))
+        affine = image.affine.clone()
+        affine[:3, 3] += affine[:3, 2] * k
+        node = volumeFromTensor(MetaTensor(image[:, :, :, k:k + 1].as_tensor(), affine=affine), None, scene, f"z {z}")
+        output = ClassificationLogic(scene).classify([node], result.model)
+        assert output.predictions[0][0] == expected, (z, output.predictions[0])
+        scene.RemoveNode(output.table)
+        scene.RemoveNode(node)
+
+
 def test_saliency_of_3d_and_vit_models_lands_on_the_input_grid():
     """Grad-CAM (3D DenseNet) and occlusion (ViT) maps of an oblique volume resampled onto its voxels."""
     from DLCommon.models import LoadedModel, ModelSpec
@@ -284,8 +300,8 @@ def _tableOf(scene, rows):
 def test_train_from_a_table_node_and_classify_held_out_volumes(scene, sharpAndBlurred, tmp_path):
     nodes = [(volumeFromTensor(image, None, scene, f"case {i}"), label) for i, (image, label) in enumerate(sharpAndBlurred)]
     table = _tableOf(scene, [{"volume": node.GetName(), "label": label} for node, label in nodes[:12]])
-    config = ClassificationTrainingConfig(architecture="tiny", inputSize=(32, 32, 32), epochs=12, batchSize=4,
-                                          device="cpu", validationFraction=0.25)
+    config = ClassificationTrainingConfig(encoding="binary", architecture="tiny", inputSize=(32, 32, 32), epochs=30,
+                                          batchSize=4, device="cpu", validationFraction=0.25)
     logic = ClassificationLogic(scene)
     before = set(nodeIds(scene))
     result = logic.train(table, config=config, modelName="sharpness", outputDir=tmp_path, register=True)
@@ -415,3 +431,14 @@ def test_cli_train_classify_and_classify(tmp_path, sharpAndBlurred, capsys):
                  str(tmp_path / "bad-model")]) == 2
     assert "'fuzzy', which is not one of the classes" in capsys.readouterr().err
     assert not (tmp_path / "bad-model").exists()
+
+
+def test_shell_offers_every_architecture():
+    """DLClassify.py lists the architecture names without importing the engine (it loads before PyTorch)."""
+    import ast
+    from pathlib import Path
+
+    source = (Path(__file__).resolve().parents[2] / "DLClassify" / "DLClassify.py").read_text()
+    names = next(ast.literal_eval(node.value) for node in ast.parse(source).body
+                 if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "ARCHITECTURE_NAMES")
+    assert names == list(ARCHITECTURES)

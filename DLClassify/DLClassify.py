@@ -1,0 +1,374 @@
+"""DLClassify: classification in 3D Slicer (thin shell over DLClassifyLib)."""
+
+import logging
+import os
+from typing import Annotated
+
+import qt
+
+import slicer
+from slicer import vtkMRMLScalarVolumeNode, vtkMRMLTableNode
+from slicer.i18n import tr as _
+from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
+from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoadableModuleLogic,
+                                           ScriptedLoadableModuleTest, ScriptedLoadableModuleWidget)
+from slicer.util import VTKObservationMixin
+
+from DLCommon.shell import ModuleWidgetMixin  # imports neither torch nor qt
+
+# Keep in sync with DLClassifyLib.architectures.ARCHITECTURES (a test checks it)
+ARCHITECTURE_NAMES = ["tiny", "densenet121", "densenet169", "densenet201", "resnet18", "resnet50", "seresnet50",
+                      "efficientnet-b0", "efficientnet-b1", "efficientnet-b2", "vit"]
+
+
+#
+# DLClassify
+#
+
+class DLClassify(ScriptedLoadableModule):
+    def __init__(self, parent):
+        ScriptedLoadableModule.__init__(self, parent)
+        self.parent.title = _("DL Classify")
+        self.parent.categories = [_("Deep Learning")]
+        self.parent.dependencies = []
+        self.parent.contributors = ["MedDL contributors"]
+        self.parent.helpText = _("""
+Classify volumes, slices and slice views with deep learning (MONAI DenseNet, ResNet, SEResNet, EfficientNet, ViT).
+<b>Classify</b>: pick a volume and a model; the results table lists the class and the calibrated probability of
+every class; optionally a Grad-CAM saliency volume shows where the network looked.
+<b>Slice view</b>: with a 2D model (e.g. the standard-plane recogniser) the plane shown in a slice view is
+classified as you scroll or rotate it; or plot each class's probability along the volume's slices.
+<b>Train</b>: from a table of labelled volumes (columns 'volume' and 'label'), or the standard-plane recogniser
+from a brain in MNI152 space (load the MNI152 sample). Encodings (UCL MPHY0041 "output encoding"): nominal
+(one-hot, softmax), binary, ordinal (ordered classes such as grades: cumulative thresholds). Probabilities are
+calibrated by temperature scaling on held-out data.
+Python console: <code>DLClassifyLogic().classify([volume], "model-id", saliency=True)</code>.
+""")
+        self.parent.acknowledgementText = _("""
+Built on PyTorch and MONAI. Follows UCL MPHY0041 Deep Learning (classification: output encodings, architectures,
+standard-plane recognition); ordinal encoding after CORN (Shi et al. 2021), calibration after Guo et al. 2017.
+""")
+
+
+#
+# DLClassifyParameterNode
+#
+
+@parameterNodeWrapper
+class DLClassifyParameterNode:
+    inputVolume: vtkMRMLScalarVolumeNode
+    modelId: str = ""  # catalog id; its combo box is filled from the catalog, so it is connected by hand
+    outputTable: vtkMRMLTableNode
+    saliency: bool = False
+    sliceView: Annotated[str, Choice(["Red", "Yellow", "Green"])] = "Red"
+    liveClassify: bool = False
+    trainingData: Annotated[str, Choice(["labelled volumes", "standard planes"])] = "labelled volumes"
+    trainingTable: vtkMRMLTableNode
+    classNames: str = ""
+    encoding: Annotated[str, Choice(["nominal", "binary", "ordinal"])] = "nominal"
+    architecture: Annotated[str, Choice(ARCHITECTURE_NAMES)] = "tiny"
+    dimensions: Annotated[str, Choice(["3D", "2D"])] = "3D"
+    inputSize: Annotated[int, WithinRange(16, 512)] = 64
+    epochs: Annotated[int, WithinRange(1, 10000)] = 30
+    modelName: str = "my-classifier"
+
+
+#
+# DLClassifyWidget
+#
+
+class DLClassifyWidget(ModuleWidgetMixin, ScriptedLoadableModuleWidget, VTKObservationMixin):
+    modelTask = "classification"
+
+    def __init__(self, parent=None) -> None:
+        ScriptedLoadableModuleWidget.__init__(self, parent)
+        VTKObservationMixin.__init__(self)
+        self.logic = None
+        self._parameterNode = None
+        self._parameterNodeGuiTag = None
+        self._observedSliceNode = None
+        self._saliencyNode = None
+
+    def setup(self) -> None:
+        ScriptedLoadableModuleWidget.setup(self)
+        self.setupModuleUi(DLClassifyLogic(), qt.QTimer())
+        self._sliceTimer = qt.QTimer()  # coalesces a burst of slice moves into one classification
+        self._sliceTimer.setSingleShot(True)
+        self._sliceTimer.setInterval(150)
+        self._sliceTimer.connect("timeout()", self.onClassifySlice)
+        self.ui.applyButton.connect("clicked(bool)", self.onApply)
+        self.ui.cancelButton.connect("clicked(bool)", self.onCancel)
+        self.ui.trainButton.connect("clicked(bool)", self.onTrain)
+        self.ui.cancelTrainButton.connect("clicked(bool)", self.onCancel)
+        self.ui.importModelButton.connect("clicked(bool)", self.onImportModel)
+        self.ui.plotButton.connect("clicked(bool)", self.onPlot)
+        self.ui.loadSampleButton.connect("clicked(bool)", self.onLoadSample)
+        self.ui.architectureTableButton.connect("clicked(bool)", self.onArchitectureTable)
+        self.ui.saliencyCheckBox.connect("toggled(bool)", self.onSaliencyToggled)
+        self.ui.modelComboBox.connect("currentTextChanged(QString)", self.onModelSelected)
+        self.refreshModels()
+        self.initializeParameterNode()
+
+    def cleanup(self) -> None:
+        self._sliceTimer.stop()
+        self._observeSliceNode(None)
+        ModuleWidgetMixin.cleanup(self)
+
+    def initializeParameterNode(self) -> None:
+        self.setParameterNode(self.logic.getParameterNode())
+        if not self._parameterNode.inputVolume:
+            firstVolume = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")
+            if firstVolume:
+                self._parameterNode.inputVolume = firstVolume
+
+    def _updateButtons(self, caller=None, event=None) -> None:
+        p = self._parameterNode
+        self.syncModelSelector()
+        self.ui.applyButton.enabled = self.isIdle and bool(p and p.inputVolume and p.modelId)
+        self.ui.plotButton.enabled = self.isIdle and bool(p and p.inputVolume and p.modelId)
+        tableTraining = bool(p and p.trainingData == "labelled volumes")
+        self.ui.trainingTableSelector.enabled = self.ui.classNamesLineEdit.enabled = tableTraining
+        ready = bool(p and p.modelName and (p.trainingTable if tableTraining else p.inputVolume))
+        self.ui.trainButton.enabled = self.isIdle and ready
+        self.ui.cancelButton.enabled = self.ui.cancelTrainButton.enabled = not self.isIdle
+        self._observeSliceNode(self._sliceNode() if p and p.liveClassify else None)
+
+    # --- live slice view classification ---------------------------------------------------------------
+    def _sliceNode(self):
+        widget = slicer.app.layoutManager().sliceWidget(self._parameterNode.sliceView)
+        return widget.mrmlSliceNode() if widget else None
+
+    def _observeSliceNode(self, sliceNode) -> None:
+        if sliceNode is self._observedSliceNode:
+            return
+        if self._observedSliceNode is not None:
+            self.removeObserver(self._observedSliceNode, slicer.vtkMRMLSliceNode.ModifiedEvent, self.onSliceModified)
+        self._observedSliceNode = sliceNode
+        if sliceNode is not None:
+            self.addObserver(sliceNode, slicer.vtkMRMLSliceNode.ModifiedEvent, self.onSliceModified)
+            self._sliceTimer.start()
+
+    def onSliceModified(self, caller=None, event=None) -> None:
+        self._sliceTimer.start()
+
+    def onClassifySlice(self) -> None:
+        """Classify the observed slice view's plane; problems go to the label, not to pop-ups (it runs on
+        every scroll step)."""
+        p = self._parameterNode
+        if not (p and p.liveClassify and p.modelId and self._observedSliceNode):
+            return
+        volume = p.inputVolume or slicer.app.layoutManager().sliceWidget(p.sliceView).sliceLogic() \
+            .GetBackgroundLayer().GetVolumeNode()
+        try:
+            name, probability, _ = self.logic.classifySlice(self._observedSliceNode, volume, p.modelId)
+            self.ui.sliceResultLabel.text = f"<b>{name}</b> ({100 * probability:.0f}%)"
+        except Exception as error:  # noqa: BLE001 - shown, never raised, while browsing
+            self.ui.sliceResultLabel.text = str(error)
+
+    # --- actions -------------------------------------------------------------------------------------------
+    def onImportModel(self) -> None:
+        self.importModelFile(qt.QFileDialog.getOpenFileName(
+            self.parent, _("Import model"), "", _("Models (*.pt *.ts *.pth *.zip *.json);;All files (*)")))
+
+    def onLoadSample(self) -> None:
+        with slicer.util.tryWithErrorDisplay(_("Could not load the MNI152 sample."), waitCursor=True):
+            ensureDependencies()
+            from DLCommon.sampledata import loadMNI152
+
+            t1 = loadMNI152(slicer.mrmlScene)["t1"]
+            self._parameterNode.inputVolume = t1
+            slicer.util.setSliceViewerLayers(background=t1, fit=True)
+
+    def onArchitectureTable(self) -> None:
+        with slicer.util.tryWithErrorDisplay(_("Could not build the architectures."), waitCursor=True):
+            ensureDependencies()
+            from DLClassifyLib.architectures import architectureTable
+
+            p = self._parameterNode
+            dimensions = 2 if p.dimensions == "2D" else 3
+            rows = architectureTable(dimensions, inputSize=[p.inputSize] * dimensions)
+            table = self.ui.architectureTableWidget
+            headers = ["architecture", "parameters", "size (MB)", "depth", "description"]
+            table.setColumnCount(len(headers))
+            table.setHorizontalHeaderLabels(headers)
+            table.setRowCount(len(rows))
+            for r, row in enumerate(rows):
+                values = [row["name"], f"{row['parameters']:,}", f"{row['sizeMB']:.1f}", str(row["depth"]),
+                          row["description"]]
+                for c, value in enumerate(values):
+                    table.setItem(r, c, qt.QTableWidgetItem(value))
+            table.resizeColumnsToContents()
+
+    def onApply(self) -> None:
+        p = self._parameterNode
+        with slicer.util.tryWithErrorDisplay(_("Classification could not start."), waitCursor=True):
+            ensureDependencies()
+            self.startJob(self.logic.classifyJob([p.inputVolume], p.modelId, p.outputTable, p.saliency),
+                          self.ui.progressBar)
+
+    def onPlot(self) -> None:
+        p = self._parameterNode
+        with slicer.util.tryWithErrorDisplay(_("Could not classify the slices."), waitCursor=True):
+            ensureDependencies()
+            chart = self.logic.plotSliceProbabilities(p.inputVolume, p.modelId)
+            slicer.modules.plots.logic().ShowChartInLayout(chart)
+
+    def onTrain(self) -> None:
+        from DLClassifyLib.trainer import ClassificationTrainingConfig
+
+        p = self._parameterNode
+        with slicer.util.tryWithErrorDisplay(_("Training could not start."), waitCursor=True):
+            ensureDependencies()
+            dimensions = 2 if p.dimensions == "2D" else 3
+            config = ClassificationTrainingConfig(encoding=p.encoding, architecture=p.architecture, epochs=p.epochs,
+                                                  inputSize=(p.inputSize,) * dimensions)
+            if p.trainingData == "standard planes":
+                job = self.logic.trainPlanesJob(p.inputVolume, config, modelName=p.modelName)
+            else:
+                classes = [c.strip() for c in p.classNames.split(",") if c.strip()] or None
+                job = self.logic.trainJob(p.trainingTable, classes, config, modelName=p.modelName)
+            self.startJob(job, self.ui.trainProgressBar)
+
+    def onSaliencyToggled(self, checked) -> None:
+        if self._saliencyNode is not None and slicer.mrmlScene.IsNodePresent(self._saliencyNode):
+            slicer.util.setSliceViewerLayers(foreground=self._saliencyNode, foregroundOpacity=0.4 if checked else 0.0)
+
+    def onJobFinished(self, job) -> None:
+        output = job.output
+        if output is not None and hasattr(output, "table"):  # classification
+            self._parameterNode.outputTable = output.table
+            selection = slicer.app.applicationLogic().GetSelectionNode()
+            selection.SetActiveTableID(output.table.GetID())
+            slicer.app.applicationLogic().PropagateTableSelection()
+            if output.saliency:
+                self._saliencyNode = output.saliency[0]
+                self._saliencyNode.GetDisplayNode().SetAndObserveColorNodeID("vtkMRMLColorTableNodeRainbow")
+                slicer.util.setSliceViewerLayers(background=self._parameterNode.inputVolume,
+                                                 foreground=self._saliencyNode, foregroundOpacity=0.4)
+            name, probability, _ = output.predictions[0]
+            self.ui.statusLabel.text = f"{self._parameterNode.inputVolume.GetName()}: {name} ({100 * probability:.0f}%)"
+        elif job.result is not None:  # training
+            self.refreshModels()
+            self._parameterNode.modelId = job.result.catalogId or self._parameterNode.modelId
+            report = job.result.report
+            self.ui.statusLabel.text = (f"Validation: accuracy {report['accuracy']:.3f}, balanced {report['balancedAccuracy']:.3f}"
+                                        f", MAE {report['mae']:.2f}; calibration error {report['eceBefore']:.3f} -> "
+                                        f"{report['eceAfter']:.3f}")
+
+
+def ensureDependencies() -> None:
+    """Install PyTorch and Resources/requirements.txt on first use, asking first."""
+    from DLCommon.slicerdeps import ensureDependencies as ensure
+
+    ensure(os.path.join(os.path.dirname(__file__), "Resources", "requirements.txt"), "DLClassify")
+
+
+#
+# DLClassifyLogic
+#
+
+class DLClassifyLogic(ScriptedLoadableModuleLogic):
+    """The Python-console API: ``classify``, ``train``, ``trainPlanes``, ``classifySlice``,
+    ``plotSliceProbabilities`` and the Jobs behind them.
+
+    Thin delegation to :class:`DLClassifyLib.logic.ClassificationLogic` (Qt-free; see its docstrings), created
+    on first use so that this module loads before PyTorch is installed. Every method raises ``DLError`` on bad
+    input and leaves the scene unchanged when it fails or is cancelled.
+    """
+
+    def __init__(self) -> None:
+        ScriptedLoadableModuleLogic.__init__(self)
+        self._engine = None
+
+    def getParameterNode(self):
+        return DLClassifyParameterNode(super().getParameterNode())
+
+    def engine(self):
+        if self._engine is None:
+            from DLClassifyLib.logic import ClassificationLogic
+
+            self._engine = ClassificationLogic(slicer.mrmlScene)
+        return self._engine
+
+    def classify(self, volumes, model, outputTable=None, saliency=False, device="auto", progress=None):
+        """Classify volume(s) with ``model`` (catalog id, file path or LoadedModel); returns the table and
+        saliency volumes."""
+        return self.engine().classify(volumes, model, outputTable, saliency, device, progress)
+
+    def classifyJob(self, *args, **kwargs):
+        return self.engine().classifyJob(*args, **kwargs)
+
+    def train(self, labelled, classNames=None, config=None, modelName="classifier", outputDir=None, register=True,
+              progress=None):
+        """Train on ``[(volumeNode, label), ...]`` or a table node with columns 'volume' and 'label'."""
+        return self.engine().train(labelled, classNames, config, modelName, outputDir, register, progress)
+
+    def trainJob(self, *args, **kwargs):
+        return self.engine().trainJob(*args, **kwargs)
+
+    def trainPlanes(self, volumeNode, config=None, perClass=80, deformedCopies=3, modelName="standard-planes",
+                    outputDir=None, register=True, progress=None):
+        """Train the standard-plane recogniser on a brain in MNI152 space (e.g. the MNI152 sample)."""
+        return self.engine().trainPlanes(volumeNode, config, perClass, deformedCopies, modelName, outputDir,
+                                         register, progress)
+
+    def trainPlanesJob(self, *args, **kwargs):
+        return self.engine().trainPlanesJob(*args, **kwargs)
+
+    def classifySlice(self, sliceNode, volumeNode, model, device="cpu"):
+        """``(class, probability, all probabilities)`` of the plane a slice view shows."""
+        return self.engine().classifySlice(sliceNode, volumeNode, model, device)
+
+    def plotSliceProbabilities(self, volumeNode, model, axis=None, chartNode=None, device="auto"):
+        """A plot chart of each class's probability along the volume's slices."""
+        return self.engine().plotSliceProbabilities(volumeNode, model, axis, chartNode, device)
+
+
+#
+# DLClassifyTest
+#
+
+class DLClassifyTest(ScriptedLoadableModuleTest):
+    def setUp(self):
+        slicer.mrmlScene.Clear()
+
+    def runTest(self):
+        self.setUp()
+        self.test_standardPlaneRecogniser()
+
+    def test_standardPlaneRecogniser(self):
+        """Train a tiny plane classifier on the MNI152 T1, check it on held-out planes of deformed copies and on
+        the Red slice view."""
+        import torch
+
+        from DLCommon.sampledata import loadMNI152, mni152Tissue, randomCopy
+        from DLClassifyLib.classifier import classProbabilities
+        from DLClassifyLib.data import normaliseImages
+        from DLClassifyLib.planes import planeDataset
+        from DLClassifyLib.trainer import ClassificationTrainingConfig
+
+        ensureDependencies()
+        self.delayDisplay("Loading MNI152 sample data")
+        t1 = loadMNI152(slicer.mrmlScene)["t1"]
+        self.delayDisplay("Training a tiny standard-plane classifier")
+        logic = DLClassifyLogic()
+        result = logic.trainPlanes(t1, ClassificationTrainingConfig(epochs=10, device="cpu"), register=False,
+                                   modelName="DLClassifySelfTest")
+        self.delayDisplay("Held-out planes of deformed copies")
+        image, labels = mni152Tissue(2.0)
+        heldOut = [(randomCopy(image, labels, seed)[0].as_tensor(), image.affine) for seed in (100, 101)]
+        planes, truth = planeDataset(heldOut, 20, seed=5)
+        predicted = classProbabilities(result.model, normaliseImages(planes, 2), "cpu").argmax(1)
+        accuracy = float((predicted == truth).float().mean())
+        logging.info(f"DLClassify self-test: held-out plane accuracy {accuracy:.3f}")
+        self.assertGreaterEqual(accuracy, 0.9)
+        self.delayDisplay("Classifying the Red slice view at the trans-ventricular level")
+        slicer.util.setSliceViewerLayers(background=t1, fit=True)
+        sliceNode = slicer.app.layoutManager().sliceWidget("Red").mrmlSliceNode()
+        sliceNode.SetOrientationToAxial()
+        sliceNode.JumpSliceByCentering(0.0, -18.0, 18.0)
+        name, probability, probabilities = logic.classifySlice(sliceNode, t1, result.model)
+        self.assertEqual(name, "axial trans-ventricular")
+        self.assertAlmostEqual(float(probabilities.sum()), 1.0, places=4)
+        self.assertTrue(torch.isfinite(probabilities).all())
+        self.delayDisplay("Test passed")
