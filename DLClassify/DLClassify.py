@@ -5,6 +5,7 @@ import os
 from typing import Annotated
 
 import qt
+import vtk
 
 import slicer
 from slicer import vtkMRMLScalarVolumeNode, vtkMRMLTableNode
@@ -142,10 +143,10 @@ class DLClassifyWidget(ModuleWidgetMixin, ScriptedLoadableModuleWidget, VTKObser
         if sliceNode is self._observedSliceNode:
             return
         if self._observedSliceNode is not None:
-            self.removeObserver(self._observedSliceNode, slicer.vtkMRMLSliceNode.ModifiedEvent, self.onSliceModified)
+            self.removeObserver(self._observedSliceNode, vtk.vtkCommand.ModifiedEvent, self.onSliceModified)
         self._observedSliceNode = sliceNode
         if sliceNode is not None:
-            self.addObserver(sliceNode, slicer.vtkMRMLSliceNode.ModifiedEvent, self.onSliceModified)
+            self.addObserver(sliceNode, vtk.vtkCommand.ModifiedEvent, self.onSliceModified)
             self._sliceTimer.start()
 
     def onSliceModified(self, caller=None, event=None) -> None:

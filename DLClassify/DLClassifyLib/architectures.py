@@ -13,18 +13,24 @@ from typing import Any, Sequence
 import torch
 
 __all__ = ["ARCHITECTURES", "Architecture", "architectureArgs", "buildClassifier", "architectureTable",
-           "camLayer", "countParameters", "weightLayerDepth"]
+           "camLayer", "countParameters", "weightLayerDepth", "defaultLearningRate"]
 
 
 @dataclasses.dataclass(frozen=True)
 class Architecture:
-    """A named network: the MONAI class, its fixed arguments, and the layer Grad-CAM looks at."""
+    """A named network: the MONAI class, its fixed arguments, the layer Grad-CAM looks at, and the Adam
+    learning rate it trains well with from scratch."""
 
     className: str
     args: dict
     camLayer: str | None  # None: no convolutional feature map (ViT): occlusion sensitivity instead
     description: str
+    learningRate: float = 2e-3
 
+
+# MONAI's EfficientNet keeps TensorFlow's batch-norm momentum (0.01): its running statistics lag far behind the
+# weights in a short training from scratch, and eval mode then predicts one class; PyTorch's usual 0.1 does not
+_EFFICIENTNET_NORM = ["batch", {"eps": 1e-3, "momentum": 0.1}]
 
 ARCHITECTURES: dict[str, Architecture] = {
     "tiny": Architecture("DenseNet", {"init_features": 16, "growth_rate": 8, "block_config": [2, 2, 2]},
@@ -37,15 +43,18 @@ ARCHITECTURES: dict[str, Architecture] = {
     "resnet50": Architecture("ResNet", {"block": "bottleneck", "layers": [3, 4, 6, 3],
                                         "block_inplanes": [64, 128, 256, 512]}, "layer4", "ResNet-50"),
     "seresnet50": Architecture("SEResNet50", {}, "layer4", "squeeze-and-excitation ResNet-50"),
-    "efficientnet-b0": Architecture("EfficientNetBN", {"model_name": "efficientnet-b0", "pretrained": False},
+    "efficientnet-b0": Architecture("EfficientNetBN", {"model_name": "efficientnet-b0", "pretrained": False,
+                                                        "norm": _EFFICIENTNET_NORM},
                                     "_bn1", "EfficientNet-B0"),
-    "efficientnet-b1": Architecture("EfficientNetBN", {"model_name": "efficientnet-b1", "pretrained": False},
+    "efficientnet-b1": Architecture("EfficientNetBN", {"model_name": "efficientnet-b1", "pretrained": False,
+                                                        "norm": _EFFICIENTNET_NORM},
                                     "_bn1", "EfficientNet-B1"),
-    "efficientnet-b2": Architecture("EfficientNetBN", {"model_name": "efficientnet-b2", "pretrained": False},
+    "efficientnet-b2": Architecture("EfficientNetBN", {"model_name": "efficientnet-b2", "pretrained": False,
+                                                        "norm": _EFFICIENTNET_NORM},
                                     "_bn1", "EfficientNet-B2"),
     "vit": Architecture("ViT", {"hidden_size": 384, "mlp_dim": 1536, "num_layers": 6, "num_heads": 6,
                                 "classification": True, "post_activation": None},
-                        None, "vision transformer (6 layers, 384 wide)"),
+                        None, "vision transformer (6 layers, 384 wide)", learningRate=3e-4),  # diverges at 2e-3
 }
 
 
@@ -89,6 +98,11 @@ def buildClassifier(name: str, spatialDims: int, inChannels: int, outputs: int,
 
     className, args = architectureArgs(name, spatialDims, inChannels, outputs, inputSize)
     return className, args, getattr(nets, className)(**args)
+
+
+def defaultLearningRate(name: str) -> float:
+    """The learning rate architecture ``name`` trains well with from scratch."""
+    return _architecture(name).learningRate
 
 
 def camLayer(name: str | None) -> str | None:

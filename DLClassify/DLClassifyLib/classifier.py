@@ -132,10 +132,12 @@ def saliencyMap(model: LoadedModel, prepared: MetaTensor, image: MetaTensor | No
         occlusion, _ = OcclusionSensitivity(nn_module=probabilities, overlap=0.25 if threeD else 0.5,
                                             mask_size=max(4, min(x.shape[2:]) // (4 if threeD else 8)),
                                             n_batch=16, verbose=False)(x)
-        drop = float(logProbabilities[0, target].exp()) - occlusion[0, 0, ..., target]
+        # MONAI 1.6 returns (B, classes, *spatial): the class probability with each patch hidden
+        drop = float(logProbabilities[0, target].exp()) - occlusion[0, target]
         drop = drop.clamp(min=0)
         cam = (drop / drop.max().clamp(min=1e-12))[None, None]
     cam = cam.detach().float().cpu()[0]  # (1, *S)
+    cam = cam.as_tensor() if isinstance(cam, MetaTensor) else cam
     gridAffine = prepared.affine.double()
     if cam.ndim == 3:  # a 2D input's map lies on its (h, w, 1) grid
         cam = cam[..., None]

@@ -38,6 +38,7 @@ def addCommands(commands) -> None:
                        help="network input grid (2 sizes: 2D, 3: 3D); default 64 x 64 (x 64 for 3D inputs)")
     train.add_argument("--epochs", type=int, default=30)
     train.add_argument("--batch-size", type=int, default=32)
+    train.add_argument("--learning-rate", type=float, help="Adam learning rate (default: the architecture's)")
     train.add_argument("--no-augment", action="store_true", help="no random rotations / contrast / noise")
     train.add_argument("--output-model", help="folder for the model (.pt + .json) and its curves PNG")
     train.add_argument("--name", default="classifier", help="model name (and catalog id with --register)")
@@ -159,7 +160,8 @@ def _trainClassify(args) -> int:
             bar.update(round(fraction * args.epochs) - bar.n)
 
         config = ClassificationTrainingConfig(encoding=args.encoding, architecture=args.arch, epochs=args.epochs,
-                                              batchSize=args.batch_size, augment=not args.no_augment,
+                                              batchSize=args.batch_size, learningRate=args.learning_rate,
+                                              augment=not args.no_augment,
                                               device=args.device, inputSize=args.input_size or (64, 64))
         scene = slicer.vtkMRMLScene()
         if args.planes:
@@ -234,7 +236,8 @@ def demo(scene, output: Path, progress) -> dict:
     plane = normaliseImages(planes[truth == 0][0], 2)
     cam = saliencyMap(result.model, MetaTensor(plane, affine=torch.eye(4, dtype=torch.float64)), device="cpu")[0, :, :, 0]
     gray = (plane[0] - plane[0].min()) / (plane[0].max() - plane[0].min() + 1e-6)
-    overlay = np.stack([0.6 * gray.numpy() + 0.4 * cam.numpy(), 0.6 * gray.numpy(), 0.6 * gray.numpy()], -1)
+    heat = np.stack([cam.numpy(), 0.3 * np.ones_like(cam.numpy()), 1.0 - cam.numpy()], -1)  # blue low, red high
+    overlay = 0.55 * np.repeat(gray.numpy()[..., None], 3, -1) + 0.45 * heat
     picture = np.concatenate([np.repeat(gray.numpy()[..., None], 3, -1), overlay], axis=1)
     Image.fromarray((np.rot90(picture) * 255).clip(0, 255).astype(np.uint8)).resize((512, 256)).save(
         output / "classify_gradcam.png")

@@ -183,6 +183,7 @@ class ClassificationLogic(SceneLogic):
             checkVolume(volume)
             image = tensorFromVolume(volume)
             checkFinite(image, volume)
+            checkImage(image, config.inputSize, int(images[0].shape[0]) if images else None, volume.GetName())
             images.append(image)
         channels = int(images[0].shape[0])
         directory = Path(outputDir) if outputDir else defaultCacheDir() / "trained" / modelName
@@ -214,9 +215,9 @@ class ClassificationLogic(SceneLogic):
         image = tensorFromVolume(volumeNode)
         checkFinite(image, volumeNode)
         _checkMniSpace(image, volumeNode)
-        config = config or ClassificationTrainingConfig()
-        if tuple(config.inputSize) != (PLANE_SIZE, PLANE_SIZE):
-            config = dataclasses.replace(config, inputSize=(PLANE_SIZE, PLANE_SIZE))
+        # plane classes are unordered, and planes are sampled at the recogniser's fixed size
+        config = dataclasses.replace(config or ClassificationTrainingConfig(), encoding="nominal",
+                                     inputSize=(PLANE_SIZE, PLANE_SIZE))
         directory = Path(outputDir) if outputDir else defaultCacheDir() / "trained" / modelName
 
         def work(context) -> ClassificationTrainingResult:
@@ -317,20 +318,29 @@ class ClassificationLogic(SceneLogic):
             return int(plane["size"]), float(plane["spacing"])
         return size, float(fieldOfView or size * PLANE_SPACING) / size
 
+    def _planeClassifier(self, model):
+        loaded = self.classifier(model)
+        if len(inputSizeOf(loaded)) != 2:
+            raise DLError("classifies 3D volumes, not planes or slices", node=f"Model '{loaded.spec.name}'",
+                          fix="pick a 2D model (e.g. the standard-plane recogniser)")
+        return loaded
+
+    def _planeImages(self, loaded, volumeNode, poses: list, fieldOfView: float | None = None) -> torch.Tensor:
+        """``(N, 1, *inputSize)`` normalised images of ``volumeNode`` on plane ``poses``."""
+        size, spacing = self._planeGeometry(loaded, fieldOfView)
+        smooth, affine, _ = self._planeSource(volumeNode, spacing)
+        images = torch.stack([normaliseImages(samplePlane(smooth, affine, pose, size, spacing), 2) for pose in poses])
+        if tuple(images.shape[2:]) != tuple(inputSizeOf(loaded)):
+            images = torch.nn.functional.interpolate(images, size=inputSizeOf(loaded), mode="bilinear")
+        return images
+
     def classifyPlane(self, volumeNode, pose: torch.Tensor, model, device: str = "cpu",
                       fieldOfView: float | None = None) -> tuple[str, float, torch.Tensor]:
         """Classify the plane ``pose`` (4x4 plane-to-world, columns u, v, normal, centre) of ``volumeNode``
         with a 2D model; returns ``(class name, probability, class probabilities (K,))``."""
-        loaded = self.classifier(model)
-        if len(inputSizeOf(loaded)) != 2:
-            raise DLError("classifies 3D volumes, not planes", node=f"Model '{loaded.spec.name}'",
-                          fix="pick a 2D model (e.g. the standard-plane recogniser)")
-        size, spacing = self._planeGeometry(loaded, fieldOfView)
-        smooth, affine, _ = self._planeSource(volumeNode, spacing)
-        image = normaliseImages(samplePlane(smooth, affine, pose, size, spacing), 2)
-        if tuple(image.shape[1:]) != tuple(inputSizeOf(loaded)):
-            image = torch.nn.functional.interpolate(image[None], size=inputSizeOf(loaded), mode="bilinear")[0]
-        probabilities = classProbabilities(loaded, image[None], device)[0]
+        loaded = self._planeClassifier(model)
+        probabilities = classProbabilities(loaded, self._planeImages(loaded, volumeNode, [pose], fieldOfView),
+                                           device)[0]
         best = int(probabilities.argmax())
         return loaded.spec.labelNames[best], float(probabilities[best]), probabilities
 
@@ -356,16 +366,13 @@ class ClassificationLogic(SceneLogic):
                            ) -> tuple[list[float], torch.Tensor, list[str]]:
         """Class probabilities of every slice of ``volumeNode`` across voxel ``axis`` (default: the one
         closest to superior-inferior) with a 2D model: ``(positions mm, probabilities (N, K), class names)``."""
-        loaded = self.classifier(model)
-        if len(inputSizeOf(loaded)) != 2:
-            raise DLError("classifies 3D volumes, not slices", node=f"Model '{loaded.spec.name}'",
-                          fix="pick a 2D model")
-        size, spacing = self._planeGeometry(loaded, None)
-        smooth, affine, shape = self._planeSource(volumeNode, spacing)
+        loaded = self._planeClassifier(model)
+        _, spacing = self._planeGeometry(loaded, None)
+        _, affine, shape = self._planeSource(volumeNode, spacing)
         if axis is None:
             axis = int(torch.as_tensor(affine)[2, :3].abs().argmax())
         poses, positions = slicePoses(affine, shape, axis)
-        images = torch.stack([normaliseImages(samplePlane(smooth, affine, pose, size, spacing), 2) for pose in poses])
+        images = self._planeImages(loaded, volumeNode, poses)
         return positions, classProbabilities(loaded, images, device), list(loaded.spec.labelNames)
 
     def plotSliceProbabilities(self, volumeNode, model, axis: int | None = None, chartNode=None,

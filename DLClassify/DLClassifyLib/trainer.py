@@ -19,7 +19,7 @@ from DLCommon import DLError, ModelCatalog, ModelSpec, TrainingConfig, saveCheck
 from DLCommon.models import LoadedModel
 from DLCommon.training import TrainingHistory
 
-from .architectures import ARCHITECTURES, buildClassifier
+from .architectures import ARCHITECTURES, buildClassifier, defaultLearningRate
 from .calibration import expectedCalibrationError, fitTemperature
 from .classifier import predictLogits
 from .data import ClassificationBatches
@@ -38,8 +38,9 @@ class ClassificationTrainingConfig:
         encoding: ``nominal``, ``binary`` (2 classes) or ``ordinal`` (classes in their order).
         architecture: a name of :data:`~.architectures.ARCHITECTURES` (``tiny``, ``densenet121``...).
         inputSize: the network's input grid, 2 sizes (2D) or 3 (3D), voxels.
-        epochs, batchSize, learningRate, weightDecay, patience, seed, device, schedule: training loop options
+        epochs, batchSize, weightDecay, patience, seed, device, schedule: training loop options
             (see :class:`DLCommon.TrainingConfig`).
+        learningRate: Adam learning rate; None: the architecture's (2e-3 for the CNNs, 3e-4 for the ViT).
         augment: random rotations / scaling / shifts, gamma and noise while training.
         balanceClasses: weight classes by inverse frequency in the loss.
         validationFraction: share of each class held out for best-epoch selection and calibration when no
@@ -52,7 +53,7 @@ class ClassificationTrainingConfig:
     inputSize: Sequence[int] = (64, 64)
     epochs: int = 30
     batchSize: int = 32
-    learningRate: float = 2e-3
+    learningRate: float | None = None
     weightDecay: float = 1e-4
     augment: bool = True
     balanceClasses: bool = True
@@ -164,7 +165,8 @@ def trainClassifier(images: torch.Tensor, labels: torch.Tensor, classNames: Sequ
     outputDir = Path(outputDir)
     result = trainModel(network, ClassificationBatches(images, labels, config.batchSize, config.augment, config.seed),
                         encoding.loss,
-                        TrainingConfig(epochs=config.epochs, learningRate=config.learningRate,
+                        TrainingConfig(epochs=config.epochs,
+                                       learningRate=config.learningRate or defaultLearningRate(config.architecture),
                                        weightDecay=config.weightDecay, patience=config.patience, seed=config.seed,
                                        device=config.device, schedule=config.schedule,
                                        checkpointPath=outputDir / f".{modelName}.best.pt"),

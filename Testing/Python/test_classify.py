@@ -260,6 +260,7 @@ def test_saliency_of_3d_and_vit_models_lands_on_the_input_grid():
                          options={"encoding": encodingName, "architecture": name, "inputSize": size})
         model = LoadedModel(network=network.eval(), spec=spec, format="checkpoint", path=None)
         prepared = prepareImage(image, size, 1)
+        assert saliencyMap(model, prepared, device="cpu").shape == (1, *size)  # on the network's grid
         saliency = saliencyMap(model, prepared, image, device="cpu")
         assert saliency.shape == image.shape
         assert torch.allclose(saliency.affine.double(), affine)
@@ -442,3 +443,12 @@ def test_shell_offers_every_architecture():
     names = next(ast.literal_eval(node.value) for node in ast.parse(source).body
                  if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "ARCHITECTURE_NAMES")
     assert names == list(ARCHITECTURES)
+
+
+def test_plane_training_refuses_a_volume_outside_mni_space(scene):
+    far = volumeFromTensor(MetaTensor(torch.rand(1, 20, 20, 20), affine=torch.diag(torch.tensor(
+        [2.0, 2.0, 2.0, 1.0], dtype=torch.float64))), None, scene, "knee")
+    before = set(nodeIds(scene))
+    with pytest.raises(DLError, match="Volume 'knee' spans .* which does not hold the MNI152 brain"):
+        ClassificationLogic(scene).trainPlanesJob(far)
+    assert set(nodeIds(scene)) == before
