@@ -307,7 +307,7 @@ class DLClassifyLogic(ScriptedLoadableModuleLogic):
     def trainJob(self, *args, **kwargs):
         return self.engine().trainJob(*args, **kwargs)
 
-    def trainPlanes(self, volumeNode, config=None, perClass=80, deformedCopies=3, modelName="standard-planes",
+    def trainPlanes(self, volumeNode, config=None, perClass=50, deformedCopies=6, modelName="standard-planes",
                     outputDir=None, register=True, progress=None):
         """Train the standard-plane recogniser on a brain in MNI152 space (e.g. the MNI152 sample)."""
         return self.engine().trainPlanes(volumeNode, config, perClass, deformedCopies, modelName, outputDir,

@@ -217,7 +217,7 @@ def demo(scene, output: Path, progress) -> dict:
         t1 = loadMNI152(scene)["t1"]
     logic = ClassificationLogic(scene)
     config = ClassificationTrainingConfig(epochs=10, device="cpu")
-    result = logic.trainPlanes(t1, config, perClass=60, deformedCopies=2, modelName="standard-planes-demo",
+    result = logic.trainPlanes(t1, config, modelName="standard-planes-demo",
                                outputDir=output / "classify-model", register=False,
                                progress=lambda f, m: progress(0.02 + 0.75 * f, "classify: " + m))
     progress(0.8, "classify: held-out planes of deformed copies")

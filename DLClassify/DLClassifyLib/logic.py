@@ -206,8 +206,8 @@ class ClassificationLogic(SceneLogic):
         """Train a classifier on labelled volumes (see :meth:`trainJob`)."""
         return self.trainJob(labelled, classNames, config, modelName, outputDir, register).run(progress)
 
-    def trainPlanesJob(self, volumeNode, config: ClassificationTrainingConfig | None = None, perClass: int = 80,
-                       deformedCopies: int = 3, modelName: str = "standard-planes",
+    def trainPlanesJob(self, volumeNode, config: ClassificationTrainingConfig | None = None, perClass: int = 50,
+                       deformedCopies: int = 6, modelName: str = "standard-planes",
                        outputDir: str | Path | None = None, register: bool = True) -> Job:
         """A :class:`Job` training the standard-plane recogniser on planes of ``volumeNode`` (a brain in
         MNI152 space, e.g. the MNI152 T1 sample) and of randomly deformed copies of it."""
@@ -242,8 +242,8 @@ class ClassificationLogic(SceneLogic):
         job = Job(work, None, name=f"Train {modelName}")
         return job
 
-    def trainPlanes(self, volumeNode, config: ClassificationTrainingConfig | None = None, perClass: int = 80,
-                    deformedCopies: int = 3, modelName: str = "standard-planes", outputDir: str | Path | None = None,
+    def trainPlanes(self, volumeNode, config: ClassificationTrainingConfig | None = None, perClass: int = 50,
+                    deformedCopies: int = 6, modelName: str = "standard-planes", outputDir: str | Path | None = None,
                     register: bool = True, progress: Progress | None = None) -> ClassificationTrainingResult:
         """Train the standard-plane recogniser (see :meth:`trainPlanesJob`)."""
         return self.trainPlanesJob(volumeNode, config, perClass, deformedCopies, modelName, outputDir,

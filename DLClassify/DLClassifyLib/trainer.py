@@ -153,6 +153,9 @@ def trainClassifier(images: torch.Tensor, labels: torch.Tensor, classNames: Sequ
     if config.balanceClasses:
         weights = torch.where(counts > 0, counts.sum() / (len(classNames) * counts.clamp(min=1)), torch.zeros_like(counts))
     encoding = encodingFor(config.encoding, len(classNames), weights)
+    from monai.utils import set_determinism
+
+    set_determinism(seed=config.seed)  # the initial weights too, not only the training loop, follow the seed
     channels, spatialDims = int(images.shape[1]), len(config.inputSize)
     className, args, network = buildClassifier(config.architecture, spatialDims, channels, encoding.outputs,
                                                config.inputSize)

@@ -57,13 +57,13 @@ def nearestClassMean(trainImages, trainLabels, testImages, classes: int) -> torc
 
 
 def benchPlanes(args) -> None:
-    image, train = copies(range(3))
+    image, train = copies(range(args.copies))
     train = [(image.as_tensor(), image.affine)] + train
     _, test = copies(range(100, 104))
-    images, labels = planeDataset(train, 80, seed=0)
+    images, labels = planeDataset(train, args.per_class, seed=0)
     testImages, testLabels = planeDataset(test, 40, seed=1)
-    print(f"standard planes: {len(labels)} training planes (MNI152 + 3 deformed copies), {len(testLabels)} test "
-          f"planes (4 other deformed copies), classes {PLANE_CLASSES}")
+    print(f"standard planes: {len(labels)} training planes (MNI152 + {args.copies} deformed copies), {len(testLabels)} "
+          f"test planes (4 other deformed copies), classes {PLANE_CLASSES}")
     baseline = classificationReport(nearestClassMean(images, labels, testImages, 5), testLabels, 5)
     print(f"| nearest class mean (baseline) | - | - | - | {baseline['accuracy']:.3f} | "
           f"{baseline['balancedAccuracy']:.3f} | - | - |")
@@ -122,6 +122,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--parts", nargs="+", choices=("planes", "quality"), default=["planes", "quality"])
     parser.add_argument("--archs", nargs="+", default=["tiny", "resnet18", "densenet121", "efficientnet-b0", "vit"])
+    parser.add_argument("--copies", type=int, default=6, help="deformed training copies (the logic's default: 6)")
+    parser.add_argument("--per-class", type=int, default=50, help="training planes per class and volume (default 50)")
     parser.add_argument("--quality-arch", default="tiny")
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])

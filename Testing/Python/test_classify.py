@@ -139,7 +139,7 @@ def planeModel(mni2mm, tmp_path_factory):
 
     scene = slicer.vtkMRMLScene()
     t1 = loadMNI152(scene)["t1"]
-    result = ClassificationLogic(scene).trainPlanes(t1, QUICK, perClass=80, deformedCopies=3,
+    result = ClassificationLogic(scene).trainPlanes(t1, QUICK,
                                                     outputDir=tmp_path_factory.mktemp("planes"), register=False)
     yield result, scene, t1
     scene.Clear(1)
@@ -197,8 +197,8 @@ def test_slice_probability_plot_peaks_at_the_standard_planes(planeModel):
     positions, probabilities, names = logic.sliceProbabilities(t1, result.model, device="cpu")
     assert len(positions) == 189 and probabilities.shape == (189, 5)
     for name, level in (("axial trans-ventricular", 18.0), ("axial trans-cerebellar", -30.0)):
-        peak = positions[int(probabilities[:, names.index(name)].argmax())]
-        assert abs(peak - level) <= 4.0, (name, peak)
+        band = [z for z, p in zip(positions, probabilities[:, names.index(name)]) if p > 0.5]
+        assert band and abs(sum(band) / len(band) - level) <= 4.0, (name, band)  # the band centres on the plane
     before = len(nodeIds(scene))
     chart = logic.plotSliceProbabilities(t1, result.model, device="cpu")
     assert chart.GetNumberOfPlotSeriesNodes() == 5
