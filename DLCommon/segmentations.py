@@ -20,7 +20,8 @@ from .geometry import ijkToRasMatrix, vtkMatrixFromArray
 from .scene import sceneTransaction
 from .volumes import checkVolume
 
-__all__ = ["tensorFromSegmentation", "segmentationFromTensor", "updateSegmentationFromTensor", "DEFAULT_COLORS"]
+__all__ = ["tensorFromSegmentation", "segmentationFromTensor", "updateSegmentationFromTensor", "DEFAULT_COLORS",
+           "labelsFromScores"]
 
 # Distinct, colour-blind-friendly defaults (Okabe-Ito), RGB in 0..1
 DEFAULT_COLORS = [(0.90, 0.62, 0.0), (0.34, 0.71, 0.91), (0.0, 0.62, 0.45), (0.94, 0.89, 0.26),
@@ -123,6 +124,21 @@ def updateSegmentationFromTensor(segmentationNode, labelsOrProbabilities: torch.
         segmentationNode.CreateDefaultDisplayNodes()
 
 
+def labelsFromScores(scores: torch.Tensor) -> torch.Tensor:
+    """``argmax`` over the channels of ``(C, ...)`` class scores as uint8 labels (ties: the lower class).
+
+    A channel-by-channel comparison: ``torch.argmax`` over the outermost axis of a large CPU tensor is several
+    times slower (and makes an int64 result).
+    """
+    best = scores[0].clone()
+    labels = torch.zeros(scores.shape[1:], dtype=torch.uint8, device=scores.device)
+    for channel in range(1, scores.shape[0]):
+        better = scores[channel] > best
+        labels[better] = channel
+        torch.maximum(best, scores[channel], out=best)
+    return labels
+
+
 def _labelImage(labelsOrProbabilities, referenceVolumeNode, names, colors):
     """Validate and rasterise into a ``vtkOrientedImageData`` label image on the reference grid."""
     checkVolume(referenceVolumeNode)
@@ -148,7 +164,7 @@ def _labelImage(labelsOrProbabilities, referenceVolumeNode, names, colors):
     else:  # argmax slab by slab: a full int64 label volume would cost 8 bytes per voxel at once
         step = max(1, (1 << 24) // max(1, dims[0] * dims[1]))
         for k in range(0, dims[2], step):
-            view[k:k + step].copy_(labels[..., k:k + step].argmax(dim=0).permute(2, 1, 0))
+            view[k:k + step].copy_(labelsFromScores(labels[..., k:k + step]).permute(2, 1, 0))
     ijkToRas = ijkToRasMatrix(referenceVolumeNode, world=False)  # the node shares the reference's parent
     labelImage.SetImageToWorldMatrix(vtkMatrixFromArray(ijkToRas))
     return labelImage, colors
@@ -189,4 +205,5 @@ def _labelsFrom(tensor: torch.Tensor, numberOfNames: int) -> torch.Tensor:
         tensor = tensor[0]
     if tensor.ndim != 3:
         raise ValueError(f"labels must be (I, J, K), got shape {tuple(tensor.shape)}.")
-    return tensor.long()
+    # any integer type is copied straight into the label image: widening to int64 would cost 8 bytes a voxel
+    return tensor.to(torch.uint8) if tensor.dtype == torch.bool else tensor

@@ -24,7 +24,7 @@ from DLCommon.catalog import defaultCacheDir, resolveModel
 from DLCommon.segmentations import updateSegmentationFromTensor
 
 from .data import sampleFromNodes
-from .segmenter import entropyMap, predictProbabilities
+from .segmenter import entropyMap, predictLabels, predictProbabilities
 from .trainer import SegmentationTrainingConfig, SegmentationTrainingResult, trainSegmentationModel
 
 __all__ = ["SegmentationLogic", "SegmentResult", "resolveModel"]
@@ -54,18 +54,26 @@ class SegmentationLogic(SceneLogic):
         if outputSegmentation is not None and outputSegmentation.GetScene() is not scene:
             raise DLError("is not in the input volume's scene", node=outputSegmentation, fix="pick another output")
         names = loaded.spec.labelNames
+        inputs = {"image": image}  # the worker takes it, so the input tensor is freed before apply (memory)
+        del image
 
         def work(context):
-            probabilities = predictProbabilities(loaded, image, device=device, overlap=overlap,
-                                                 progress=context.report,
-                                                 asProbabilities=probabilityVolumes or entropyVolume)
-            if probabilities.shape[0] != len(names) + 1 and names:
-                raise DLError(f"produced {probabilities.shape[0]} classes but its spec names {len(names)} labels",
+            image = inputs.pop("image")
+            if probabilityVolumes or entropyVolume:
+                probabilities = predictProbabilities(loaded, image, device=device, overlap=overlap,
+                                                     progress=context.report)
+                classes = probabilities.shape[0]
+            else:  # labels only: no class-score volume for the whole image (memory)
+                probabilities, classes = predictLabels(loaded, image, device=device, overlap=overlap,
+                                                       progress=context.report)
+            if classes != len(names) + 1 and names:
+                raise DLError(f"produced {classes} classes but its spec names {len(names)} labels",
                               node=f"Model '{loaded.spec.name}'", fix="correct the model's spec (labelNames)")
-            return probabilities
+            return probabilities, classes
 
-        def apply(probabilities) -> SegmentResult:
-            labelNames = names or [f"label {i}" for i in range(1, probabilities.shape[0])]
+        def apply(result) -> SegmentResult:
+            probabilities, classes = result
+            labelNames = names or [f"label {i}" for i in range(1, classes)]
             colors = loaded.spec.labelColors or None
             baseName = f"{inputVolume.GetName()} {loaded.spec.name}"
             result = SegmentResult(segmentation=None)

@@ -9,10 +9,11 @@ from monai.data import MetaTensor
 
 from DLCommon import DLError, slidingWindowInference
 from DLCommon.models import LoadedModel
+from DLCommon.segmentations import labelsFromScores
 
 from .data import checkFinite
 
-__all__ = ["predictProbabilities", "entropyMap", "dicePerLabel"]
+__all__ = ["predictProbabilities", "predictLabels", "entropyMap", "dicePerLabel"]
 
 
 def predictProbabilities(model: LoadedModel, image: MetaTensor, device: torch.device | str = "auto",
@@ -37,6 +38,34 @@ def predictProbabilities(model: LoadedModel, image: MetaTensor, device: torch.de
     logits = slidingWindowInference(model.network, image, spec, device=device, overlap=overlap,
                                     windowBatchSize=windowBatchSize, progress=progress, outputInterpolation="bilinear")
     return _toProbabilities(logits) if asProbabilities or logits.shape[0] == 1 else logits
+
+
+def predictLabels(model: LoadedModel, image: MetaTensor, device: torch.device | str = "auto",
+                  overlap: float = 0.25, windowBatchSize: int = 4,
+                  progress: Callable[[float, str], None] | None = None) -> tuple[MetaTensor, int]:
+    """Labels ``(I, J, K)`` uint8 (0 = background) on ``image``'s grid, and the number of classes the model
+    produced.
+
+    The argmax is taken slab by slab inside the sliding window, so no class-score volume is ever held for the
+    whole image (see :func:`DLCommon.slidingWindowInference`); the labels equal the argmax of
+    :func:`predictProbabilities`, up to window seams.
+    """
+    if model.spec.roiSize and len(model.spec.roiSize) == 2:
+        probabilities = predictProbabilities(model, image, device, overlap, windowBatchSize, progress)
+        return MetaTensor(probabilities.argmax(0).to(torch.uint8), affine=probabilities.affine), probabilities.shape[0]
+    checkFinite(image, f"Input '{image.meta.get('name', 'image')}'")
+    if model.spec.roiSize and any(s == 1 for s in image.shape[1:]):
+        raise DLError(f"is a single slice {tuple(image.shape[1:])} but model '{model.spec.name}' is 3D",
+                      node=f"Volume '{image.meta.get('name', 'image')}'", fix="use a 2D model, or a 3D volume")
+    classes = {}
+
+    def toLabels(scores: torch.Tensor) -> torch.Tensor:
+        classes["count"] = max(2, scores.shape[0])
+        return (scores[0] > 0).to(torch.uint8) if scores.shape[0] == 1 else labelsFromScores(scores)  # 1: sigmoid
+
+    labels = slidingWindowInference(model.network, image, model.spec, device=device, overlap=overlap,
+                                    windowBatchSize=windowBatchSize, progress=progress, reduce=toLabels)
+    return labels, classes["count"]
 
 
 def _toProbabilities(logits: MetaTensor) -> MetaTensor:

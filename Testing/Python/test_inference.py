@@ -128,3 +128,45 @@ def test_spacing_is_compared_after_reorientation():
     assert seen == [(11, 20, 28)]
     assert output.shape == image.shape
     np.testing.assert_array_equal(output.affine.numpy(), affine)
+
+
+@pytest.mark.parametrize("normalization", [{"type": "zscore"}, {"type": "zscore", "nonzero": True},
+                                           {"type": "range", "aMin": -1.0, "aMax": 2.0, "bMin": 0.0, "bMax": 1.0,
+                                            "clip": True}])
+def test_deep_volumes_are_normalised_patch_by_patch_with_whole_image_statistics(normalization):
+    """A volume >= 4 windows deep along K takes the rolling path; a voxel-wise network shows the result equals
+    the whole-volume pipeline (same normalisation statistics, blending weights summing to one)."""
+    from DLCommon.inference import SLAB_MIN_WINDOWS, preprocess
+
+    affine = obliqueAffine(np.random.default_rng(1))
+    image = smoothImage(affine, shape=(20, 18, 16 * SLAB_MIN_WINDOWS + 5))
+    image.as_tensor()[0, :4] = 0.0  # zeros for the nonzero variant
+    spec = ModelSpec(roiSize=[16, 16, 16], normalization=normalization)
+    calls = []
+    output = slidingWindowInference(scaleNetwork(), image, spec, overlap=0.25,
+                                    progress=lambda fraction, message: calls.append(fraction))
+    assert torch.allclose(output.as_tensor(), 2 * preprocess(image, spec).as_tensor(), atol=1e-5)
+    np.testing.assert_array_equal(output.affine.numpy(), affine)
+    assert calls[-1] == pytest.approx(1.0)
+
+
+def test_rolling_inference_equals_monai_whole_volume_inference_and_reduces_per_slab():
+    """A real 3D CNN: the rolling buffer gives MONAI's whole-volume sliding-window output (same windows and
+    weights), and the argmax ``reduce`` gives its labels."""
+    from monai.inferers import sliding_window_inference
+    from monai.networks.nets import UNet
+
+    torch.manual_seed(0)
+    network = UNet(3, 1, 3, channels=(4, 8), strides=(2,), num_res_units=0).eval()
+    image = MetaTensor(torch.rand(1, 24, 20, 96), affine=torch.eye(4, dtype=torch.float64))
+    spec = ModelSpec(roiSize=[16, 16, 16])
+    output = slidingWindowInference(network, image, spec, overlap=0.5, device="cpu")
+    with torch.no_grad():
+        whole = sliding_window_inference(image.as_tensor()[None], (16, 16, 16), 4, network, overlap=0.5,
+                                         mode="gaussian")[0]
+    assert output.shape == whole.shape
+    assert torch.allclose(output.as_tensor(), whole, atol=1e-5)
+    labels = slidingWindowInference(network, image, spec, overlap=0.5, device="cpu",
+                                    reduce=lambda scores: scores.argmax(0, keepdim=True).to(torch.uint8))
+    assert labels.dtype == torch.uint8 and labels.shape == (1, 24, 20, 96)
+    assert float((labels.as_tensor()[0].long() == whole.argmax(0)).float().mean()) > 0.9999

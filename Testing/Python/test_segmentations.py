@@ -73,3 +73,13 @@ def test_bad_input_leaves_scene_unchanged(scene):
     node = segmentationFromTensor(torch.zeros(6, 5, 4, dtype=torch.int64), reference, scene, ["a"])
     with pytest.raises(DLError, match="has no segment"):
         tensorFromSegmentation(node, reference, ["nope"])
+
+
+def test_labels_from_scores_is_argmax_with_ties_to_the_lower_class():
+    from DLCommon.segmentations import labelsFromScores
+
+    scores = torch.randn(4, 10, 9, 8, generator=torch.Generator().manual_seed(0))
+    scores[2, 0, 0, 0] = scores[1, 0, 0, 0] = scores[:, 0, 0, 0].max() + 1  # a tie between classes 1 and 2
+    labels = labelsFromScores(scores)
+    assert labels.dtype == torch.uint8 and torch.equal(labels.long(), scores.argmax(0))
+    assert int(labels[0, 0, 0]) == 1
