@@ -19,6 +19,8 @@ def addCommands(commands) -> None:
     segment.add_argument("--output", required=True,
                          help="output .seg.nrrd (for a folder input: an output folder)")
     segment.add_argument("--probabilities", help="also write class probabilities (a 4D .nrrd / a folder)")
+    segment.add_argument("--mirror", action="store_true",
+                         help="test-time augmentation: average with the left-right mirrored prediction (2x time)")
     segment.add_argument("--device", default="auto")
     segment.set_defaults(handler=_segment)
 
@@ -67,7 +69,8 @@ def _segment(args) -> int:
         volume = loadVolume(path, scene)
         with tqdm(total=100, desc=path.name, unit="%", leave=False) as bar:
             probabilities = predictProbabilities(model, tensorFromVolume(volume), device=args.device,
-                                                 progress=lambda f, m: bar.update(100 * f - bar.n))
+                                                 progress=lambda f, m: bar.update(100 * f - bar.n),
+                                                 mirror=args.mirror)
         names = model.spec.labelNames or [f"label {i}" for i in range(1, probabilities.shape[0])]
         segmentation = segmentationFromTensor(probabilities, volume, scene, names, model.spec.labelColors or None,
                                               nodeName=f"{volume.GetName()} {model.spec.name}")

@@ -44,8 +44,10 @@ class SegmentationLogic(SceneLogic):
 
     # --- inference ---------------------------------------------------------------------------------------
     def segmentJob(self, inputVolume, model, outputSegmentation=None, probabilityVolumes: bool = False,
-                   entropyVolume: bool = False, device: str = "auto", overlap: float = 0.25) -> Job:
-        """A :class:`Job` that segments ``inputVolume``; its ``apply`` creates / updates the nodes."""
+                   entropyVolume: bool = False, device: str = "auto", overlap: float = 0.25,
+                   mirror: bool = False) -> Job:
+        """A :class:`Job` that segments ``inputVolume``; its ``apply`` creates / updates the nodes.
+        ``mirror``: average with the left-right mirrored prediction (test-time augmentation, twice the time)."""
         if inputVolume is None:
             raise DLError("No input volume was selected", fix="select the volume to segment")
         loaded = resolveModel(model)
@@ -59,9 +61,9 @@ class SegmentationLogic(SceneLogic):
 
         def work(context):
             image = inputs.pop("image")
-            if probabilityVolumes or entropyVolume:
+            if probabilityVolumes or entropyVolume or mirror:
                 probabilities = predictProbabilities(loaded, image, device=device, overlap=overlap,
-                                                     progress=context.report)
+                                                     progress=context.report, mirror=mirror)
                 classes = probabilities.shape[0]
             else:  # labels only: no class-score volume for the whole image (memory)
                 probabilities, classes = predictLabels(loaded, image, device=device, overlap=overlap,
@@ -95,10 +97,10 @@ class SegmentationLogic(SceneLogic):
 
     def segment(self, inputVolume, model, outputSegmentation=None, probabilityVolumes: bool = False,
                 entropyVolume: bool = False, device: str = "auto", overlap: float = 0.25,
-                progress: Callable[[float, str], None] | None = None) -> SegmentResult:
+                progress: Callable[[float, str], None] | None = None, mirror: bool = False) -> SegmentResult:
         """Segment ``inputVolume`` with ``model`` (catalog id, path or LoadedModel); see :meth:`segmentJob`."""
         job = self.segmentJob(inputVolume, model, outputSegmentation, probabilityVolumes, entropyVolume, device,
-                              overlap)
+                              overlap, mirror)
         return job.run(progress)
 
     # --- training ----------------------------------------------------------------------------------------

@@ -19,14 +19,15 @@ __all__ = ["predictProbabilities", "predictLabels", "entropyMap", "dicePerLabel"
 def predictProbabilities(model: LoadedModel, image: MetaTensor, device: torch.device | str = "auto",
                          overlap: float = 0.25, windowBatchSize: int = 4,
                          progress: Callable[[float, str], None] | None = None,
-                         asProbabilities: bool = True) -> MetaTensor:
+                         asProbabilities: bool = True, mirror: bool = False) -> MetaTensor:
     """Class probabilities ``(C, I, J, K)`` (channel 0 = background) on ``image``'s grid.
 
     The model's spec decides spacing, normalisation and window; a single-channel output is read as a
     sigmoid foreground probability. Probabilities are resampled (linearly) back to the input grid
     before any argmax, so labels follow the smooth boundary rather than the coarse model grid.
     ``asProbabilities=False`` returns the network's scores unnormalised (same argmax, one pass less
-    over the volume when only labels are wanted).
+    over the volume when only labels are wanted). ``mirror``: test-time augmentation, the probabilities
+    averaged with those of the left-right mirrored image (twice the time; for roughly symmetric anatomy).
     """
     checkFinite(image, f"Input '{image.meta.get('name', 'image')}'")
     spec = model.spec
@@ -37,6 +38,14 @@ def predictProbabilities(model: LoadedModel, image: MetaTensor, device: torch.de
                       node=f"Volume '{image.meta.get('name', 'image')}'", fix="use a 2D model, or a 3D volume")
     logits = slidingWindowInference(model.network, image, spec, device=device, overlap=overlap,
                                     windowBatchSize=windowBatchSize, progress=progress, outputInterpolation="bilinear")
+    if mirror:  # test-time augmentation: average with the prediction of the left-right mirrored image
+        axis = 1 + int(torch.as_tensor(image.affine)[0, :3].abs().argmax())  # the voxel axis closest to L-R
+        mirrored = MetaTensor(image.as_tensor().flip(axis), affine=image.affine, meta=dict(image.meta))
+        other = slidingWindowInference(model.network, mirrored, spec, device=device, overlap=overlap,
+                                       windowBatchSize=windowBatchSize, outputInterpolation="bilinear")
+        probabilities = _toProbabilities(logits)
+        probabilities.as_tensor().add_(_toProbabilities(other).as_tensor().flip(axis)).mul_(0.5)
+        return probabilities
     return _toProbabilities(logits) if asProbabilities or logits.shape[0] == 1 else logits
 
 

@@ -41,7 +41,10 @@ def run(loss: str, epochs: int, features: int) -> dict:
                                         validationSamples=validation)
     seconds = time.perf_counter() - started
     scores = [dicePerLabel(predictProbabilities(result.model, i, device="cpu").argmax(0), l, 2) for i, l in test]
+    mirrored = [dicePerLabel(predictProbabilities(result.model, i, device="cpu", mirror=True).argmax(0), l, 2)
+                for i, l in test]
     return {"loss": loss, "seconds": seconds, "gm": [s[0] for s in scores], "wm": [s[1] for s in scores],
+            "gmMirror": [s[0] for s in mirrored], "wmMirror": [s[1] for s in mirrored],
             "bestEpoch": result.history.bestEpoch + 1}
 
 
@@ -53,12 +56,15 @@ def main() -> None:
     args = parser.parse_args()
     print(f"MNI152 2 mm, UNet (features {args.features}, batch norm), patch 64^3, {args.epochs} epochs x 16 batches "
           "of 4, 5 held-out copies")
-    print("| loss | Dice GM mean (min) | Dice WM mean (min) | training | best epoch |")
-    print("|---|---|---|---|---|")
+    print("| loss | Dice GM mean (min) | Dice WM mean (min) | with mirror TTA: GM / WM mean (min) | training | "
+          "best epoch |")
+    print("|---|---|---|---|---|---|")
     for loss in args.losses:
         r = run(loss, args.epochs, args.features)
         print(f"| {r['loss']} | {statistics.mean(r['gm']):.3f} ({min(r['gm']):.3f}) | "
-              f"{statistics.mean(r['wm']):.3f} ({min(r['wm']):.3f}) | {r['seconds'] / 60:.1f} min | {r['bestEpoch']} |",
+              f"{statistics.mean(r['wm']):.3f} ({min(r['wm']):.3f}) | {statistics.mean(r['gmMirror']):.3f} "
+              f"({min(r['gmMirror']):.3f}) / {statistics.mean(r['wmMirror']):.3f} ({min(r['wmMirror']):.3f}) | "
+              f"{r['seconds'] / 60:.1f} min | {r['bestEpoch']} |",
               flush=True)
 
 

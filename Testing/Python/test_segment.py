@@ -9,7 +9,8 @@ import pytest
 import torch
 from conftest import makeVolume, obliqueAffine
 
-from DLCommon import DLError, ModelCatalog, loadModel, segmentationFromTensor, tensorFromSegmentation
+from DLCommon import DLError, ModelCatalog, loadModel, segmentationFromTensor, tensorFromSegmentation, tensorFromVolume
+from monai.data import MetaTensor
 from DLCommon.errors import JobCancelled
 from DLCommon.geometry import ijkToRasMatrix
 from DLSegmentLib.logic import SegmentationLogic
@@ -106,6 +107,23 @@ def test_segment_held_out_oblique_case(trained, scene):
     assert len(output.probabilities) == 2 and output.entropy is not None
     np.testing.assert_array_equal(ijkToRasMatrix(output.probabilities[0]), ijkToRasMatrix(volume))
     assert scene.GetNumberOfNodes() > count
+
+
+def test_mirror_test_time_augmentation_averages_with_the_mirrored_prediction(trained, scene):
+    from DLSegmentLib.segmenter import predictProbabilities
+
+    result, _ = trained
+    volume, _, labels = addCase(scene, 8)
+    image = tensorFromVolume(volume)
+    axis = 1 + int(torch.as_tensor(image.affine)[0, :3].abs().argmax())
+    plain = predictProbabilities(result.model, image, device="cpu")
+    flipped = predictProbabilities(result.model, MetaTensor(image.as_tensor().flip(axis), affine=image.affine),
+                                   device="cpu")
+    mirrored = predictProbabilities(result.model, image, device="cpu", mirror=True)
+    assert torch.allclose(mirrored.as_tensor(), (plain.as_tensor() + flipped.as_tensor().flip(axis)) / 2, atol=1e-5)
+    output = SegmentationLogic(scene).segment(volume, "phantom", mirror=True)
+    predicted, _, _ = tensorFromSegmentation(output.segmentation, volume)
+    assert torch.equal(predicted, mirrored.argmax(0))
 
 
 def test_segment_into_existing_node_and_fine_tune(trained, scene, tmp_path):
