@@ -163,6 +163,9 @@ def trainSegmentationModel(samples: Sequence[SegmentationSample], labelNames: Se
         network, className, args = baseModel.network, None, None
         network.train()
     else:
+        from monai.utils import set_determinism
+
+        set_determinism(seed=config.seed)  # the initial weights follow the seed too, not the RNG's history
         className, args, network = buildNetwork(config.network, channels, numClasses, config.patchSize, config.features,
                                                   config.norm)
     outputDir = Path(outputDir)
