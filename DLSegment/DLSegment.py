@@ -55,6 +55,7 @@ class DLSegmentParameterNode:
     outputSegmentation: vtkMRMLSegmentationNode
     probabilityVolumes: bool = False
     entropyVolume: bool = False
+    mirror: bool = False
     trainingVolume: vtkMRMLScalarVolumeNode
     trainingSegmentation: vtkMRMLSegmentationNode
     trainingVolumes: list[vtkMRMLScalarVolumeNode]
@@ -136,7 +137,8 @@ class DLSegmentWidget(ModuleWidgetMixin, ScriptedLoadableModuleWidget, VTKObserv
         with slicer.util.tryWithErrorDisplay(_("Segmentation could not start."), waitCursor=True):
             ensureDependencies()
             self.startJob(self.logic.segmentJob(p.inputVolume, p.modelId, p.outputSegmentation,
-                                                p.probabilityVolumes, p.entropyVolume), self.ui.progressBar)
+                                                p.probabilityVolumes, p.entropyVolume, mirror=p.mirror),
+                          self.ui.progressBar)
 
     def onTrain(self) -> None:
         from DLSegmentLib.trainer import SegmentationTrainingConfig
@@ -193,10 +195,11 @@ class DLSegmentLogic(ScriptedLoadableModuleLogic):
         return self._engine
 
     def segment(self, inputVolume, model, outputSegmentation=None, probabilityVolumes=False, entropyVolume=False,
-                device="auto", overlap=0.25, progress=None):
-        """Segment ``inputVolume`` with ``model`` (catalog id, file path or LoadedModel)."""
+                device="auto", overlap=0.25, progress=None, mirror=False):
+        """Segment ``inputVolume`` with ``model`` (catalog id, file path or LoadedModel); ``mirror``: average with
+        the left-right mirrored prediction."""
         return self.engine().segment(inputVolume, model, outputSegmentation, probabilityVolumes, entropyVolume,
-                                     device, overlap, progress)
+                                     device, overlap, progress, mirror)
 
     def segmentJob(self, *args, **kwargs):
         return self.engine().segmentJob(*args, **kwargs)
