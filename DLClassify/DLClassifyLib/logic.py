@@ -254,7 +254,7 @@ class ClassificationLogic(SceneLogic):
                     device: str = "auto") -> Job:
         """A :class:`Job` classifying ``volumes``; its ``apply`` writes the results table (new, or
         ``outputTable`` replaced) and, with ``saliency``, one saliency volume per input."""
-        volumes = [v for v in (volumes if isinstance(volumes, (list, tuple)) else [volumes])]
+        volumes = list(volumes) if isinstance(volumes, (list, tuple)) else [volumes]
         if not volumes or any(v is None for v in volumes):
             raise DLError("No input volume was selected", fix="select the volume(s) to classify")
         loaded = self.classifier(model)

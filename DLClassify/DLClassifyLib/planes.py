@@ -212,7 +212,8 @@ def slicePoses(affine: torch.Tensor, shape: Sequence[int], axis: int) -> tuple[l
     u, v = {2: _AXIAL, 1: _CORONAL, 0: _SAGITTAL}[worldAxis]
     u = torch.tensor(u, dtype=torch.float64)
     u = u - (u @ normal) * normal
-    v = torch.linalg.cross(normal, u) * (1.0 if float(torch.linalg.cross(normal, u) @ torch.tensor(v, dtype=torch.float64)) >= 0 else -1.0)
+    w = torch.linalg.cross(normal, u)
+    v = w if float(w @ torch.tensor(v, dtype=torch.float64)) >= 0 else -w  # screen up stays up
     centreIndex = torch.tensor([(n - 1) / 2 for n in shape], dtype=torch.float64)
     poses, positions = [], []
     for index in range(int(shape[axis])):
