@@ -69,9 +69,14 @@ def _normalised(data: MetaTensor, image: MetaTensor, spec: ModelSpec) -> MetaTen
             data = data.clone()
         data = NormalizeIntensity(nonzero=bool(norm.get("nonzero", False)), channel_wise=True)(data)
     elif kind == "range":
-        data = ScaleIntensityRange(a_min=norm["aMin"], a_max=norm["aMax"], b_min=norm.get("bMin", 0.0),
-                                   b_max=norm.get("bMax", 1.0), clip=bool(norm.get("clip", True)))(data)
+        data = _rangeScaler(norm)(data)
     return data
+
+
+def _rangeScaler(norm: dict) -> ScaleIntensityRange:
+    """MONAI ``ScaleIntensityRange`` for a spec's ``{"type": "range", "aMin", "aMax", ...}`` normalisation."""
+    return ScaleIntensityRange(a_min=norm["aMin"], a_max=norm["aMax"], b_min=norm.get("bMin", 0.0),
+                               b_max=norm.get("bMax", 1.0), clip=bool(norm.get("clip", True)))
 
 
 def _patchNormaliser(data: torch.Tensor, spec: ModelSpec) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -103,8 +108,7 @@ def _patchNormaliser(data: torch.Tensor, spec: ModelSpec) -> Callable[[torch.Ten
             return out
         return zscore
     if kind == "range":
-        scale = ScaleIntensityRange(a_min=norm["aMin"], a_max=norm["aMax"], b_min=norm.get("bMin", 0.0),
-                                    b_max=norm.get("bMax", 1.0), clip=bool(norm.get("clip", True)))
+        scale = _rangeScaler(norm)
         return lambda region: torch.as_tensor(scale(region.clone()))
     return lambda region: region.clone()
 
@@ -119,7 +123,7 @@ def countWindows(imageShape, roiSize, overlap: float) -> int:
 SLAB_MIN_WINDOWS = 4  # volumes at least this many windows deep along K are accumulated slab by slab
 
 
-def _rollingWindowInference(network, data: torch.Tensor, roi: tuple, overlap: float, blendMode: str,
+def _rollingWindowInference(data: torch.Tensor, roi: tuple, overlap: float, blendMode: str,
                             batchSize: int, device: torch.device, normalise: Callable, reduce: Callable | None,
                             predictor: Callable) -> torch.Tensor:
     """MONAI's sliding window (the same windows, Gaussian weights and division by the summed weights) on
@@ -235,7 +239,7 @@ def slidingWindowInference(network: torch.nn.Module, image: MetaTensor, spec: Mo
 
         with torch.no_grad():
             if rolling:
-                return _rollingWindowInference(network, data.as_tensor(), roi, overlap, blendMode, batchSize,
+                return _rollingWindowInference(data.as_tensor(), roi, overlap, blendMode, batchSize,
                                                stepDevice, normalise, reduce, predictor)
             inferer = SlidingWindowInferer(roi_size=roi, sw_batch_size=batchSize, overlap=overlap, mode=blendMode,
                                            device=torch.device("cpu"), sw_device=stepDevice)
