@@ -106,6 +106,7 @@ class DLClassifyWidget(ModuleWidgetMixin, ScriptedLoadableModuleWidget, VTKObser
         self.ui.loadSampleButton.connect("clicked(bool)", self.onLoadSample)
         self.ui.architectureTableButton.connect("clicked(bool)", self.onArchitectureTable)
         self.ui.saliencyCheckBox.connect("toggled(bool)", self.onSaliencyToggled)
+        self.setupBatch()
         self.ui.modelComboBox.connect("currentTextChanged(QString)", self.onModelSelected)
         self.refreshModels()
         self.initializeParameterNode()
@@ -132,6 +133,7 @@ class DLClassifyWidget(ModuleWidgetMixin, ScriptedLoadableModuleWidget, VTKObser
         ready = bool(p and p.modelName and (p.trainingTable if tableTraining else p.inputVolume))
         self.ui.trainButton.enabled = self.isIdle and ready
         self.ui.cancelButton.enabled = self.ui.cancelTrainButton.enabled = not self.isIdle
+        self.updateBatchButtons(bool(p and p.modelId))
         self._observeSliceNode(self._sliceNode() if p and p.liveClassify else None)
 
     # --- live slice view classification ---------------------------------------------------------------
@@ -206,6 +208,11 @@ class DLClassifyWidget(ModuleWidgetMixin, ScriptedLoadableModuleWidget, VTKObser
             ensureDependencies()
             self.startJob(self.logic.classifyJob([p.inputVolume], p.modelId, p.outputTable, p.saliency),
                           self.ui.progressBar)
+
+    def batchJobFor(self, volumeNode):
+        p = self._parameterNode
+        ensureDependencies()
+        return self.logic.classifyJob([volumeNode], p.modelId, None, p.saliency)
 
     def onPlot(self) -> None:
         p = self._parameterNode

@@ -95,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     from .errors import DLError
 
     try:
+        _joinTorchrun(args)
         return int(args.handler(args) or 0)
     except DLError as exc:
         print(f"meddl: error: {exc}", file=sys.stderr)
@@ -102,6 +103,29 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("meddl: cancelled", file=sys.stderr)
         return 130
+    finally:
+        from .distributed import shutdownDistributed
+
+        shutdownDistributed()
+
+
+def _joinTorchrun(args) -> None:
+    """Under ``torchrun`` every process runs this command: join the process group; ranks > 0 stay quiet (rank 0
+    prints, shows progress and writes the outputs)."""
+    import os
+
+    from .distributed import initDistributed, launchedByTorchrun
+
+    if not launchedByTorchrun():
+        return
+    context = initDistributed(getattr(args, "device", None) or "auto")
+    if not context.isMain:
+        import functools
+
+        import tqdm
+
+        tqdm.tqdm.__init__ = functools.partialmethod(tqdm.tqdm.__init__, disable=True)
+        sys.stdout = open(os.devnull, "w")
 
 
 # --- info -----------------------------------------------------------------------------------------------

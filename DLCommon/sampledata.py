@@ -79,9 +79,11 @@ def randomCopy(image, labels: torch.Tensor, seed: int, deform: bool = True, bias
                noise: bool = True, contrast: bool = True):
     """A realistic random variant of ``(image (1, I, J, K), labels (I, J, K))`` on the same grid.
 
-    Smooth elastic deformation + small rotation / scaling (applied to both, labels with nearest
-    neighbour), a multiplicative bias field, a gamma contrast change and Gaussian noise (image only),
-    all from MONAI transforms and reproducible from ``seed``.
+    Smooth elastic deformation + small rotation / scaling (applied to both), a multiplicative bias
+    field, a gamma contrast change and Gaussian noise (image only), all from MONAI transforms and
+    reproducible from ``seed``. Labels are deformed as one-hot channels with linear interpolation and
+    then take the most likely class: the reference follows the warped anatomy as smoothly as the
+    (linearly interpolated) image does, without the staircase of nearest-neighbour label warping.
     """
     from monai.transforms import (Compose, Rand3DElasticd, RandAdjustContrastd, RandBiasFieldd,
                                   RandGaussianNoised)
@@ -91,7 +93,7 @@ def randomCopy(image, labels: torch.Tensor, seed: int, deform: bool = True, bias
     if deform:
         steps.append(Rand3DElasticd(keys=["image", "label"], sigma_range=(6, 8), magnitude_range=(40, 80), prob=1.0,
                                     rotate_range=(0.1, 0.1, 0.1), scale_range=(0.06, 0.06, 0.06),
-                                    mode=("bilinear", "nearest"), padding_mode="zeros"))
+                                    mode=("bilinear", "bilinear"), padding_mode="zeros"))
     if bias:
         # every polynomial coefficient is drawn in this range: (0.02, 0.05) gives roughly 0.8x-1.7x fields
         steps.append(RandBiasFieldd(keys=["image"], coeff_range=(0.02, 0.05), prob=1.0))
@@ -101,6 +103,8 @@ def randomCopy(image, labels: torch.Tensor, seed: int, deform: bool = True, bias
         steps.append(RandGaussianNoised(keys=["image"], std=0.03 * spread, prob=1.0))
     transform = Compose(steps)
     transform.set_random_state(seed=seed)
-    out = transform({"image": image.clone(), "label": labels[None].float().clone()})
-    outLabels = out["label"][0].round().long()
+    labels = labels.as_tensor() if hasattr(labels, "as_tensor") else labels
+    oneHot = torch.nn.functional.one_hot(labels.long(), int(labels.max()) + 1).permute(3, 0, 1, 2).float()
+    out = transform({"image": image.clone(), "label": oneHot})
+    outLabels = out["label"].argmax(0)  # outside the field of view every channel is 0: background
     return out["image"].float(), (outLabels.as_tensor() if hasattr(outLabels, "as_tensor") else outLabels)

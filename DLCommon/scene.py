@@ -60,3 +60,12 @@ class SceneLogic:
 
             scene = slicer.mrmlScene
         return scene
+
+    def batchJob(self, inputs, makeJob, outputFolder=None, name: str = "Batch"):
+        """One :class:`~DLCommon.batch.BatchJob` running ``makeJob(volumeNode) -> Job`` over ``inputs``: volume
+        nodes, or a folder of volume files (loaded one at a time; outputs saved to ``outputFolder``)."""
+        from .batch import BatchJob, batchItems
+
+        items = batchItems(inputs)
+        first = next((item.node for item in items if item.node is not None), None)
+        return BatchJob(items, makeJob, self.scene(first), outputFolder, name)

@@ -15,7 +15,10 @@ the shell creates its ``qt.QTimer`` and widgets and hands them over. Used as::
 
         def onJobFinished(self, job): ...           # put job.output / job.result into the parameter node
 
-The shell defines ``_updateButtons()`` (enable / disable from the parameter node and ``self.isIdle``).
+The shell defines ``_updateButtons()`` (enable / disable from the parameter node and ``self.isIdle``; it calls
+``updateBatchButtons(ready)``) and ``batchJobFor(volumeNode)``: the job its Apply button would run on that
+volume, with new output nodes; the Batch section (``setupBatch()``) runs it over checked scene volumes or a
+folder as one :class:`~DLCommon.batch.BatchJob`.
 """
 
 from __future__ import annotations
@@ -177,7 +180,11 @@ class ModuleWidgetMixin:
         self.ui.statusLabel.text = job.statusText()
         from DLCommon.jobs import JobState
 
-        if job.state == JobState.FAILED:
+        from DLCommon.batch import BatchJob
+
+        if isinstance(job, BatchJob):
+            self.onBatchFinished(job)
+        elif job.state == JobState.FAILED:
             slicer.util.errorDisplay(str(job.error))
         elif job.state == JobState.SUCCEEDED:
             self._progressBar.value = 100
@@ -186,3 +193,38 @@ class ModuleWidgetMixin:
 
     def onJobFinished(self, job) -> None:
         """Override: take what a succeeded job produced (``job.output`` after apply, else ``job.result``)."""
+
+    # --- batch: the current model and settings over many volumes (the shell defines batchJobFor) -------------
+    def setupBatch(self) -> None:
+        self.ui.batchApplyButton.connect("clicked(bool)", self.onBatchApply)
+        self.ui.batchCancelButton.connect("clicked(bool)", self.onCancel)
+
+    def batchJobFor(self, volumeNode):
+        """Override: the job Apply runs on ``volumeNode`` with the current settings, creating new outputs."""
+        raise NotImplementedError
+
+    def updateBatchButtons(self, ready: bool) -> None:
+        self.ui.batchApplyButton.enabled = self.isIdle and ready
+        self.ui.batchCancelButton.enabled = not self.isIdle
+
+    def onBatchApply(self) -> None:
+        """Checked scene volumes, or every volume file of the input folder (which then needs an output folder)."""
+        import slicer
+
+        with slicer.util.tryWithErrorDisplay("The batch could not start.", waitCursor=True):
+            folder = self.ui.batchInputFolderLineEdit.currentPath.strip()
+            inputs = folder or list(self.ui.batchVolumesComboBox.checkedNodes())
+            outputFolder = self.ui.batchOutputFolderLineEdit.currentPath.strip() or None
+            self.startJob(self.logic.batchJob(inputs, self.batchJobFor, outputFolder, f"{self.moduleName} batch"),
+                          self.ui.batchProgressBar)
+
+    def onBatchFinished(self, job) -> None:
+        """List every volume's status in a table shown in the layout."""
+        import slicer
+
+        from DLCommon.batch import batchTable
+
+        table = batchTable(slicer.mrmlScene, job.outcomes, f"{self.moduleName} batch")
+        slicer.app.applicationLogic().GetSelectionNode().SetActiveTableID(table.GetID())
+        slicer.app.applicationLogic().PropagateTableSelection()
+        self.ui.statusLabel.text = job.statusText()

@@ -24,6 +24,8 @@ def _read(scene, path: str | Path, nodeClass: str, storageClass: str, name: str 
         node = scene.AddNewNodeByClass(nodeClass, name or baseNameOf(path))
         storage = scene.AddNewNodeByClass(storageClass)
         storage.SetFileName(str(path))
+        if hasattr(storage, "SetSingleFile"):  # one file, one volume: never stack numbered siblings (a1, a2...)
+            storage.SetSingleFile(1)
         node.SetAndObserveStorageNodeID(storage.GetID())
         if not storage.ReadData(node):
             raise DLError(f"could not be read as a {what}", file=path,

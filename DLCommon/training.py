@@ -4,6 +4,11 @@ Epochs over re-iterable batches, optional validation with early stopping on a me
 kept (and saved as a ``weights_only``-loadable state dict), the loss history for plots, automatic mixed
 precision on CUDA, seeded determinism, and progress / cancel through a callback.
 
+Under ``torchrun`` (see :mod:`DLCommon.distributed`) the same loop trains with DistributedDataParallel:
+give it :class:`~DLCommon.batches.ShardedBatches` so every process sees its share of each global batch;
+losses and validation scores are averaged over the processes, and only rank 0 saves checkpoints, reports
+progress and calls ``onEpoch``.
+
 Example::
 
     result = trainModel(net, trainBatches, DiceCELoss(softmax=True, to_onehot_y=True),
@@ -15,6 +20,7 @@ Example::
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import time
 from pathlib import Path
@@ -22,10 +28,10 @@ from typing import Callable, Iterable
 
 import torch
 
-from .devices import pickDevice
+from .distributed import allReduceSums, broadcastBuffers, distributedContext, distributedDevice, wrapForTraining
 from .errors import JobCancelled
 
-__all__ = ["TrainingConfig", "TrainingHistory", "TrainingResult", "trainModel"]
+__all__ = ["TrainingConfig", "TrainingHistory", "TrainingResult", "trainModel", "saveTrainedModel"]
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 ProgressCallback = Callable[[float, str], None]
@@ -139,8 +145,11 @@ def trainModel(network: torch.nn.Module, trainBatches: Iterable[Batch], lossFunc
         from monai.utils import set_determinism
 
         set_determinism(seed=config.seed)
-    device = pickDevice(config.device)
+    device = distributedDevice(config.device)
     network = network.to(device)
+    trainable = wrapForTraining(network, device)  # DistributedDataParallel under torchrun, else network itself
+    network = getattr(trainable, "module", trainable)
+    isMain = distributedContext().isMain
     optimizer = optimizer or torch.optim.Adam(network.parameters(), lr=config.learningRate,
                                               weight_decay=config.weightDecay)
     useAmp = bool(config.amp and device.type == "cuda")
@@ -152,17 +161,17 @@ def trainModel(network: torch.nn.Module, trainBatches: Iterable[Batch], lossFunc
     better = (lambda new, old: new < old) if metricMode == "min" else (lambda new, old: new > old)
     validationsWithoutImprovement = 0
     started = time.monotonic()
-    report = progress or (lambda fraction, message: None)
+    report = (progress if isMain else None) or (lambda fraction, message: None)
 
     try:
         for epoch in range(config.epochs):
-            network.train()
+            trainable.train()
             total, count = 0.0, 0
             for inputs, targets in trainBatches:
                 inputs, targets = inputs.to(device), targets.to(device)
                 optimizer.zero_grad(set_to_none=True)
                 with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=useAmp):
-                    loss = lossFunction(network(inputs), targets)
+                    loss = lossFunction(trainable(inputs), targets)
                 if not torch.isfinite(loss):
                     raise FloatingPointError(
                         f"The training loss became {loss.item()} at epoch {epoch + 1}. "
@@ -177,7 +186,9 @@ def trainModel(network: torch.nn.Module, trainBatches: Iterable[Batch], lossFunc
                 count += 1
             if count == 0:
                 raise ValueError("trainBatches yielded no batch. Fix: give at least one training sample.")
+            total, count = allReduceSums([total, count])
             history.trainLoss.append(total / count)
+            broadcastBuffers(network)
             if scheduler is not None:
                 scheduler.step()
             message = f"epoch {epoch + 1}/{config.epochs}: loss {history.trainLoss[-1]:.4f}"
@@ -199,12 +210,12 @@ def trainModel(network: torch.nn.Module, trainBatches: Iterable[Batch], lossFunc
                     history.bestMetric, history.bestEpoch = score, epoch
                     bestState = _cpuState(network)
                     validationsWithoutImprovement = 0
-                    if config.checkpointPath:
+                    if config.checkpointPath and isMain:
                         _atomicSave(bestState, Path(config.checkpointPath))
                 else:
                     validationsWithoutImprovement += 1
             history.seconds = time.monotonic() - started
-            if onEpoch is not None:
+            if onEpoch is not None and isMain:
                 onEpoch(history)
             report((epoch + 1) / config.epochs, message)
             if config.patience is not None and validationsWithoutImprovement >= config.patience:
@@ -216,6 +227,42 @@ def trainModel(network: torch.nn.Module, trainBatches: Iterable[Batch], lossFunc
     network.load_state_dict(bestState)
     history.seconds = time.monotonic() - started
     return TrainingResult(network=network, history=history, bestState=bestState, device=device)
+
+
+def saveTrainedModel(network: torch.nn.Module, outputDir: str | Path, modelName: str, spec, networkDef: dict | None,
+                     details: dict, register: bool = False, example: torch.Tensor | None = None
+                     ) -> tuple[Path, str | None]:
+    """Write a trained model where :func:`trainModel` left it, once per job (rank 0 under torchrun).
+
+    ``<modelName>.pt`` + ``.json`` (a checkpoint, when ``networkDef = {"name", "args"}`` names the MONAI class)
+    or ``<modelName>.ts`` (TorchScript, traced with ``example`` if given), ``<modelName>.history.json``
+    (``details``: the curves and anything else worth keeping), and optionally a catalog entry; the best-epoch
+    checkpoint ``.<modelName>.best.pt`` is removed.
+
+    Returns:
+        ``(model path, catalog id or None)``; other processes get the same path and write nothing.
+    """
+    from .catalog import ModelCatalog
+    from .models import saveCheckpoint, saveTorchScript
+
+    outputDir = Path(outputDir)
+    if networkDef is not None:
+        modelPath = outputDir / f"{modelName}.pt"
+    else:
+        modelPath = outputDir / f"{modelName}.ts"
+    if not distributedContext().isMain:
+        return modelPath, None
+    if networkDef is not None:
+        saveCheckpoint(network, modelPath, networkDef["name"], networkDef["args"], spec)
+    else:
+        saveTorchScript(network, modelPath, spec,
+                        example=None if isinstance(network, torch.jit.ScriptModule) else example)
+    (outputDir / f".{modelName}.best.pt").unlink(missing_ok=True)
+    (outputDir / f"{modelName}.history.json").write_text(json.dumps(details, indent=2))
+    catalogId = None
+    if register:
+        catalogId = ModelCatalog().importFile(modelPath, modelId=modelName, title=modelName, spec=spec).id
+    return modelPath, catalogId
 
 
 def _validate(network, batches, lossFunction, metric, device, useAmp) -> tuple[float, float]:
@@ -232,8 +279,9 @@ def _validate(network, batches, lossFunction, metric, device, useAmp) -> tuple[f
                 metrics.append(float(metric(prediction, targets)))
     if not losses:
         raise ValueError("validationBatches yielded no batch. Fix: give at least one validation sample.")
-    meanLoss = sum(losses) / len(losses)
-    return meanLoss, (sum(metrics) / len(metrics) if metrics else meanLoss)
+    lossSum, metricSum, count = allReduceSums([sum(losses), sum(metrics), len(losses)])  # over all processes
+    meanLoss = lossSum / count
+    return meanLoss, (metricSum / count if metrics else meanLoss)
 
 
 def _cpuState(network: torch.nn.Module) -> dict[str, torch.Tensor]:

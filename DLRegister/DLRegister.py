@@ -103,6 +103,7 @@ class DLRegisterWidget(ModuleWidgetMixin, ScriptedLoadableModuleWidget, VTKObser
         self.ui.importModelButton.connect("clicked(bool)", self.onImportModel)
         self.ui.addTrainingVolumeButton.connect("clicked(bool)", self.onAddTrainingVolume)
         self.ui.clearTrainingVolumesButton.connect("clicked(bool)", self.onClearTrainingVolumes)
+        self.setupBatch()
         self.ui.modelComboBox.connect("currentTextChanged(QString)", self.onModelSelected)
         self.refreshModels()
         self.initializeParameterNode()
@@ -116,6 +117,7 @@ class DLRegisterWidget(ModuleWidgetMixin, ScriptedLoadableModuleWidget, VTKObser
                                                            and (p.modelId or not needsModel))
         self.ui.trainButton.enabled = self.isIdle and bool(p and len(p.trainingVolumes) >= 2 and p.modelName)
         self.ui.cancelButton.enabled = self.ui.cancelTrainButton.enabled = not self.isIdle
+        self.updateBatchButtons(bool(p and p.fixedVolume and (p.modelId or not needsModel)))
         self.ui.trainingListWidget.clear()
         if p:
             segmentations = list(p.trainingSegmentations)
@@ -166,6 +168,15 @@ class DLRegisterWidget(ModuleWidgetMixin, ScriptedLoadableModuleWidget, VTKObser
                 model=p.modelId if p.method == "model" else None)
             self.ui.reportLabel.text = ""
             self.startJob(job, self.ui.progressBar)
+
+    def batchJobFor(self, volumeNode):
+        """Register one more moving volume to the fixed volume: new transform and warped volume."""
+        p = self._parameterNode
+        ensureDependencies()
+        return self.logic.registerJob(
+            p.fixedVolume, volumeNode, self.registrationConfig(), fixedMask=p.fixedMask,
+            initialTransform=p.initialTransform, warpedVolume=True, jacobianVolume=p.createJacobian,
+            model=p.modelId if p.method == "model" else None)
 
     def onTrain(self) -> None:
         from DLRegisterLib.trainer import RegistrationTrainingConfig

@@ -93,6 +93,7 @@ class DLSegmentWidget(ModuleWidgetMixin, ScriptedLoadableModuleWidget, VTKObserv
         self.ui.importModelButton.connect("clicked(bool)", self.onImportModel)
         self.ui.addPairButton.connect("clicked(bool)", self.onAddPair)
         self.ui.clearPairsButton.connect("clicked(bool)", self.onClearPairs)
+        self.setupBatch()
         self.ui.modelComboBox.connect("currentTextChanged(QString)", self.onModelSelected)
         self.refreshModels()
         self.initializeParameterNode()
@@ -110,6 +111,7 @@ class DLSegmentWidget(ModuleWidgetMixin, ScriptedLoadableModuleWidget, VTKObserv
         self.ui.applyButton.enabled = self.isIdle and bool(p and p.inputVolume and p.modelId)
         self.ui.trainButton.enabled = self.isIdle and bool(p and p.trainingVolumes and p.modelName)
         self.ui.cancelButton.enabled = self.ui.cancelTrainButton.enabled = not self.isIdle
+        self.updateBatchButtons(bool(p and p.modelId))
         self.ui.pairsListWidget.clear()
         if p:
             for volume, segmentation in zip(p.trainingVolumes, p.trainingSegmentations):
@@ -139,6 +141,12 @@ class DLSegmentWidget(ModuleWidgetMixin, ScriptedLoadableModuleWidget, VTKObserv
             self.startJob(self.logic.segmentJob(p.inputVolume, p.modelId, p.outputSegmentation,
                                                 p.probabilityVolumes, p.entropyVolume, mirror=p.mirror),
                           self.ui.progressBar)
+
+    def batchJobFor(self, volumeNode):
+        p = self._parameterNode
+        ensureDependencies()
+        return self.logic.segmentJob(volumeNode, p.modelId, None, p.probabilityVolumes, p.entropyVolume,
+                                     mirror=p.mirror)
 
     def onTrain(self) -> None:
         from DLSegmentLib.trainer import SegmentationTrainingConfig

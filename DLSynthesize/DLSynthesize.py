@@ -94,6 +94,7 @@ class DLSynthesizeWidget(ModuleWidgetMixin, ScriptedLoadableModuleWidget, VTKObs
         self.ui.cancelButton.connect("clicked(bool)", self.onCancel)
         self.ui.addPairButton.connect("clicked(bool)", self.onAddPair)
         self.ui.clearPairsButton.connect("clicked(bool)", self.onClearPairs)
+        self.setupBatch()
         self.initializeParameterNode()
 
     def _updateButtons(self, caller=None, event=None) -> None:
@@ -108,10 +109,25 @@ class DLSynthesizeWidget(ModuleWidgetMixin, ScriptedLoadableModuleWidget, VTKObs
                  "ultrasound": bool(p and p.tissueSegmentation and p.probeTransform and p.inputVolume)}[task]
         self.ui.applyButton.enabled = self.isIdle and ready
         self.ui.cancelButton.enabled = not self.isIdle
+        self.updateBatchButtons(task in ("super-resolution", "denoise"))  # the per-volume (self-supervised) tasks
         self.ui.pairsListWidget.clear()
         if p:
             for source, target in zip(p.sourceVolumes, p.targetVolumes):
                 self.ui.pairsListWidget.addItem(f"{source.GetName()}  ->  {target.GetName()}")
+
+    def batchJobFor(self, volumeNode):
+        """Super-resolve or denoise one more volume with the current settings (each trains on its own volume)."""
+        p = self._parameterNode
+        ensureDependencies()
+        if p.task == "super-resolution":
+            from DLSynthesizeLib.superresolution import SuperResolutionConfig
+
+            return self.logic.superResolveJob(volumeNode, SuperResolutionConfig(steps=p.trainingSteps))
+        if p.task == "denoise":
+            from DLSynthesizeLib.denoise import DenoiseConfig
+
+            return self.logic.denoiseJob(volumeNode, DenoiseConfig(steps=p.trainingSteps), anomalyVolume=p.anomalyMap)
+        raise ValueError(f"Batch runs super-resolution or denoising, not '{p.task}': pick one of those tasks.")
 
     def onAddPair(self) -> None:
         p = self._parameterNode

@@ -15,7 +15,9 @@ def addCommands(commands) -> None:
 
     classify = commands.add_parser("classify", help="classify a volume (or every volume in a folder); writes a CSV")
     classify.add_argument("--model", required=True, help="catalog id or model file")
-    classify.add_argument("--input", required=True, help="volume file, or a folder of volumes")
+    classify.add_argument("--input", required=True,
+                          help="volume file, or a cohort: a folder of volumes or a CSV with an 'input' column "
+                               "(sharded over torchrun processes, resumable; <output>_manifest.csv)")
     classify.add_argument("--output", required=True, help="results .csv (class, probability per class, calibrated)")
     classify.add_argument("--slices", action="store_true",
                           help="2D models: classify every slice of 3D inputs (a row per slice, with its position)")
@@ -88,22 +90,57 @@ def _writeCsv(rows: list[dict], path: Path) -> None:
 
 
 def _classify(args) -> int:
-    import slicer
-    import torch
-    from tqdm import tqdm
-
-    from DLCommon import saveNode, tensorFromVolume, volumeFromTensor
     from DLCommon.catalog import resolveModel
-    from DLCommon.storage import baseNameOf, loadVolume, volumeFiles
+    from DLCommon.cohort import CohortItem, cohortItems, isCohortSource, runCohortCommand
 
-    from .classifier import checkClassifier, classProbabilities, prepareFor, saliencyMap, temperatureOf
-    from .logic import ClassificationLogic, resultRows
+    from .classifier import checkClassifier
 
     model = resolveModel(args.model, task="classification")
     checkClassifier(model)
+    output = Path(args.output)
+    if not isCohortSource(args.input):
+        rows = _classifyFile(model, Path(args.input), args)
+        _writeCsv(rows, output)
+        _printRows(rows, args)
+        return 0
+    # a cohort: one JSON of rows per input (the resumable unit), merged into the CSV at the end
+    parts = output.with_name(output.name + ".items")
+    items = cohortItems(args.input, lambda name: parts / f"{name}.json")
+
+    def process(item: CohortItem, partial: Path) -> None:
+        partial.write_text(json.dumps(_classifyFile(model, item.inputs["input"], args, item.name)))
+
+    status = runCohortCommand(items, process, output.with_name(output.stem + "_manifest.csv"), "classify")
+    from DLCommon.distributed import isMainProcess
+
+    if isMainProcess():
+        rows = [row for item in items if item.output.exists() for row in json.loads(item.output.read_text())]
+        _writeCsv(rows, output)
+        _printRows(rows, args)
+    return status
+
+
+def _printRows(rows: list[dict], args) -> None:
+    if not args.slices:
+        for row in rows:
+            print(f"{row['input']}: {row['class']} ({row['probability']:.3f})")
+    print(f"Results: {args.output}")
+
+
+def _classifyFile(model, path: Path, args, name: str | None = None) -> list[dict]:
+    """Result rows for one volume file (a row per slice with ``--slices``); writes its saliency if asked."""
+    import slicer
+    import torch
+
+    from DLCommon import saveNode, tensorFromVolume, volumeFromTensor
+    from DLCommon.storage import baseNameOf, loadVolume
+
+    from .classifier import classProbabilities, prepareFor, saliencyMap, temperatureOf
+    from .logic import ClassificationLogic, resultRows
+
+    scene = slicer.vtkMRMLScene()
     rows = []
-    for path in tqdm(volumeFiles(args.input), desc="classify", unit="volume"):
-        scene = slicer.vtkMRMLScene()
+    try:
         volume = loadVolume(path, scene)
         if args.slices:
             positions, probabilities, names = ClassificationLogic(scene).sliceProbabilities(volume, model,
@@ -119,14 +156,10 @@ def _classify(args) -> int:
             if args.saliency:
                 saliency = saliencyMap(model, prepared, image, device=args.device)
                 saveNode(volumeFromTensor(saliency, volume, scene, "saliency"),
-                         Path(args.saliency) / f"{baseNameOf(path)}_saliency.nrrd")
+                         Path(args.saliency) / f"{name or baseNameOf(path)}_saliency.nrrd")
+    finally:
         scene.Clear(1)
-    _writeCsv(rows, Path(args.output))
-    if not args.slices:
-        for row in rows:
-            print(f"{row['input']}: {row['class']} ({row['probability']:.3f})")
-    print(f"Results: {args.output}")
-    return 0
+    return rows
 
 
 def _trainClassify(args) -> int:
@@ -135,6 +168,7 @@ def _trainClassify(args) -> int:
     from tqdm import tqdm
 
     from DLCommon import DLError, tensorFromVolume
+    from DLCommon.distributed import isMainProcess
     from DLCommon.plots import historyCurves, saveCurvesPng
     from DLCommon.storage import loadVolume
 
@@ -183,6 +217,8 @@ def _trainClassify(args) -> int:
             result = trainClassifier(prepared, labels, classNames, config, output, args.name, register=args.register,
                                      progress=progress)
         scene.Clear(1)
+    if not isMainProcess():  # under torchrun rank 0 writes the outputs
+        return 0
     saveCurvesPng(historyCurves(result.history), output / f"{args.name}_curves.png",
                   title=f"{args.name} ({args.arch}, {args.encoding})")
     report = result.report

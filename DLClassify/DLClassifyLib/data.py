@@ -10,11 +10,12 @@ voxel axes). The grid's affine travels with the tensor, so saliency maps go back
 from __future__ import annotations
 
 import math
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import torch
 from monai.data import MetaTensor
 
+from DLCommon.batches import ShardedBatches
 from DLCommon import DLError
 from DLCommon.sampling import sampleAtWorld, worldGrid
 
@@ -125,13 +126,16 @@ def normaliseImages(images: torch.Tensor, spatialDims: int) -> torch.Tensor:
     return torch.where(std > 1e-6, (images - mean) / std.clamp(min=1e-6), torch.zeros_like(images))
 
 
-class ClassificationBatches:
+class ClassificationBatches(ShardedBatches):
     """Re-iterable shuffled batches ``(images (B, C, *S), labels (B,))`` with optional augmentation.
+
+    Each sample's augmentation is seeded by its index and the epoch, so distributed training draws the
+    same batches as one process (see :class:`DLCommon.batches.ShardedBatches`).
 
     Args:
         images: ``(N, C, *S)`` prepared (normalised) inputs.
         labels: ``(N,)`` class indices.
-        batchSize: samples per batch.
+        batchSize: samples per (global) batch.
         augment: small random rotations / scaling / shifts, contrast (gamma) and noise (MONAI transforms).
         seed: shuffling and augmentation seed; each pass draws new ones.
         shuffle: False keeps the order (validation).
@@ -140,10 +144,7 @@ class ClassificationBatches:
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, batchSize: int = 32, augment: bool = False,
                  seed: int = 0, shuffle: bool = True):
         self.images, self.labels = images, labels.long()
-        self.batchSize = max(1, int(batchSize))
         self.augment = augment
-        self.shuffle = shuffle
-        self._generator = torch.Generator().manual_seed(seed)
         self._transform = None
         if augment:
             from monai.transforms import Compose, RandAdjustContrast, RandAffine, RandGaussianNoise
@@ -156,18 +157,12 @@ class ClassificationBatches:
                 RandAdjustContrast(prob=0.5, gamma=(0.7, 1.5)),
                 RandGaussianNoise(prob=0.5, std=0.1),
             ])
+        super().__init__(self._sample, len(self.labels), max(1, int(batchSize)), seed=seed, shuffle=shuffle,
+                         fixed=not shuffle and not augment)
+
+    def _sample(self, index: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+        image = self.images[index]
+        if self._transform is not None:
             self._transform.set_random_state(seed=seed)
-
-    def __len__(self) -> int:
-        return math.ceil(len(self.labels) / self.batchSize)
-
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        order = (torch.randperm(len(self.labels), generator=self._generator) if self.shuffle
-                 else torch.arange(len(self.labels)))
-        for start in range(0, len(order), self.batchSize):
-            index = order[start:start + self.batchSize]
-            images = self.images[index]
-            if self._transform is not None:
-                images = torch.stack([torch.as_tensor(self._transform(image)) for image in images]).float()
-                images = normaliseImages(images, images.ndim - 2)
-            yield images, self.labels[index]
+            image = normaliseImages(torch.as_tensor(self._transform(image)).float()[None], image.ndim - 1)[0]
+        return image, self.labels[index]

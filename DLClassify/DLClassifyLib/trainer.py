@@ -9,15 +9,14 @@ size, temperature), loadable with :func:`DLCommon.loadModel` and importable into
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import torch
 
-from DLCommon import DLError, ModelCatalog, ModelSpec, TrainingConfig, saveCheckpoint, trainModel
+from DLCommon import DLError, ModelSpec, TrainingConfig, trainModel
 from DLCommon.models import LoadedModel
-from DLCommon.training import TrainingHistory
+from DLCommon.training import TrainingHistory, saveTrainedModel
 
 from .architectures import ARCHITECTURES, buildClassifier, defaultLearningRate
 from .calibration import expectedCalibrationError, fitTemperature
@@ -189,14 +188,9 @@ def trainClassifier(images: torch.Tensor, labels: torch.Tensor, classNames: Sequ
                      description=description or f"{config.architecture} ({config.encoding} encoding) trained by MedDL",
                      options={"encoding": config.encoding, "architecture": config.architecture,
                               "inputSize": list(config.inputSize), "temperature": temperature, **(options or {})})
-    specPath = saveCheckpoint(network, outputDir / f"{modelName}.pt", className, args, spec)
-    modelPath = specPath.with_suffix(".pt")
-    (outputDir / f".{modelName}.best.pt").unlink(missing_ok=True)
-    (outputDir / f"{modelName}.history.json").write_text(
-        json.dumps({"history": dataclasses.asdict(result.history), "validation": report}, indent=2))
-    catalogId = None
-    if register:
-        catalogId = ModelCatalog().importFile(modelPath, modelId=modelName, title=modelName, spec=spec).id
+    modelPath, catalogId = saveTrainedModel(network, outputDir, modelName, spec, {"name": className, "args": args},
+                                            {"history": dataclasses.asdict(result.history), "validation": report},
+                                            register)
     loaded = LoadedModel(network=network, spec=spec, format="checkpoint", path=modelPath,
                          networkDef={"name": className, "args": args})
     return ClassificationTrainingResult(model=loaded, history=result.history, modelPath=modelPath, report=report,

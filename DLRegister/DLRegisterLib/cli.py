@@ -14,10 +14,13 @@ def addCommands(commands) -> None:
     from .similarity import SIMILARITIES
 
     register = commands.add_parser("register", help="register a moving volume to a fixed volume (affine + deformable)")
-    register.add_argument("--fixed", required=True, help="fixed (reference) volume file")
-    register.add_argument("--moving", required=True, help="moving volume file")
+    register.add_argument("--fixed", help="fixed (reference) volume file; or a cohort of them (folder / CSV)")
+    register.add_argument("--moving", help="moving volume file; or a cohort of them (folder / CSV)")
+    register.add_argument("--pairs", help="a cohort of pairs: CSV with columns fixed,moving (optional name, output)")
     register.add_argument("--output-transform", required=True,
-                          help="transform file (.h5): the moving volume under it aligns with the fixed one in Slicer")
+                          help="transform file (.h5): the moving volume under it aligns with the fixed one in Slicer "
+                               "(for a cohort: a folder of <name>.h5, with manifest.csv; the other outputs are then "
+                               "folders too)")
     register.add_argument("--output-warped", help="warped moving volume on the fixed grid (.nrrd, .nii.gz)")
     register.add_argument("--fixed-mask", help="mask file (.seg.nrrd or labelmap) on the fixed volume")
     register.add_argument("--moving-mask", help="mask file (.seg.nrrd or labelmap) on the moving volume")
@@ -98,63 +101,101 @@ def _saveLabels(node, fixedVolume, path: str) -> None:
 
 
 def _register(args) -> int:
+    from DLCommon import DLError
+    from DLCommon.cohort import CohortItem, cohortItems, isCohortSource, runCohortCommand
+
+    if bool(args.moving_labels) != bool(args.output_warped_labels) and not args.fixed_labels:
+        raise DLError("--moving-labels and --output-warped-labels go together", node="Command line",
+                      fix="give both (warp an atlas segmentation) or neither")
+    roles = [role for role in ("fixed", "moving") if getattr(args, role) and isCohortSource(getattr(args, role))]
+    if not args.pairs and not roles:
+        if not (args.fixed and args.moving):
+            raise DLError("needs --fixed and --moving (or --pairs CSV)", node="Command line",
+                          fix="give both volumes, or a cohort: a folder / CSV as --fixed or --moving, or --pairs")
+        _registerFiles(args, Path(args.fixed), Path(args.moving), {
+            "transform": args.output_transform, "warped": args.output_warped, "jacobian": args.jacobian,
+            "warpedLabels": args.output_warped_labels, "report": args.report})
+        return 0
+    if len(roles) > 1 or (args.pairs and roles):
+        raise DLError("got more than one cohort (folder / CSV) among --fixed, --moving and --pairs", node="Command line",
+                      fix="give one cohort; the other volume as a single file, or both as columns of --pairs")
+    source = args.pairs or getattr(args, roles[0])
+    defaults = {role: getattr(args, role) for role in ("fixed", "moving") if getattr(args, role) and role not in roles}
+    columns = roles + [r for r in ("fixed", "moving") if r not in roles]
+    folder = Path(args.output_transform)
+    items = cohortItems(source, lambda name: folder / f"{name}.h5", columns=columns, defaults=defaults)
+
+    def extra(option: str, name: str, suffix: str) -> str | None:  # further outputs: folders in a cohort
+        return str(Path(getattr(args, option)) / f"{name}{suffix}") if getattr(args, option) else None
+
+    def process(item: CohortItem, partial: Path) -> None:
+        _registerFiles(args, item.inputs["fixed"], item.inputs["moving"], {
+            "transform": partial, "warped": extra("output_warped", item.name, ".nrrd"),
+            "jacobian": extra("jacobian", item.name, "_jacobian.nrrd"),
+            "warpedLabels": extra("output_warped_labels", item.name, ".seg.nrrd"),
+            "report": extra("report", item.name, ".json")})
+
+    return runCohortCommand(items, process, folder / "manifest.csv", "register")
+
+
+def _registerFiles(args, fixedPath: Path, movingPath: Path, outputs: dict) -> None:
+    """Register one pair of volume files; ``outputs``: transform (required), warped, jacobian, warpedLabels, report."""
     import slicer
     from tqdm import tqdm
 
-    from DLCommon import DLError, saveNode
+    from DLCommon import saveNode
     from DLCommon.storage import loadTransform, loadVolume
 
     from .logic import RegistrationLogic
     from .optimisation import RegistrationConfig
 
-    if bool(args.moving_labels) != bool(args.output_warped_labels) and not args.fixed_labels:
-        raise DLError("--moving-labels and --output-warped-labels go together", node="Command line",
-                      fix="give both (warp an atlas segmentation) or neither")
     scene = slicer.vtkMRMLScene()
-    fixed, moving = loadVolume(args.fixed, scene), loadVolume(args.moving, scene)
-    options = {}
-    if args.fixed_mask:
-        options["fixedMask"] = _loadLabels(args.fixed_mask, scene)
-    if args.moving_mask:
-        options["movingMask"] = _loadLabels(args.moving_mask, scene)
-    if args.initial_transform:
-        options["initialTransform"] = loadTransform(args.initial_transform, scene)
-    movingLabels = _loadLabels(args.moving_labels, scene) if args.moving_labels else None
-    if args.fixed_labels and movingLabels is not None:
-        options["fixedLabels"], options["movingLabels"] = _loadLabels(args.fixed_labels, scene), movingLabels
-    if args.output_warped_labels:
-        options["warpSegmentation"] = movingLabels
-    iterations = [n for n in args.iterations if n > 0]
-    config = RegistrationConfig(similarity=args.similarity, fieldModel=args.field, regulariser=args.regulariser,
-                                regularisationWeight=args.regularisation_weight, labelWeight=args.label_weight,
-                                levels=_levels(len(iterations)), iterations=tuple(iterations),
-                                deformable=not args.affine_only and bool(iterations), affine=not args.no_affine,
-                                spacing=args.spacing, device=args.device)
-    if args.model:
-        options["model"] = args.model
-    with tqdm(total=100, desc="register", unit="%", bar_format="{l_bar}{bar}| {n:.0f}% [{elapsed}<{remaining}]") as bar:
-        def progress(fraction, message):
-            bar.set_postfix_str(message.split(": ", 1)[-1][:40])
-            bar.update(100 * fraction - bar.n)
+    try:
+        fixed, moving = loadVolume(fixedPath, scene), loadVolume(movingPath, scene)
+        options = {}
+        if args.fixed_mask:
+            options["fixedMask"] = _loadLabels(args.fixed_mask, scene)
+        if args.moving_mask:
+            options["movingMask"] = _loadLabels(args.moving_mask, scene)
+        if args.initial_transform:
+            options["initialTransform"] = loadTransform(args.initial_transform, scene)
+        movingLabels = _loadLabels(args.moving_labels, scene) if args.moving_labels else None
+        if args.fixed_labels and movingLabels is not None:
+            options["fixedLabels"], options["movingLabels"] = _loadLabels(args.fixed_labels, scene), movingLabels
+        if outputs["warpedLabels"]:
+            options["warpSegmentation"] = movingLabels
+        iterations = [n for n in args.iterations if n > 0]
+        config = RegistrationConfig(similarity=args.similarity, fieldModel=args.field, regulariser=args.regulariser,
+                                    regularisationWeight=args.regularisation_weight, labelWeight=args.label_weight,
+                                    levels=_levels(len(iterations)), iterations=tuple(iterations),
+                                    deformable=not args.affine_only and bool(iterations), affine=not args.no_affine,
+                                    spacing=args.spacing, device=args.device)
+        if args.model:
+            options["model"] = args.model
+        with tqdm(total=100, desc="register", unit="%", leave=False,
+                  bar_format="{l_bar}{bar}| {n:.0f}% [{elapsed}<{remaining}]") as bar:
+            def progress(fraction, message):
+                bar.set_postfix_str(message.split(": ", 1)[-1][:40])
+                bar.update(100 * fraction - bar.n)
 
-        result = RegistrationLogic(scene).register(fixed, moving, config, progress=progress,
-                                                   warpedVolume=bool(args.output_warped),
-                                                   jacobianVolume=bool(args.jacobian), **options)
-    saveNode(result.transform, args.output_transform)
-    if args.output_warped:
-        saveNode(result.warpedVolume, args.output_warped)
-    if args.jacobian:
-        saveNode(result.jacobian, args.jacobian)
-    if args.output_warped_labels:
-        _saveLabels(result.warpedSegmentation, fixed, args.output_warped_labels)
-    report = result.report
-    if args.report:
-        Path(args.report).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.report).write_text(json.dumps(report, indent=2))
-    print(f"{report['similarity']} {report['before']:.3f} -> {report['after']:.3f} in {report['seconds']:.1f} s, "
-          f"folding {report['foldingPercent']:.3f}% -> {args.output_transform}")
-    scene.Clear(1)
-    return 0
+            result = RegistrationLogic(scene).register(fixed, moving, config, progress=progress,
+                                                       warpedVolume=bool(outputs["warped"]),
+                                                       jacobianVolume=bool(outputs["jacobian"]), **options)
+        if outputs["warped"]:
+            saveNode(result.warpedVolume, outputs["warped"])
+        if outputs["jacobian"]:
+            saveNode(result.jacobian, outputs["jacobian"])
+        if outputs["warpedLabels"]:
+            _saveLabels(result.warpedSegmentation, fixed, outputs["warpedLabels"])
+        report = result.report
+        if outputs["report"]:
+            Path(outputs["report"]).parent.mkdir(parents=True, exist_ok=True)
+            Path(outputs["report"]).write_text(json.dumps(report, indent=2))
+        saveNode(result.transform, outputs["transform"])  # last: in a cohort it marks the pair done
+        print(f"{Path(movingPath).name} -> {Path(fixedPath).name}: {report['similarity']} {report['before']:.3f} -> "
+              f"{report['after']:.3f} in {report['seconds']:.1f} s, folding {report['foldingPercent']:.3f}%")
+    finally:
+        scene.Clear(1)
 
 
 def _trainRegister(args) -> int:
@@ -162,6 +203,7 @@ def _trainRegister(args) -> int:
     from tqdm import tqdm
 
     from DLCommon import DLError, tensorFromVolume
+    from DLCommon.distributed import isMainProcess
     from DLCommon.plots import historyCurves, saveCurvesPng
     from DLCommon.storage import loadVolume
 
@@ -190,6 +232,8 @@ def _trainRegister(args) -> int:
 
         result = trainRegistrationModel(images, config, output, args.name, labels=labels, register=args.register,
                                         progress=progress)
+    if not isMainProcess():  # under torchrun rank 0 writes the outputs
+        return 0
     saveCurvesPng(historyCurves(result.history), output / f"{args.name}_curves.png", title=f"{args.name} ({args.network})")
     print(f"Model: {result.modelPath}" + (f" (catalog id '{result.catalogId}')" if result.catalogId else ""))
     return 0

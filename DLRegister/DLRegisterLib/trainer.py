@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import json
-import random
 import warnings
 from pathlib import Path
 from typing import Callable, Sequence
@@ -24,9 +22,10 @@ import torch
 from monai.losses import BendingEnergyLoss, DiceLoss
 from monai.networks.blocks import Warp
 
-from DLCommon import DLError, ModelCatalog, ModelSpec, TrainingConfig, saveCheckpoint, trainModel
+from DLCommon.batches import ShardedBatches
+from DLCommon import DLError, ModelSpec, TrainingConfig, trainModel
 from DLCommon.models import LoadedModel
-from DLCommon.training import TrainingHistory
+from DLCommon.training import TrainingHistory, saveTrainedModel
 
 from .network import REGISTRATION_NETWORKS, buildRegistrationNetwork, preparePair
 from .optimisation import checkImage
@@ -106,26 +105,18 @@ def registrationLoss(similarity: str, kernelSize: int, regularisationWeight: flo
     return loss
 
 
-class PairBatches:
-    """Re-iterable batches ``(inputs (B, 2, ...), targets (B, 2 + 2C, ...))`` in a new random order per epoch."""
+class PairBatches(ShardedBatches):
+    """Re-iterable batches ``(inputs (B, 2, ...), targets (B, 2 + 2C, ...))`` in a new random order per epoch
+    (the same order whatever the number of training processes)."""
 
     def __init__(self, pairs: list[dict], batchSize: int, seed: int, shuffle: bool = True):
-        self.pairs, self.batchSize, self.shuffle = pairs, max(1, batchSize), shuffle
-        self._random = random.Random(seed)
+        self.pairs = pairs
+        super().__init__(self._pair, len(pairs), max(1, batchSize), seed=seed, shuffle=shuffle, fixed=not shuffle,
+                         what="Training pairs")
 
-    def __iter__(self):
-        order = list(range(len(self.pairs)))
-        if self.shuffle:
-            self._random.shuffle(order)
-        for start in range(0, len(order), self.batchSize):
-            chosen = [self.pairs[i] for i in order[start:start + self.batchSize]]
-            inputs = torch.stack([p["input"] for p in chosen])
-            targets = torch.stack([p["input"] if p["labels"] is None else torch.cat([p["input"], p["labels"]])
-                                   for p in chosen])
-            yield inputs, targets
-
-    def __len__(self) -> int:
-        return -(-len(self.pairs) // self.batchSize)
+    def _pair(self, index: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+        pair = self.pairs[index]
+        return pair["input"], pair["input"] if pair["labels"] is None else torch.cat([pair["input"], pair["labels"]])
 
 
 def trainRegistrationModel(images: Sequence, config: RegistrationTrainingConfig, outputDir: str | Path,
@@ -190,13 +181,8 @@ def trainRegistrationModel(images: Sequence, config: RegistrationTrainingConfig,
                      labelNames=[f"label {v}" for v in labelValues[1:]],
                      description=f"{config.network} registration network trained by MedDL ({config.similarity}"
                                  f"{', label-driven' if labelValues else ', unsupervised'})")
-    specPath = saveCheckpoint(network, outputDir / f"{modelName}.pt", className, args, spec)
-    modelPath = specPath.with_suffix(".pt")
-    (outputDir / f".{modelName}.best.pt").unlink(missing_ok=True)
-    (outputDir / f"{modelName}.history.json").write_text(json.dumps(dataclasses.asdict(result.history), indent=2))
-    catalogId = None
-    if register:
-        catalogId = ModelCatalog().importFile(modelPath, modelId=modelName, title=modelName, spec=spec).id
+    modelPath, catalogId = saveTrainedModel(network, outputDir, modelName, spec, {"name": className, "args": args},
+                                            dataclasses.asdict(result.history), register)
     loaded = LoadedModel(network=network, spec=spec, format="checkpoint", path=modelPath,
                          networkDef={"name": className, "args": args})
     return RegistrationTrainingResult(model=loaded, history=result.history, modelPath=modelPath, catalogId=catalogId)

@@ -15,9 +15,11 @@ def addCommands(commands) -> None:
 
     segment = commands.add_parser("segment", help="segment a volume (or every volume in a folder) with a model")
     segment.add_argument("--model", required=True, help="catalog id or model file / bundle")
-    segment.add_argument("--input", required=True, help="volume file, or a folder of volumes (batch)")
+    segment.add_argument("--input", required=True,
+                         help="volume file, or a cohort: a folder of volumes or a CSV with an 'input' column "
+                              "(optional 'name', 'output'); sharded over torchrun processes, resumable")
     segment.add_argument("--output", required=True,
-                         help="output .seg.nrrd (for a folder input: an output folder)")
+                         help="output .seg.nrrd (for a cohort: an output folder, with manifest.csv)")
     segment.add_argument("--probabilities", help="also write class probabilities (a 4D .nrrd / a folder)")
     segment.add_argument("--mirror", action="store_true",
                          help="test-time augmentation: average with the left-right mirrored prediction (2x time)")
@@ -35,6 +37,10 @@ def addCommands(commands) -> None:
     train.add_argument("--batches-per-epoch", type=int, default=16)
     train.add_argument("--batch-size", type=int, default=2)
     train.add_argument("--features", type=int, default=16, help="width of the network's first level")
+    train.add_argument("--norm", choices=("batch", "instance", "group"), default="batch",
+                       help="normalisation layers (instance / group: independent of how a batch is split "
+                            "over torchrun processes on CPU)")
+    train.add_argument("--seed", type=int, default=0)
     train.add_argument("--intensity-range", type=float, nargs=2, metavar=("MIN", "MAX"),
                        help="scale this intensity window to 0..1 (e.g. CT: -200 300) instead of a per-image z-score")
     train.add_argument("--fine-tune", help="catalog id or model file to start from")
@@ -45,49 +51,59 @@ def addCommands(commands) -> None:
     train.set_defaults(handler=_trainSegment)
 
 
-def _stem(path: Path) -> str:
-    from DLCommon.storage import baseNameOf
-
-    return baseNameOf(path)
-
-
 def _segment(args) -> int:
+    from DLCommon.cohort import CohortItem, cohortItems, isCohortSource, runCohortCommand
+
+    from .logic import resolveModel
+
+    model = resolveModel(args.model)
+
+    def process(item: CohortItem, output: Path) -> None:
+        _segmentFile(model, item.inputs["input"], output, args, item.name)
+
+    if not isCohortSource(args.input):
+        process(CohortItem(Path(args.input).name, {"input": Path(args.input)}, Path(args.output)), Path(args.output))
+        return 0
+    folder = Path(args.output)
+    items = cohortItems(args.input, lambda name: folder / f"{name}.seg.nrrd")
+    return runCohortCommand(items, process, folder / "manifest.csv", "segment")
+
+
+def _segmentFile(model, path: Path, output: Path, args, name: str) -> None:
+    """Segment one volume file into ``output`` (.seg.nrrd), with its probabilities if asked."""
     import slicer
     from tqdm import tqdm
 
     from DLCommon import saveNode, segmentationFromTensor, tensorFromVolume, volumeFromTensor
-    from DLCommon.storage import loadVolume, volumeFiles
+    from DLCommon.cohort import isCohortSource
+    from DLCommon.storage import loadVolume
 
-    from .logic import resolveModel
     from .segmenter import predictProbabilities
 
-    model = resolveModel(args.model)
-    inputs = volumeFiles(args.input)
-    batch = Path(args.input).is_dir()
-    for path in tqdm(inputs, desc="segment", unit="volume", disable=not batch):
-        scene = slicer.vtkMRMLScene()
+    scene = slicer.vtkMRMLScene()
+    try:
         volume = loadVolume(path, scene)
-        with tqdm(total=100, desc=path.name, unit="%", leave=False) as bar:
+        with tqdm(total=100, desc=Path(path).name, unit="%", leave=False) as bar:
             probabilities = predictProbabilities(model, tensorFromVolume(volume), device=args.device,
                                                  progress=lambda f, m: bar.update(100 * f - bar.n),
                                                  mirror=args.mirror)
         names = model.spec.labelNames or [f"label {i}" for i in range(1, probabilities.shape[0])]
         segmentation = segmentationFromTensor(probabilities, volume, scene, names, model.spec.labelColors or None,
                                               nodeName=f"{volume.GetName()} {model.spec.name}")
-        output = Path(args.output) / f"{_stem(path)}.seg.nrrd" if batch else Path(args.output)
-        saveNode(segmentation, output)
         if args.probabilities:
-            target = (Path(args.probabilities) / f"{_stem(path)}_probabilities.nrrd" if batch
+            target = (Path(args.probabilities) / f"{name}_probabilities.nrrd" if isCohortSource(args.input)
                       else Path(args.probabilities))
             saveNode(volumeFromTensor(probabilities, volume, scene, "probabilities"), target)
-        print(f"{path.name}: {', '.join(names)} -> {output}")
+        saveNode(segmentation, output)
+        print(f"{Path(path).name}: {', '.join(names)}")
+    finally:
         scene.Clear(1)
-    return 0
 
 
 def _trainSegment(args) -> int:
     from tqdm import tqdm
 
+    from DLCommon.distributed import isMainProcess
     from DLCommon.plots import historyCurves, saveCurvesPng
 
     from .data import samplesFromFiles
@@ -102,7 +118,7 @@ def _trainSegment(args) -> int:
     config = SegmentationTrainingConfig(network=args.network, loss=args.loss, epochs=args.epochs,
                                         patchSize=args.patch, spacing=args.spacing, features=args.features,
                                         batchesPerEpoch=args.batches_per_epoch, batchSize=args.batch_size,
-                                        device=args.device, **options)
+                                        norm=args.norm, seed=args.seed, device=args.device, **options)
     base = resolveModel(args.fine_tune) if args.fine_tune else None
     output = Path(args.output_model)
     with tqdm(total=args.epochs, desc=f"train {args.name}", unit="epoch") as bar:
@@ -112,6 +128,8 @@ def _trainSegment(args) -> int:
 
         result = trainSegmentationModel(samples, names, colors, config, output, args.name, baseModel=base,
                                         register=args.register, progress=progress)
+    if not isMainProcess():  # under torchrun rank 0 writes the outputs
+        return 0
     saveCurvesPng(historyCurves(result.history), output / f"{args.name}_curves.png", title=f"{args.name} ({args.loss})")
     print(f"Model: {result.modelPath}" + (f" (catalog id '{result.catalogId}')" if result.catalogId else ""))
     print(f"Best validation Dice {result.history.bestMetric:.3f} at epoch {result.history.bestEpoch + 1}")

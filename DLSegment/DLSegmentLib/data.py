@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
 from monai.data import MetaTensor
 
 from DLCommon import DLError, tensorFromSegmentation, tensorFromVolume
+from DLCommon.batches import ShardedBatches
 from DLCommon.inference import preprocess
 from DLCommon.volumes import checkFinite
 from DLCommon.models import ModelSpec
@@ -110,18 +111,19 @@ def prepareSample(sample: SegmentationSample, spec: ModelSpec) -> SegmentationSa
     return SegmentationSample(image=image, labels=labels, name=sample.name)
 
 
-class PatchBatches:
+class PatchBatches(ShardedBatches):
     """Re-iterable batches of random patches ``((B, C, *patch), (B, 1, *patch))`` for the training loop.
 
     Patch centres are drawn class-balanced (MONAI ``RandCropByLabelClassesd``) so small structures are
-    seen; augmentations are MONAI random transforms applied per patch. With ``fixed=True`` every pass
-    yields the same patches (for validation).
+    seen; augmentations are MONAI random transforms applied per patch. Each patch is seeded by its own
+    index (see :class:`DLCommon.batches.ShardedBatches`), so distributed training over N processes draws the
+    same patches as one process. With ``fixed=True`` every pass yields the same patches (for validation).
 
     Args:
         samples: prepared samples.
         patchSize: patch size in voxels (2 or 3 values; 2 values use single-slice samples).
         numClasses: number of classes including background.
-        batchSize: patches per batch.
+        batchSize: patches per (global) batch.
         batchesPerEpoch: batches per pass.
         augmentations: subset of :data:`AUGMENTATIONS`.
         seed: random seed.
@@ -139,13 +141,10 @@ class PatchBatches:
         self.samples = list(samples)
         self.patchSize = tuple(int(p) for p in patchSize)
         self.numClasses = numClasses
-        self.batchSize = batchSize
         self.batchesPerEpoch = batchesPerEpoch
-        self.seed = seed
-        self.fixed = fixed
         self.transform = self._buildTransform(tuple(augmentations))
-        self.transform.set_random_state(seed=seed)
-        self._rng = np.random.default_rng(seed)
+        super().__init__(self._patch, batchesPerEpoch * batchSize, batchSize, seed=seed, fixed=fixed,
+                         what="Training patches")
 
     def _buildTransform(self, augmentations: tuple[str, ...]):
         from monai.transforms import (Compose, Rand3DElasticd, RandAdjustContrastd, RandAffined, RandBiasFieldd,
@@ -170,23 +169,13 @@ class PatchBatches:
             steps.append(RandGaussianNoised(keys=["image"], prob=0.5, std=0.1))
         return Compose(steps)
 
-    def __len__(self) -> int:
-        return self.batchesPerEpoch
-
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        if self.fixed:
-            self.transform.set_random_state(seed=self.seed)
-            self._rng = np.random.default_rng(self.seed)
-        for _ in range(self.batchesPerEpoch):
-            images, labels = [], []
-            for _ in range(self.batchSize):
-                sample = self.samples[int(self._rng.integers(len(self.samples)))]
-                image, label = sample.image, sample.labels[None].float()
-                if len(self.patchSize) == 2:  # a 2D model trains on single slices along K
-                    k = int(self._rng.integers(image.shape[-1]))
-                    image, label = image[..., k], label[..., k]
-                out = self.transform({"image": image.as_tensor() if hasattr(image, "as_tensor") else image,
-                                      "label": label})[0]
-                images.append(torch.as_tensor(out["image"]).float())
-                labels.append(torch.as_tensor(out["label"]).round().long())
-            yield torch.stack(images), torch.stack(labels)
+    def _patch(self, index: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+        rng = np.random.default_rng(seed)
+        sample = self.samples[int(rng.integers(len(self.samples)))]
+        image, label = sample.image, sample.labels[None].float()
+        if len(self.patchSize) == 2:  # a 2D model trains on single slices along K
+            k = int(rng.integers(image.shape[-1]))
+            image, label = image[..., k], label[..., k]
+        self.transform.set_random_state(seed=int(rng.integers(2**31)))
+        out = self.transform({"image": image.as_tensor() if hasattr(image, "as_tensor") else image, "label": label})[0]
+        return torch.as_tensor(out["image"]).float(), torch.as_tensor(out["label"]).round().long()

@@ -8,16 +8,15 @@ normalisation, patch size) and, optionally, imported into the model catalog (SHA
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import torch
 from monai.networks.utils import one_hot
 
-from DLCommon import DLError, ModelCatalog, ModelSpec, TrainingConfig, saveCheckpoint, trainModel
-from DLCommon.models import LoadedModel, saveTorchScript
-from DLCommon.training import TrainingHistory
+from DLCommon import DLError, ModelSpec, TrainingConfig, trainModel
+from DLCommon.models import LoadedModel
+from DLCommon.training import TrainingHistory, saveTrainedModel
 
 from .data import AUGMENTATIONS, PatchBatches, SegmentationSample, prepareSample
 from .losses import LOSSES
@@ -179,18 +178,11 @@ def trainSegmentationModel(samples: Sequence[SegmentationSample], labelNames: Se
     network = result.network.eval().cpu()
     if className is None and baseModel.networkDef:
         className, args = baseModel.networkDef["name"], baseModel.networkDef.get("args", {})
-    if className is not None:
-        specPath = saveCheckpoint(network, outputDir / f"{modelName}.pt", className, args, spec)
-        modelPath = specPath.with_suffix(".pt")
-    else:  # fine-tuned TorchScript / bundle network: keep it self-contained as TorchScript
-        example = torch.zeros((1, channels) + tuple(spec.roiSize or config.patchSize))
-        modelPath = saveTorchScript(network, outputDir / f"{modelName}.ts", spec,
-                                    example=None if isinstance(network, torch.jit.ScriptModule) else example)
-    (outputDir / f".{modelName}.best.pt").unlink(missing_ok=True)
-    (outputDir / f"{modelName}.history.json").write_text(json.dumps(dataclasses.asdict(result.history), indent=2))
-    catalogId = None
-    if register:
-        catalogId = ModelCatalog().importFile(modelPath, modelId=modelName, title=modelName, spec=spec).id
+    networkDef = {"name": className, "args": args} if className is not None else None
+    # a fine-tuned TorchScript / bundle network stays self-contained as TorchScript
+    modelPath, catalogId = saveTrainedModel(network, outputDir, modelName, spec, networkDef,
+                                            dataclasses.asdict(result.history), register,
+                                            example=torch.zeros((1, channels) + tuple(spec.roiSize or config.patchSize)))
     loaded = LoadedModel(network=network, spec=spec, format="checkpoint" if className else "torchscript",
-                         path=modelPath, networkDef={"name": className, "args": args} if className else None)
+                         path=modelPath, networkDef=networkDef)
     return SegmentationTrainingResult(model=loaded, history=result.history, modelPath=modelPath, catalogId=catalogId)

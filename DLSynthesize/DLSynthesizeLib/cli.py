@@ -36,8 +36,10 @@ def addCommands(commands) -> None:
 
     apply = commands.add_parser("synthesize", help="apply an image-to-image model to a volume")
     apply.add_argument("--model", required=True, help="catalog id or model file")
-    apply.add_argument("--input", required=True)
-    apply.add_argument("--output", required=True)
+    apply.add_argument("--input", required=True,
+                       help="volume file, or a cohort: a folder of volumes or a CSV with an 'input' column "
+                            "(sharded over torchrun processes, resumable)")
+    apply.add_argument("--output", required=True, help="volume file (for a cohort: a folder, with manifest.csv)")
     apply.set_defaults(handler=_synthesize)
 
     simulate = commands.add_parser("simulate-us", help="simulate a B-mode ultrasound image from labels or a CT / MR")
@@ -85,6 +87,7 @@ def _trainSynthesis(args) -> int:
     from tqdm import tqdm
 
     from DLCommon import DLError, ModelCatalog, tensorFromVolume
+    from DLCommon.distributed import isMainProcess
     from DLCommon.plots import historyCurves, saveCurvesPng
     from DLCommon.storage import loadVolume
 
@@ -117,6 +120,8 @@ def _trainSynthesis(args) -> int:
                                          progress=progress)
         else:
             model = trainImageToImage(pairs, ImageToImageConfig(dimensions=args.dimensions, **options), progress=progress)
+    if not isMainProcess():  # under torchrun rank 0 writes the outputs
+        return 0
     output = Path(args.output_model)
     path = saveImageToImageModel(model, output / f"{args.name}.ts", args.name,
                                  f"{args.mode} trained by MedDL on {len(pairs)} pair(s)")
@@ -132,6 +137,7 @@ def _trainDenoiser(args) -> int:
     import slicer
 
     from DLCommon import DLError, ModelCatalog, tensorFromVolume
+    from DLCommon.distributed import isMainProcess
     from DLCommon.storage import loadVolume
 
     from .denoise import DenoiseConfig, denoise
@@ -143,6 +149,8 @@ def _trainDenoiser(args) -> int:
     scene = slicer.vtkMRMLScene()
     image = tensorFromVolume(loadVolume(args.sources[0], scene))
     result = denoise(image, DenoiseConfig(steps=args.steps, device=args.device))
+    if not isMainProcess():  # under torchrun rank 0 writes the outputs
+        return 0
     path = saveImageToImageModel(result.model, Path(args.output_model) / f"{args.name}.ts", args.name,
                                  f"self-supervised denoiser (noise level {result.noiseLevel:.3g})")
     message = f"Model: {path} (noise level {result.noiseLevel:.3g})"
@@ -154,32 +162,51 @@ def _trainDenoiser(args) -> int:
 
 
 def _synthesize(args) -> int:
+    from DLCommon.catalog import resolveModel
+    from DLCommon.cohort import CohortItem, cohortItems, isCohortSource, runCohortCommand
+
+    from .imagetoimage import imageToImageModelFrom
+
+    model = imageToImageModelFrom(resolveModel(args.model, task="synthesis"))
+    if not isCohortSource(args.input):
+        _synthesizeFile(model, Path(args.input), Path(args.output))
+        print(f"{Path(args.input).name} -> {args.output}")
+        return 0
+    folder = Path(args.output)
+    items = cohortItems(args.input, lambda name: folder / f"{name}.nrrd")
+
+    def process(item: CohortItem, partial: Path) -> None:
+        _synthesizeFile(model, item.inputs["input"], partial)
+
+    return runCohortCommand(items, process, folder / "manifest.csv", "synthesize")
+
+
+def _synthesizeFile(model, path: Path, output: Path) -> None:
+    """Apply an image-to-image / denoising / quality-transfer model to one volume file."""
     import slicer
 
     from DLCommon import saveNode, tensorFromVolume, volumeFromTensor
-    from DLCommon.catalog import resolveModel
     from DLCommon.storage import loadVolume
 
-    from .imagetoimage import applyImageToImage, imageToImageModelFrom
+    from .imagetoimage import applyImageToImage
 
-    model = imageToImageModelFrom(resolveModel(args.model, task="synthesis"))
     scene = slicer.vtkMRMLScene()
-    volume = loadVolume(args.input, scene)
-    if model.options.get("denoise"):
-        from .denoise import applyDenoiser
+    try:
+        volume = loadVolume(path, scene)
+        if model.options.get("denoise"):
+            from .denoise import applyDenoiser
 
-        output = applyDenoiser(model, tensorFromVolume(volume))
-    elif model.options.get("qualityTransfer"):
-        from .qualitytransfer import applyQualityTransfer
+            result = applyDenoiser(model, tensorFromVolume(volume))
+        elif model.options.get("qualityTransfer"):
+            from .qualitytransfer import applyQualityTransfer
 
-        output = applyQualityTransfer(model, tensorFromVolume(volume))  # on a finer grid: placed by its affine
-    else:
-        output = applyImageToImage(model, tensorFromVolume(volume))
-    reference = volume if tuple(output.shape[1:]) == tuple(volume.GetImageData().GetDimensions()) else None
-    saveNode(volumeFromTensor(output, reference, scene, "synthesized"), args.output)
-    print(f"{Path(args.input).name} -> {args.output}")
-    scene.Clear(1)
-    return 0
+            result = applyQualityTransfer(model, tensorFromVolume(volume))  # on a finer grid: placed by its affine
+        else:
+            result = applyImageToImage(model, tensorFromVolume(volume))
+        reference = volume if tuple(result.shape[1:]) == tuple(volume.GetImageData().GetDimensions()) else None
+        saveNode(volumeFromTensor(result, reference, scene, "synthesized"), output)
+    finally:
+        scene.Clear(1)
 
 
 def _simulateUs(args) -> int:

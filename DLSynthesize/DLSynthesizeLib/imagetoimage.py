@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from monai.data import MetaTensor
 
+from DLCommon.batches import ShardedBatches
 from DLCommon import DLError, TrainingConfig, trainModel
 from DLCommon.geometry import affinesClose
 
@@ -125,30 +126,29 @@ def lossFunction(name: str, dimensions: int, ssimWeight: float) -> Callable:
     return lambda prediction, target: l1(prediction, target) + ssimWeight * ssim(prediction, target)
 
 
-class PatchPairs:
-    """``batchesPerEpoch`` random ``(source, target)`` patch batches per iteration, 2D slices or 3D boxes."""
+class PatchPairs(ShardedBatches):
+    """``batchesPerEpoch`` random ``(source, target)`` patch batches per iteration, 2D slices or 3D boxes
+    (each patch seeded by its index: the same patches for any number of training processes)."""
 
     def __init__(self, pairs, config: ImageToImageConfig, batchesPerEpoch: int):
-        self.pairs, self.config, self.count = pairs, config, batchesPerEpoch
-        self.generator = torch.Generator().manual_seed(config.seed)
+        self.pairs, self.config = pairs, config
+        super().__init__(self._patch, batchesPerEpoch * config.batchSize, config.batchSize, seed=config.seed,
+                         what="Training pairs")
 
-    def _random(self, upper: int) -> int:
-        return int(torch.randint(max(1, upper), (1,), generator=self.generator))
-
-    def __iter__(self):
+    def _patch(self, index: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
         c = self.config
-        for _ in range(self.count):
-            sources, targets = [], []
-            for _ in range(c.batchSize):
-                source, target = self.pairs[self._random(len(self.pairs))]
-                if c.dimensions == 2:
-                    index = self._random(source.shape[c.sliceAxis])
-                    source, target = source.select(c.sliceAxis, index), target.select(c.sliceAxis, index)
-                corner = [self._random(n - c.patchSize + 1) for n in source.shape]
-                box = tuple(slice(k, k + c.patchSize) for k in corner)
-                sources.append(_padTo(source[box], c.patchSize))
-                targets.append(_padTo(target[box], c.patchSize))
-            yield torch.stack(sources)[:, None], torch.stack(targets)[:, None]
+        generator = torch.Generator().manual_seed(seed)
+
+        def draw(upper: int) -> int:
+            return int(torch.randint(max(1, upper), (1,), generator=generator))
+
+        source, target = self.pairs[draw(len(self.pairs))]
+        if c.dimensions == 2:
+            index = draw(source.shape[c.sliceAxis])
+            source, target = source.select(c.sliceAxis, index), target.select(c.sliceAxis, index)
+        corner = [draw(n - c.patchSize + 1) for n in source.shape]
+        box = tuple(slice(k, k + c.patchSize) for k in corner)
+        return _padTo(source[box], c.patchSize)[None], _padTo(target[box], c.patchSize)[None]
 
 
 def _padTo(tensor: torch.Tensor, size: int) -> torch.Tensor:

@@ -21,7 +21,8 @@ from typing import Callable, Sequence
 import torch
 from monai.data import MetaTensor
 
-from DLCommon import pickDevice
+from DLCommon.distributed import (allReduceSums, averageGradients, broadcastBuffers, distributedContext,
+                                  distributedDevice)
 
 from .imagetoimage import (ImageToImageConfig, ImageToImageModel, PatchPairs, buildNetwork, checkPairs,
                            prepareTargets)
@@ -70,7 +71,8 @@ def trainPix2Pix(pairs: Sequence[tuple[MetaTensor, MetaTensor]], config: Pix2Pix
     checkPairs(pairs)
     targetRange, prepared = prepareTargets(pairs)
     torch.manual_seed(config.seed)
-    device = pickDevice(config.device)
+    device = distributedDevice(config.device)
+    isMain = distributedContext().isMain
     generator = buildNetwork(2, config.features, residual=False).to(device)
     discriminator = PatchDiscriminator(spatial_dims=2, channels=config.features, in_channels=2, num_layers_d=3).to(device)
     adversarial = PatchAdversarialLoss(criterion="least_squares")
@@ -95,18 +97,26 @@ def trainPix2Pix(pairs: Sequence[tuple[MetaTensor, MetaTensor]], config: Pix2Pix
             lossD = 0.5 * (adversarial(real, target_is_real=True, for_discriminator=True)
                            + adversarial(generated, target_is_real=False, for_discriminator=True))
             lossD.backward()
+            averageGradients(discriminator)  # under torchrun: the global batch's gradient, as in one process
             optimiserD.step()
             optimiserG.zero_grad(set_to_none=True)
             fooled = discriminator(torch.cat([source, fake], 1))[-1]
             lossL1 = l1(fake, target)
             lossG = adversarial(fooled, target_is_real=True, for_discriminator=False) + config.l1Weight * lossL1
             lossG.backward()
+            averageGradients(generator)
             optimiserG.step()
             for index, value in enumerate((lossG, lossD, lossL1)):
                 sums[index] += float(value.detach())
-        history.trainLoss.append(sums[0] / perEpoch)
-        history.discriminatorLoss.append(sums[1] / perEpoch)
-        history.l1Loss.append(sums[2] / perEpoch)
+        sums = allReduceSums(sums + [perEpoch])
+        sums, count = sums[:3], sums[3]
+        for network in (generator, discriminator):
+            broadcastBuffers(network)
+        history.trainLoss.append(sums[0] / count)
+        history.discriminatorLoss.append(sums[1] / count)
+        history.l1Loss.append(sums[2] / count)
+        if not isMain:
+            continue
         if onEpoch is not None:
             onEpoch(history)
         report((epoch + 1) / epochs, f"pix2pix epoch {epoch + 1}/{epochs}: G {history.trainLoss[-1]:.3f}, "
