@@ -57,7 +57,8 @@ def isCohortSource(path: str | Path) -> bool:
 
 
 def cohortItems(source: str | Path, outputFor: Callable[[str], Path], columns: Sequence[str] = ("input",),
-                defaults: dict[str, str | Path] | None = None) -> list[CohortItem]:
+                defaults: dict[str, str | Path] | None = None,
+                nameOf: Callable[[dict[str, Path]], str] | None = None) -> list[CohortItem]:
     """The items of a folder or CSV.
 
     Args:
@@ -66,6 +67,8 @@ def cohortItems(source: str | Path, outputFor: Callable[[str], Path], columns: S
         outputFor: ``outputFor(name) -> Path`` of the item's output when the CSV has no ``output`` column.
         columns: the input roles each item needs.
         defaults: roles given once for every item (e.g. the fixed template), when the CSV lacks that column.
+        nameOf: ``nameOf(inputs) -> str``, an item's name when the CSV has no ``name`` (default: the file name of
+            the first role's input, without extension).
 
     Raises:
         DLError: no items, missing columns, missing files or duplicate names (naming the row).
@@ -73,11 +76,14 @@ def cohortItems(source: str | Path, outputFor: Callable[[str], Path], columns: S
     from .storage import baseNameOf, volumeFiles
 
     source, defaults = Path(source), {k: Path(v) for k, v in (defaults or {}).items()}
+    nameOf = nameOf or (lambda inputs: baseNameOf(inputs[columns[0]]))
     if source.is_dir():
-        items = [CohortItem(baseNameOf(f), {columns[0]: f, **defaults}, outputFor(baseNameOf(f)))
-                 for f in volumeFiles(source)]
+        items = []
+        for path in volumeFiles(source):
+            inputs = {columns[0]: path, **defaults}
+            items.append(CohortItem(nameOf(inputs), inputs, outputFor(nameOf(inputs))))
     elif source.is_file():
-        items = _csvItems(source, outputFor, columns, defaults)
+        items = _csvItems(source, outputFor, columns, defaults, nameOf)
     else:
         raise DLError("does not exist", file=source, fix="give a folder of volumes or a CSV listing them")
     if not items:
@@ -92,9 +98,7 @@ def cohortItems(source: str | Path, outputFor: Callable[[str], Path], columns: S
     return items
 
 
-def _csvItems(path: Path, outputFor, columns, defaults) -> list[CohortItem]:
-    from .storage import baseNameOf
-
+def _csvItems(path: Path, outputFor, columns, defaults, nameOf) -> list[CohortItem]:
     with open(path, newline="") as stream:
         reader = csv.DictReader(stream)
         header = [c.strip() for c in reader.fieldnames or []]
@@ -115,7 +119,7 @@ def _csvItems(path: Path, outputFor, columns, defaults) -> list[CohortItem]:
                     if not inputs[column].exists():
                         raise DLError(f"row {number} names {inputs[column]} ({column}), which does not exist",
                                       file=path, fix="correct the path (relative paths start at the CSV's folder)")
-            name = row.get("name") or baseNameOf(inputs[columns[-1]])
+            name = row.get("name") or nameOf(inputs)
             output = outputFor(name)
             if row.get("output"):
                 output = Path(row["output"]).expanduser()

@@ -103,6 +103,7 @@ def _saveLabels(node, fixedVolume, path: str) -> None:
 def _register(args) -> int:
     from DLCommon import DLError
     from DLCommon.cohort import CohortItem, cohortItems, isCohortSource, runCohortCommand
+    from DLCommon.storage import baseNameOf
 
     if bool(args.moving_labels) != bool(args.output_warped_labels) and not args.fixed_labels:
         raise DLError("--moving-labels and --output-warped-labels go together", node="Command line",
@@ -121,9 +122,16 @@ def _register(args) -> int:
                       fix="give one cohort; the other volume as a single file, or both as columns of --pairs")
     source = args.pairs or getattr(args, roles[0])
     defaults = {role: getattr(args, role) for role in ("fixed", "moving") if getattr(args, role) and role not in roles}
-    columns = roles + [r for r in ("fixed", "moving") if r not in roles]
+    columns = roles + [r for r in ("fixed", "moving") if r not in roles and r not in defaults]
     folder = Path(args.output_transform)
-    items = cohortItems(source, lambda name: folder / f"{name}.h5", columns=columns, defaults=defaults)
+    if args.pairs:  # both vary: name an item after its pair
+        def nameOf(inputs):
+            return f"{baseNameOf(inputs['moving'])}_to_{baseNameOf(inputs['fixed'])}"
+    else:
+        def nameOf(inputs):
+            return baseNameOf(inputs[roles[0]])
+    items = cohortItems(source, lambda name: folder / f"{name}.h5", columns=columns, defaults=defaults,
+                        nameOf=nameOf)
 
     def extra(option: str, name: str, suffix: str) -> str | None:  # further outputs: folders in a cohort
         return str(Path(getattr(args, option)) / f"{name}{suffix}") if getattr(args, option) else None

@@ -234,3 +234,43 @@ def test_batch_job_over_scene_volumes_and_a_folder(scene, tmp_path):
     assert saved == ["file3_phantom-untrained_segmentation.seg.nrrd", "file4_phantom-untrained_segmentation.seg.nrrd"]
     segmentation = loadSegmentation(tmp_path / "results" / saved[0], scene)
     assert segmentation.GetSegmentation().GetNumberOfSegments() == 2
+
+
+def test_module_entry_point_and_slurm_example():
+    """python -m meddl is the command torchrun starts; the sbatch example is valid bash that launches it."""
+    result = subprocess.run([sys.executable, "-m", "meddl", "--version"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and result.stdout.startswith("meddl ")
+    script = Path(__file__).resolve().parents[2] / "Resources" / "Cluster" / "meddl.sbatch"
+    assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
+    text = script.read_text()
+    assert "torch.distributed.run" in text and "-m meddl \"$@\"" in text and "--rdzv-backend c10d" in text
+
+
+def test_register_and_synthesize_cohorts(scene, tmp_path):
+    """meddl register --pairs CSV (items named moving_to_fixed) and meddl synthesize on a folder, with manifests."""
+    writeCases(scene, tmp_path / "cases", (1, 2, 3))
+    (tmp_path / "pairs.csv").write_text("fixed,moving\ncases/case1.nrrd,cases/case2.nrrd\n"
+                                        "cases/case1.nrrd,cases/case3.nrrd\ncases/case2.nrrd,cases/case3.nrrd\n")
+    assert main(["register", "--pairs", str(tmp_path / "pairs.csv"), "--output-transform", str(tmp_path / "reg"),
+                 "--output-warped", str(tmp_path / "reg" / "warped"), "--affine-only", "--device", "cpu"]) == 0
+    rows = manifestRows(tmp_path / "reg" / "manifest.csv")
+    assert [(r["item"], r["status"]) for r in rows] == [("case2_to_case1", "done"), ("case3_to_case1", "done"),
+                                                       ("case3_to_case2", "done")]
+    assert sorted(p.name for p in (tmp_path / "reg" / "warped").iterdir()) == [
+        "case2_to_case1.nrrd", "case3_to_case1.nrrd", "case3_to_case2.nrrd"]
+
+    from DLCommon import tensorFromVolume
+    from DLCommon.storage import loadVolume
+    from DLSynthesizeLib.imagetoimage import ImageToImageConfig, saveImageToImageModel, trainImageToImage
+
+    source = tensorFromVolume(loadVolume(tmp_path / "cases" / "case1.nrrd", scene))
+    model = trainImageToImage([(source, source)],
+                              ImageToImageConfig(dimensions=2, steps=10, patchSize=16, features=8, device="cpu"))
+    path = saveImageToImageModel(model, tmp_path / "identity.ts", "identity", "test")
+    assert main(["synthesize", "--model", str(path), "--input", str(tmp_path / "cases"),
+                 "--output", str(tmp_path / "syn")]) == 0
+    rows = manifestRows(tmp_path / "syn" / "manifest.csv")
+    assert [(r["item"], r["status"]) for r in rows] == [(f"case{s}", "done") for s in (1, 2, 3)]
+    synthesized = loadVolume(tmp_path / "syn" / "case2.nrrd", scene)
+    assert synthesized.GetImageData().GetDimensions() == loadVolume(tmp_path / "cases" / "case2.nrrd",
+                                                                    scene).GetImageData().GetDimensions()
