@@ -248,6 +248,14 @@ def _demo(args) -> int:
         summary, scene = runFoundationDemo(output, progressFor(0))
         for index, module in enumerate(modules, start=1):
             summary.setdefault("modules", {})[module.__name__.split(".")[0]] = module.demo(scene, output, progressFor(index))
+    panels = {f"{module}: {name}": output / name for module, part in summary.get("modules", {}).items()
+              for name in part.get("files", []) if name.endswith(".png") and (output / name).exists()}
+    if panels:  # every module's result on one page
+        from .montage import saveOverview
+
+        saveOverview(output / "overview.png", panels, title="MedDL demo on the embedded MNI152 data: "
+                                                            "segment, register, synthesize, classify")
+        summary["files"] = summary.get("files", []) + ["overview.png"]
     summary["seconds"] = round(time.monotonic() - started, 1)
     (output / "summary.json").write_text(json.dumps(summary, indent=2))
     print(f"Demo written to {output.resolve()}:")

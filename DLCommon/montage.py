@@ -8,7 +8,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-__all__ = ["orthogonalSlices", "saveMontage", "saveComparison"]
+__all__ = ["orthogonalSlices", "saveMontage", "saveComparison", "saveOverview"]
 
 
 def _toNumpy(tensor) -> np.ndarray:
@@ -108,4 +108,34 @@ def saveComparison(path: str | Path, volumes: dict, axis: int = 0, index: int | 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     strip.save(path)
+    return path
+
+
+def saveOverview(path: str | Path, panels: dict[str, str | Path], columns: int = 2, width: int = 640,
+                 title: str | None = None) -> Path:
+    """One PNG of several PNGs (``{caption: file}``), each scaled to ``width`` pixels, in ``columns`` columns."""
+    from PIL import Image, ImageDraw
+
+    tiles = []
+    for caption, file in panels.items():
+        picture = Image.open(file).convert("RGB")
+        picture = picture.resize((width, max(1, round(picture.height * width / picture.width))), Image.BICUBIC)
+        tile = Image.new("RGB", (width, picture.height + 18), (0, 0, 0))
+        ImageDraw.Draw(tile).text((4, 3), caption, fill=(255, 255, 255))
+        tile.paste(picture, (0, 18))
+        tiles.append(tile)
+    rows = [tiles[i:i + columns] for i in range(0, len(tiles), columns)]
+    heights = [max(t.height for t in row) for row in rows]
+    top = 22 if title else 0
+    sheet = Image.new("RGB", (columns * width, top + sum(heights)), (0, 0, 0))
+    y = top
+    for row, height in zip(rows, heights):
+        for index, tile in enumerate(row):
+            sheet.paste(tile, (index * width, y))
+        y += height
+    if title:
+        ImageDraw.Draw(sheet).text((4, 5), title, fill=(255, 255, 255))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(path)
     return path

@@ -164,6 +164,8 @@ class DLSegmentWidget(ModuleWidgetMixin, ScriptedLoadableModuleWidget, VTKObserv
     def onJobFinished(self, job) -> None:
         if hasattr(job.output, "segmentation"):
             self._parameterNode.outputSegmentation = job.output.segmentation
+            if job.output.warnings:  # e.g. the model reads the axes in another order than this volume
+                slicer.util.warningDisplay("\n\n".join(job.output.warnings), windowTitle=_("Check the result"))
         elif job.result is not None:  # training
             self.refreshModels()
             self._parameterNode.modelId = job.result.catalogId or self._parameterNode.modelId

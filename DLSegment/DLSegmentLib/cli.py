@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 __all__ = ["addCommands", "demo"]
@@ -76,6 +77,8 @@ def _segmentFile(model, path: Path, output: Path, args, name: str) -> None:
 
     from DLCommon import saveNode, segmentationFromTensor, tensorFromVolume, volumeFromTensor
     from DLCommon.cohort import isCohortSource
+    from DLCommon.segmentations import labelsFromScores
+    from DLCommon.selfcheck import checkOutputGeometry, foregroundMask, orientationWarning
     from DLCommon.storage import loadVolume
 
     from .segmenter import predictProbabilities
@@ -83,13 +86,19 @@ def _segmentFile(model, path: Path, output: Path, args, name: str) -> None:
     scene = slicer.vtkMRMLScene()
     try:
         volume = loadVolume(path, scene)
+        image = tensorFromVolume(volume)
+        foreground = foregroundMask(image)
         with tqdm(total=100, desc=Path(path).name, unit="%", leave=False) as bar:
-            probabilities = predictProbabilities(model, tensorFromVolume(volume), device=args.device,
+            probabilities = predictProbabilities(model, image, device=args.device,
                                                  progress=lambda f, m: bar.update(100 * f - bar.n),
                                                  mirror=args.mirror)
         names = model.spec.labelNames or [f"label {i}" for i in range(1, probabilities.shape[0])]
         segmentation = segmentationFromTensor(probabilities, volume, scene, names, model.spec.labelColors or None,
                                               nodeName=f"{volume.GetName()} {model.spec.name}")
+        checkOutputGeometry(volume, segmentation)
+        warning = orientationWarning(labelsFromScores(probabilities), foreground)
+        if warning:
+            print(f"meddl: warning: {Path(path).name}: {warning}", file=sys.stderr)
         if args.probabilities:
             target = (Path(args.probabilities) / f"{name}_probabilities.nrrd" if isCohortSource(args.input)
                       else Path(args.probabilities))

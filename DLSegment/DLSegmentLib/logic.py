@@ -21,7 +21,8 @@ from DLCommon import DLError, Job, segmentationFromTensor, tensorFromVolume, vol
 from DLCommon.jobs import keepHistory
 from DLCommon.scene import SceneLogic
 from DLCommon.catalog import defaultCacheDir, resolveModel
-from DLCommon.segmentations import updateSegmentationFromTensor
+from DLCommon.segmentations import labelsFromScores, updateSegmentationFromTensor
+from DLCommon.selfcheck import checkOutputGeometry, foregroundMask, orientationWarning
 
 from .data import sampleFromNodes
 from .segmenter import entropyMap, predictLabels, predictProbabilities
@@ -37,6 +38,7 @@ class SegmentResult:
     segmentation: object
     probabilities: list = dataclasses.field(default_factory=list)
     entropy: object = None
+    warnings: list[str] = dataclasses.field(default_factory=list)  # e.g. a likely axis-order mistake of the model
 
 
 class SegmentationLogic(SceneLogic):
@@ -61,6 +63,7 @@ class SegmentationLogic(SceneLogic):
 
         def work(context):
             image = inputs.pop("image")
+            foreground = foregroundMask(image)  # small and strided: kept while inference frees the image
             if probabilityVolumes or entropyVolume or mirror:
                 probabilities = predictProbabilities(loaded, image, device=device, overlap=overlap,
                                                      progress=context.report, mirror=mirror)
@@ -71,14 +74,15 @@ class SegmentationLogic(SceneLogic):
             if classes != len(names) + 1 and names:
                 raise DLError(f"produced {classes} classes but its spec names {len(names)} labels",
                               node=f"Model '{loaded.spec.name}'", fix="correct the model's spec (labelNames)")
-            return probabilities, classes
+            labels = probabilities if probabilities.ndim == 3 else labelsFromScores(probabilities)
+            return probabilities, classes, orientationWarning(labels, foreground)
 
         def apply(result) -> SegmentResult:
-            probabilities, classes = result
+            probabilities, classes, warning = result
             labelNames = names or [f"label {i}" for i in range(1, classes)]
             colors = loaded.spec.labelColors or None
             baseName = f"{inputVolume.GetName()} {loaded.spec.name}"
-            result = SegmentResult(segmentation=None)
+            result = SegmentResult(segmentation=None, warnings=[warning] if warning else [])
             if probabilityVolumes:
                 result.probabilities = [volumeFromTensor(probabilities[c + 1], inputVolume, scene,
                                                          f"{baseName} p({labelName})")
@@ -91,6 +95,7 @@ class SegmentationLogic(SceneLogic):
             else:  # overwrite the user's node last, once all else succeeded
                 updateSegmentationFromTensor(outputSegmentation, probabilities, inputVolume, labelNames, colors)
                 result.segmentation = outputSegmentation
+            checkOutputGeometry(inputVolume, result.segmentation)
             return result
 
         return Job(work, apply, scene=scene, name=f"Segment {inputVolume.GetName()}")

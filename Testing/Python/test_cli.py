@@ -84,6 +84,12 @@ def test_demo_writes_its_outputs(tmp_path):
     assert psnr["superResolved"] > psnr["cubic"] + 1.0
     with Image.open(out / "ultrasound_simulation.png") as ultrasound:  # label slice | simulated B-mode image
         assert ultrasound.width > 2 * ultrasound.height > 400
+    with Image.open(out / "overview.png") as overview:  # every module's pictures on one page, in two columns
+        pixels = np.asarray(overview.convert("L"), dtype=np.float32)
+        panels = sum(name.endswith(".png") for part in modules.values() for name in part["files"])
+        assert panels >= 4 and overview.width == 1280 and overview.height > 200 * (panels // 2)
+        assert pixels.std() > 20  # pictures, not a blank page
+    assert "overview.png" in summary["files"]
 
 
 def test_no_command_prints_help(capsys):
