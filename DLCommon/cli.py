@@ -52,6 +52,9 @@ def buildParser() -> argparse.ArgumentParser:
         prog="meddl", description="MedDL: deep learning for medical images (3D Slicer engines, headless).")
     parser.add_argument("--version", action="version", version=f"meddl {__version__}")
     parser.add_argument("--verbose", action="store_true", help="show VTK / MRML warnings")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="print the memory and time a command needs on this machine, and whether it fits "
+                             "(or which smaller setting it would use), without running it (meddl --dry-run segment ...)")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     info = commands.add_parser("info", help="versions, compute device, model cache")
@@ -95,6 +98,9 @@ def main(argv: list[str] | None = None) -> int:
     from .errors import DLError
 
     try:
+        if args.dry_run and not getattr(args, "dryRun", False):
+            raise DLError(f"'meddl {args.command}' has no resource estimate yet", node="--dry-run",
+                          fix="run it without --dry-run (the estimate is available for: segment)")
         _joinTorchrun(args)
         return int(args.handler(args) or 0)
     except DLError as exc:

@@ -6,6 +6,7 @@ NRRD, NIfTI (.nii / .nii.gz), MetaImage... for volumes, ``.seg.nrrd`` for segmen
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import slicer
@@ -64,8 +65,7 @@ def saveNode(node, path: str | Path, useCompression: bool = True) -> Path:
 
     A temporary storage node is used and removed again, so the node's own storage settings are kept.
     """
-    path = Path(path).expanduser()
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = checkWritable(path)
     scene = node.GetScene()
     className = _STORAGE_CLASSES.get(node.GetClassName())
     if className is None and node.IsA("vtkMRMLTransformNode"):
@@ -84,6 +84,24 @@ def saveNode(node, path: str | Path, useCompression: bool = True) -> Path:
     finally:
         if scene is not None:
             scene.RemoveNode(storage)
+    return path
+
+
+def checkWritable(path: str | Path) -> Path:
+    """``path`` (expanded) once its folder exists (created if needed) and is writable; else a clear DLError.
+
+    Commands call it for their outputs before computing, so a typo in an output path costs no run.
+    """
+    path = Path(path).expanduser()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DLError(f"could not be written: its folder cannot be created ({exc.strerror})", file=path,
+                      fix="choose an output path in a folder you can write to") from None
+    if not os.access(path.parent, os.W_OK) or path.is_dir():
+        reason = "it is a folder" if path.is_dir() else "its folder is not writable"
+        raise DLError(f"could not be written: {reason}", file=path,
+                      fix="choose an output path in a folder you can write to")
     return path
 
 

@@ -92,12 +92,13 @@ def _writeCsv(rows: list[dict], path: Path) -> None:
 def _classify(args) -> int:
     from DLCommon.catalog import resolveModel
     from DLCommon.cohort import CohortItem, cohortItems, isCohortSource, runCohortCommand
+    from DLCommon.storage import checkWritable
 
     from .classifier import checkClassifier
 
+    output = checkWritable(args.output)
     model = resolveModel(args.model, task="classification")
     checkClassifier(model)
-    output = Path(args.output)
     if not isCohortSource(args.input):
         rows = _classifyFile(model, Path(args.input), args)
         _writeCsv(rows, output)

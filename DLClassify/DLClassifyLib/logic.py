@@ -21,6 +21,7 @@ from typing import Callable, Sequence
 
 import torch
 
+from DLCommon.selfcheck import checkOutputGeometry
 from DLCommon import DLError, Job, tensorFromVolume, volumeFromTensor
 from DLCommon.catalog import defaultCacheDir, resolveModel
 from DLCommon.geometry import arrayFromVTKMatrix, ijkToRasMatrix
@@ -285,6 +286,8 @@ class ClassificationLogic(SceneLogic):
             rows = resultRows([v.GetName() for v in volumes], probabilities, classNames, temperature)
             saliencyNodes = [volumeFromTensor(m, volume, scene, f"{volume.GetName()} saliency ({row['class']})")
                              for m, volume, row in zip(maps, volumes, rows)]
+            for node, volume in zip(saliencyNodes, volumes):
+                checkOutputGeometry(volume, node)
             table = writeResultsTable(scene, rows, f"{loaded.spec.name} results", outputTable)
             predictions = [(row["class"], row["probability"], p) for row, p in zip(rows, probabilities)]
             return ClassifyResult(table=table, saliency=saliencyNodes, predictions=predictions)

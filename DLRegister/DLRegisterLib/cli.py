@@ -103,12 +103,16 @@ def _saveLabels(node, fixedVolume, path: str) -> None:
 def _register(args) -> int:
     from DLCommon import DLError
     from DLCommon.cohort import CohortItem, cohortItems, isCohortSource, runCohortCommand
-    from DLCommon.storage import baseNameOf
+    from DLCommon.storage import baseNameOf, checkWritable
 
     if bool(args.moving_labels) != bool(args.output_warped_labels) and not args.fixed_labels:
         raise DLError("--moving-labels and --output-warped-labels go together", node="Command line",
                       fix="give both (warp an atlas segmentation) or neither")
     roles = [role for role in ("fixed", "moving") if getattr(args, role) and isCohortSource(getattr(args, role))]
+    cohort = bool(args.pairs or roles)
+    for option in ("output_transform", "output_warped", "jacobian", "output_warped_labels", "report"):
+        if getattr(args, option):  # before any work: a typo in an output path costs no run
+            checkWritable(Path(getattr(args, option)) / "manifest.csv" if cohort else getattr(args, option))
     if not args.pairs and not roles:
         if not (args.fixed and args.moving):
             raise DLError("needs --fixed and --moving (or --pairs CSV)", node="Command line",

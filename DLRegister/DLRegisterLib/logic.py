@@ -23,6 +23,7 @@ import torch
 import vtk
 from monai.data import MetaTensor
 
+from DLCommon.selfcheck import checkOutputGeometry
 from DLCommon import DLError, Job, pickDevice, tensorFromVolume
 from DLCommon.jobs import keepHistory
 from DLCommon.scene import SceneLogic
@@ -34,7 +35,7 @@ from DLCommon.transforms import (displacementFromTransform, gridTransformFromDis
 from DLCommon.volumes import checkVolume, updateVolumeFromTensor, volumeFromTensor
 
 from .network import predictDisplacement
-from .optimisation import RegistrationConfig, RegistrationResult, registerImages
+from .optimisation import RegistrationConfig, RegistrationResult, checkImage, registerImages
 from .trainer import RegistrationTrainingConfig, RegistrationTrainingResult, trainRegistrationModel
 from .quality import jacobianDeterminant
 from .warping import denseDisplacement, warpImage, warpLabels
@@ -148,6 +149,8 @@ class RegistrationLogic(SceneLogic):
         config = config or RegistrationConfig()
         # read every input before the job: the worker never touches the scene
         fixed, moving = tensorFromVolume(fixedVolume), tensorFromVolume(movingVolume)
+        checkImage(fixed, f"The fixed volume '{fixedVolume.GetName()}'")  # refused now, with its name, not in the job
+        checkImage(moving, f"The moving volume '{movingVolume.GetName()}'")
         masks = maskFromNode(fixedMask, fixedVolume, "the fixed volume"), maskFromNode(movingMask, movingVolume,
                                                                                        "the moving volume")
         initialAffine, initialDisplacement = _initialTransform(initialTransform, fixedVolume)
@@ -209,6 +212,9 @@ class RegistrationLogic(SceneLogic):
                 updateVolumeFromTensor(jacobianVolume, _onFixedGrid(outputs["jacobian"], fixed),
                                        useTensorGeometry=True)
                 out.jacobian = jacobianVolume
+            for node in (out.warpedVolume, out.jacobian, out.warpedSegmentation):
+                if node is not None:  # every image output lies on the fixed volume's grid
+                    checkOutputGeometry(fixedVolume, node)
             if applyToMoving:
                 top = movingVolume
                 while top.GetParentTransformNode() is not None and top.GetParentTransformNode() is not out.transform:

@@ -25,7 +25,7 @@ def addCommands(commands) -> None:
     segment.add_argument("--mirror", action="store_true",
                          help="test-time augmentation: average with the left-right mirrored prediction (2x time)")
     segment.add_argument("--device", default="auto")
-    segment.set_defaults(handler=_segment)
+    segment.set_defaults(handler=_segment, dryRun=True)
 
     train = commands.add_parser("train-segment", help="train a segmentation model on image / label files")
     train.add_argument("--images", nargs="+", required=True, help="training volumes")
@@ -54,10 +54,17 @@ def addCommands(commands) -> None:
 
 def _segment(args) -> int:
     from DLCommon.cohort import CohortItem, cohortItems, isCohortSource, runCohortCommand
+    from DLCommon.storage import checkWritable
 
     from .logic import resolveModel
 
+    cohort = isCohortSource(args.input)
+    for option in ("output", "probabilities"):  # before any work: a typo in an output path costs no run
+        if getattr(args, option):
+            checkWritable(Path(getattr(args, option)) / "manifest.csv" if cohort else getattr(args, option))
     model = resolveModel(args.model)
+    if args.dry_run:
+        return _segmentDryRun(model, args)
 
     def process(item: CohortItem, output: Path) -> None:
         _segmentFile(model, item.inputs["input"], output, args, item.name)
@@ -68,6 +75,33 @@ def _segment(args) -> int:
     folder = Path(args.output)
     items = cohortItems(args.input, lambda name: folder / f"{name}.seg.nrrd")
     return runCohortCommand(items, process, folder / "manifest.csv", "segment")
+
+
+def _segmentDryRun(model, args) -> int:
+    """Print each input's resource estimate (as JSON lines); 2 when one would not fit this machine."""
+    import slicer
+
+    from DLCommon import DLError, tensorFromVolume
+    from DLCommon.resources import planInference
+    from DLCommon.storage import loadVolume, volumeFiles
+
+    from .segmenter import checkModelInput
+
+    status = 0
+    for path in volumeFiles(args.input) if Path(args.input).is_dir() else [Path(args.input)]:
+        scene = slicer.vtkMRMLScene()
+        try:
+            image = tensorFromVolume(loadVolume(path, scene))
+            checkModelInput(model, image)
+            plan = planInference(model.network, image, model.spec, args.device,
+                                 labelsOnly=not (args.probabilities or args.mirror), node=f"Volume '{path.name}'")
+            print(json.dumps({"input": str(path), **plan.toDict()}))
+        except DLError as exc:
+            print(json.dumps({"input": str(path), "fits": False, "text": str(exc)}))
+            status = 2
+        finally:
+            scene.Clear(1)
+    return status
 
 
 def _segmentFile(model, path: Path, output: Path, args, name: str) -> None:

@@ -22,10 +22,11 @@ from DLCommon.jobs import keepHistory
 from DLCommon.scene import SceneLogic
 from DLCommon.catalog import defaultCacheDir, resolveModel
 from DLCommon.segmentations import labelsFromScores, updateSegmentationFromTensor
+from DLCommon.resources import planInference
 from DLCommon.selfcheck import checkOutputGeometry, foregroundMask, orientationWarning
 
 from .data import sampleFromNodes
-from .segmenter import entropyMap, predictLabels, predictProbabilities
+from .segmenter import checkModelInput, entropyMap, predictLabels, predictProbabilities
 from .trainer import SegmentationTrainingConfig, SegmentationTrainingResult, trainSegmentationModel
 
 __all__ = ["SegmentationLogic", "SegmentResult", "resolveModel"]
@@ -58,19 +59,29 @@ class SegmentationLogic(SceneLogic):
         if outputSegmentation is not None and outputSegmentation.GetScene() is not scene:
             raise DLError("is not in the input volume's scene", node=outputSegmentation, fix="pick another output")
         names = loaded.spec.labelNames
+        checkModelInput(loaded, image)
+        plan, windowBatchSize = None, 4
+        if not loaded.spec.roiSize or len(loaded.spec.roiSize) == 3:
+            # before any large allocation: refuse, or switch to a smaller window batch / the CPU, with the estimate
+            plan = planInference(loaded.network, image, loaded.spec, device, overlap=overlap,
+                                 labelsOnly=not (probabilityVolumes or entropyVolume or mirror), node=inputVolume)
+            device, windowBatchSize = plan.device, plan.windowBatchSize
         inputs = {"image": image}  # the worker takes it, so the input tensor is freed before apply (memory)
         del image
 
         def work(context):
+            if plan is not None:
+                context.report(0.0, plan.describe())
             image = inputs.pop("image")
             foreground = foregroundMask(image)  # small and strided: kept while inference frees the image
             if probabilityVolumes or entropyVolume or mirror:
                 probabilities = predictProbabilities(loaded, image, device=device, overlap=overlap,
-                                                     progress=context.report, mirror=mirror)
+                                                     windowBatchSize=windowBatchSize, progress=context.report,
+                                                     mirror=mirror)
                 classes = probabilities.shape[0]
             else:  # labels only: no class-score volume for the whole image (memory)
                 probabilities, classes = predictLabels(loaded, image, device=device, overlap=overlap,
-                                                       progress=context.report)
+                                                       windowBatchSize=windowBatchSize, progress=context.report)
             if classes != len(names) + 1 and names:
                 raise DLError(f"produced {classes} classes but its spec names {len(names)} labels",
                               node=f"Model '{loaded.spec.name}'", fix="correct the model's spec (labelNames)")

@@ -16,6 +16,20 @@ from .data import checkFinite
 __all__ = ["predictProbabilities", "predictLabels", "entropyMap", "dicePerLabel"]
 
 
+def checkModelInput(model: LoadedModel, image: MetaTensor) -> None:
+    """Refuse, before any work, what ``model`` cannot segment: NaN / infinite voxels, another number of
+    channels, a single slice for a 3D model (:class:`DLError` naming the input)."""
+    name = image.meta.get("name", "image")
+    checkFinite(image, f"Input '{name}'")
+    spec = model.spec
+    if image.ndim == 4 and spec.inputChannels and image.shape[0] != spec.inputChannels:
+        raise DLError(f"has {image.shape[0]} channel(s) but model '{spec.name}' expects {spec.inputChannels}",
+                      node=f"Input '{name}'", fix="pick a volume with the right number of components, or another model")
+    if spec.roiSize and len(spec.roiSize) == 3 and image.ndim == 4 and any(s == 1 for s in image.shape[1:]):
+        raise DLError(f"is a single slice {tuple(image.shape[1:])} but model '{spec.name}' is 3D",
+                      node=f"Volume '{name}'", fix="use a 2D model, or a 3D volume")
+
+
 def predictProbabilities(model: LoadedModel, image: MetaTensor, device: torch.device | str = "auto",
                          overlap: float = 0.25, windowBatchSize: int = 4,
                          progress: Callable[[float, str], None] | None = None,
@@ -29,13 +43,10 @@ def predictProbabilities(model: LoadedModel, image: MetaTensor, device: torch.de
     over the volume when only labels are wanted). ``mirror``: test-time augmentation, the probabilities
     averaged with those of the left-right mirrored image (twice the time; for roughly symmetric anatomy).
     """
-    checkFinite(image, f"Input '{image.meta.get('name', 'image')}'")
+    checkModelInput(model, image)
     spec = model.spec
     if spec.roiSize and len(spec.roiSize) == 2:
         return _predictSlices(model, image, device, overlap, windowBatchSize, progress)
-    if spec.roiSize and image.ndim == 4 and any(s == 1 for s in image.shape[1:]) and len(spec.roiSize) == 3:
-        raise DLError(f"is a single slice {tuple(image.shape[1:])} but model '{spec.name}' is 3D",
-                      node=f"Volume '{image.meta.get('name', 'image')}'", fix="use a 2D model, or a 3D volume")
     logits = slidingWindowInference(model.network, image, spec, device=device, overlap=overlap,
                                     windowBatchSize=windowBatchSize, progress=progress, outputInterpolation="bilinear")
     if mirror:  # test-time augmentation: average with the prediction of the left-right mirrored image
@@ -62,10 +73,7 @@ def predictLabels(model: LoadedModel, image: MetaTensor, device: torch.device | 
     if model.spec.roiSize and len(model.spec.roiSize) == 2:
         probabilities = predictProbabilities(model, image, device, overlap, windowBatchSize, progress)
         return MetaTensor(probabilities.argmax(0).to(torch.uint8), affine=probabilities.affine), probabilities.shape[0]
-    checkFinite(image, f"Input '{image.meta.get('name', 'image')}'")
-    if model.spec.roiSize and any(s == 1 for s in image.shape[1:]):
-        raise DLError(f"is a single slice {tuple(image.shape[1:])} but model '{model.spec.name}' is 3D",
-                      node=f"Volume '{image.meta.get('name', 'image')}'", fix="use a 2D model, or a 3D volume")
+    checkModelInput(model, image)
     classes = {}
 
     def toLabels(scores: torch.Tensor) -> torch.Tensor:

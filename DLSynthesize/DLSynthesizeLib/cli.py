@@ -65,11 +65,12 @@ def _superResolve(args) -> int:
     from tqdm import tqdm
 
     from DLCommon import saveNode
-    from DLCommon.storage import loadVolume
+    from DLCommon.storage import checkWritable, loadVolume
 
     from .logic import SynthesisLogic
     from .superresolution import SuperResolutionConfig
 
+    checkWritable(args.output)
     scene = slicer.vtkMRMLScene()
     volume = loadVolume(args.input, scene)
     config = SuperResolutionConfig(factor=args.factor, steps=args.steps, device=args.device)
@@ -164,9 +165,11 @@ def _trainDenoiser(args) -> int:
 def _synthesize(args) -> int:
     from DLCommon.catalog import resolveModel
     from DLCommon.cohort import CohortItem, cohortItems, isCohortSource, runCohortCommand
+    from DLCommon.storage import checkWritable
 
     from .imagetoimage import imageToImageModelFrom
 
+    checkWritable(Path(args.output) / "manifest.csv" if isCohortSource(args.input) else args.output)
     model = imageToImageModelFrom(resolveModel(args.model, task="synthesis"))
     if not isCohortSource(args.input):
         _synthesizeFile(model, Path(args.input), Path(args.output))
@@ -221,10 +224,11 @@ def _simulateUs(args) -> int:
 
     scene = slicer.vtkMRMLScene()
     if args.labels and str(args.labels).lower().endswith(".seg.nrrd"):
+        source = loadSegmentation(args.labels, scene)
         if not args.reference:
             raise DLError("needs --reference: the volume the segmentation is rasterised on", file=args.labels,
                           fix="add --reference VOLUME (e.g. the image it was drawn on)")
-        source, reference = loadSegmentation(args.labels, scene), loadVolume(args.reference, scene)
+        reference = loadVolume(args.reference, scene)
     elif args.labels:
         source, reference = loadVolume(args.labels, scene, labelmap=True), None
     else:

@@ -15,6 +15,7 @@ from typing import Callable
 import torch
 import vtk
 
+from DLCommon.selfcheck import checkOutputGeometry
 from DLCommon import DLError, Job, tensorFromVolume
 from DLCommon.jobs import keepHistory
 from DLCommon.geometry import affinesClose, arrayFromVTKMatrix
@@ -144,6 +145,7 @@ class SynthesisLogic(SceneLogic):
             if anomaly is not None:
                 details["anomaly"] = volumeFromTensor(anomaly, inputVolume, scene, f"{inputVolume.GetName()} anomaly")
             node = _writeOutput(result.image, outputVolume, inputVolume, scene, f"{inputVolume.GetName()} denoised")
+            checkOutputGeometry(inputVolume, node)
             return SynthesisResult(volume=node, details=details)
 
         job = Job(work, apply, scene=scene, name=f"Denoise {inputVolume.GetName()}")  # work keeps its curves
@@ -189,6 +191,7 @@ class SynthesisLogic(SceneLogic):
             model, output = result
             details = {"resampledTargets": resampled, "finalLoss": model.history.trainLoss[-1]}
             node = _writeOutput(output, outputVolume, inputVolume, scene, f"{inputVolume.GetName()} synthesized")
+            checkOutputGeometry(inputVolume, node)
             return SynthesisResult(volume=node, details=details)
 
         job = Job(work, apply, scene=scene, name=f"Image-to-image {inputVolume.GetName()}")

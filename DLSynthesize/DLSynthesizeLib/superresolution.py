@@ -138,7 +138,11 @@ class _SlicePairs:
     """Random patches ``(degraded-and-reinterpolated, original)`` from in-plane slices, one batch per step."""
 
     def __init__(self, slices: torch.Tensor, factor: int, patchSize: int, batchSize: int, steps: int, seed: int):
-        self.slices, self.factor, self.patch, self.batch, self.steps = slices, factor, patchSize, batchSize, steps
+        self.slices, self.factor, self.batch, self.steps = slices, factor, batchSize, steps
+        # square patches that fit either orientation of a slice (after the crop in _pair): equal sizes per batch,
+        # a multiple of the U-Net's total stride (4)
+        fitting = min([patchSize] + [(n - 1) // factor * factor + 1 for n in slices.shape[1:]])
+        self.patch = max(4, fitting // 4 * 4)
         self.generator = torch.Generator().manual_seed(seed)
 
     def _pair(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

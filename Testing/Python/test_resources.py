@@ -1,0 +1,89 @@
+"""Resource estimates before a run: measured per-window cost, the plan (as asked / smaller batch / CPU / refused)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from monai.data import MetaTensor
+
+from DLCommon import DLError, ModelSpec
+from DLCommon import resources
+from DLCommon.resources import estimateSlidingWindow, formatBytes, planInference
+
+
+@pytest.fixture(scope="module")
+def unet():
+    from monai.networks.nets import UNet
+
+    torch.manual_seed(0)
+    return UNet(3, 1, 3, channels=(8, 16, 32), strides=(2, 2), num_res_units=1).eval()
+
+
+def image(shape=(1, 96, 80, 72)):
+    return MetaTensor(torch.rand(shape), affine=torch.diag(torch.tensor([1.0, 1.0, 1.0, 1.0], dtype=torch.float64)))
+
+
+SPEC = ModelSpec(name="unet", inputChannels=1, roiSize=[32, 32, 32], labelNames=["a", "b"])
+
+
+def test_estimate_counts_volumes_windows_and_activations(unet):
+    small = estimateSlidingWindow(unet, image(), SPEC, torch.device("cpu"), windowBatchSize=1)
+    big = estimateSlidingWindow(unet, image(), SPEC, torch.device("cpu"), windowBatchSize=8)
+    scores = estimateSlidingWindow(unet, image(), SPEC, torch.device("cpu"), windowBatchSize=1, labelsOnly=False)
+    voxels = 96 * 80 * 72
+    assert small.memoryBytes > 8 * voxels  # at least the input and its normalised copy (float32)
+    assert big.memoryBytes > small.memoryBytes  # more windows per batch, more activations
+    assert scores.memoryBytes - small.memoryBytes >= 4 * 2 * 3 * voxels - voxels  # class scores + weights
+    assert small.seconds > 0 and "windows of 32x32x32" in small.note
+    assert small.availableBytes is None or small.availableBytes > 0
+    text = small.describe()
+    assert text.startswith("Inference: needs about ") and " on cpu (" in text and "free" in text
+
+
+def test_plan_keeps_shrinks_or_refuses(unet, monkeypatch):
+    asked = estimateSlidingWindow(unet, image(), SPEC, torch.device("cpu"), windowBatchSize=4)
+    single = estimateSlidingWindow(unet, image(), SPEC, torch.device("cpu"), windowBatchSize=1)
+    assert single.memoryBytes < asked.memoryBytes
+    monkeypatch.setattr(resources, "availableMemory", lambda device: int(asked.memoryBytes / 0.9) + 1)
+    assert planInference(unet, image(), SPEC, "cpu", windowBatchSize=4).windowBatchSize == 4
+    between = (single.memoryBytes + asked.memoryBytes) / 2 / 0.9
+    monkeypatch.setattr(resources, "availableMemory", lambda device: int(between))
+    plan = planInference(unet, image(), SPEC, "cpu", windowBatchSize=4)
+    assert plan.windowBatchSize == 1 and plan.note.startswith("switched from cpu with 4 windows per batch")
+    monkeypatch.setattr(resources, "availableMemory", lambda device: 1000)
+    with pytest.raises(DLError, match=r"needs about .* of memory but only 1000 B is free on cpu.*Fix: crop"):
+        planInference(unet, image(), SPEC, "cpu", windowBatchSize=4, node="Volume 'big'")
+
+
+def test_format_bytes():
+    assert formatBytes(512) == "512 B" and formatBytes(1536) == "1.5 KB" and formatBytes(3 * 1024 ** 3) == "3.0 GB"
+
+
+def test_meddl_dry_run_segment(tmp_path, capsys, monkeypatch, unet):
+    """meddl --dry-run segment prints the estimate and writes nothing; a run that cannot fit exits 2."""
+    import json
+
+    import numpy as np
+    import slicer
+
+    from conftest import makeVolume
+    from DLCommon import saveCheckpoint
+    from DLCommon.cli import main
+    from DLCommon.storage import saveNode
+
+    spec = ModelSpec(name="unet", task="segmentation", inputChannels=1, roiSize=[32, 32, 32], labelNames=["a", "b"])
+    model = saveCheckpoint(unet, tmp_path / "unet.pt", "UNet", {"spatial_dims": 3, "in_channels": 1,
+                           "out_channels": 3, "channels": [8, 16, 32], "strides": [2, 2], "num_res_units": 1}, spec)
+    volume = saveNode(makeVolume(slicer.vtkMRMLScene(), np.random.rand(40, 48, 56).astype(np.float32), np.eye(4)),
+                      tmp_path / "case.nrrd")
+    argv = ["--dry-run", "segment", "--model", str(model), "--input", str(volume), "--output", str(tmp_path / "o.seg.nrrd")]
+    assert main(argv) == 0
+    line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert line["fits"] and line["memoryBytes"] > 4 * 40 * 48 * 56 and line["seconds"] > 0
+    assert not (tmp_path / "o.seg.nrrd").exists()
+    monkeypatch.setattr(resources, "availableMemory", lambda device: 1000)
+    assert main(argv) == 2
+    assert "is too large for this machine" in json.loads(capsys.readouterr().out.strip().splitlines()[-1])["text"]
+    assert main(["--dry-run", "register", "--fixed", str(volume), "--moving", str(volume),
+                 "--output-transform", str(tmp_path / "t.h5")]) == 2  # no estimate yet: refused, not run
+    assert "has no resource estimate yet" in capsys.readouterr().err and not (tmp_path / "t.h5").exists()

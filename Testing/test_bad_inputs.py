@@ -1,0 +1,401 @@
+"""The bad-input catalogue: every public logic entry point and CLI command against the inputs users get wrong.
+
+Each case either raises :class:`DLError` whose message names the node or file and says how to fix it, or
+gives a correct result (outputs on the input's grid, finite). On failure the scene keeps its node count and
+every pre-existing node is unchanged (name, class, voxels, geometry, segments). No case may crash with any
+other exception. ``python Testing/test_bad_inputs.py`` prints the count (recorded in RESULTS.md).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "Python"))
+
+from conftest import _isolatedMedDLHome, _quietVtk, makeVolume, obliqueAffine, scene  # noqa: E402,F401 - fixtures
+
+from DLCommon import DLError  # noqa: E402
+from DLCommon.errors import JobCancelled  # noqa: E402
+
+# --- inputs ------------------------------------------------------------------------------------------------
+
+SHAPE = (20, 24, 28)  # K, J, I
+
+
+def phantom(rng=None) -> np.ndarray:
+    rng = rng or np.random.default_rng(0)
+    k, j, i = np.meshgrid(*[np.arange(n) for n in SHAPE], indexing="ij")
+    ball = ((k - 10) ** 2 + (j - 12) ** 2 + (i - 14) ** 2) < 36
+    return (20 + 80 * ball + rng.normal(0, 4, SHAPE)).astype(np.float32)
+
+
+def goodVolume(scene, name="good"):
+    return makeVolume(scene, phantom(), np.diag([2.0, 2.0, 2.0, 1.0]), name=name)
+
+
+def badVolume(kind: str, scene):
+    """A volume-like input of the given kind (see VOLUME_KINDS)."""
+    if kind == "none":
+        return None
+    if kind == "wrong node class":
+        segmentation = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "a segmentation")
+        segmentation.GetSegmentation().AddEmptySegment("s")
+        return segmentation
+    if kind == "empty image":
+        return scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "empty")
+    if kind == "2D single slice":
+        return makeVolume(scene, phantom()[10:11], np.diag([2.0, 2.0, 2.0, 1.0]), name="one slice")
+    if kind in ("4D (4 components)", "RGB vector volume"):
+        components = 4 if kind.startswith("4D") else 3
+        node = scene.AddNewNodeByClass("vtkMRMLVectorVolumeNode", kind)
+        import slicer
+
+        array = np.repeat(phantom()[..., None], components, axis=-1)
+        slicer.util.updateVolumeFromArray(node, array.astype(np.uint8 if components == 3 else np.float32))
+        return node
+    if kind in ("NaN voxels", "Inf voxels"):
+        array = phantom()
+        array[5, 5, 5] = np.nan if kind.startswith("NaN") else np.inf
+        return makeVolume(scene, array, np.eye(4), name=kind)
+    if kind == "constant image":
+        return makeVolume(scene, np.full(SHAPE, 7.0, np.float32), np.eye(4), name="constant")
+    if kind in ("oblique", "LPS"):  # thick slices (super-resolution needs them), centred on the good volume
+        affine = obliqueAffine(np.random.default_rng(1), (2.0, 2.0, 4.0)) if kind == "oblique" else np.diag(
+            [-2.0, -2.0, 4.0, 1.0])
+        centre = np.array([(n - 1) / 2 for n in SHAPE[::-1]] + [1.0])
+        affine[:3, 3] += 2.0 * centre[:3] - (affine @ centre)[:3]
+        return makeVolume(scene, phantom(), affine, name=kind)
+    raise ValueError(kind)
+
+
+VOLUME_KINDS = ["none", "wrong node class", "empty image", "2D single slice", "4D (4 components)",
+                "RGB vector volume", "NaN voxels", "Inf voxels", "constant image", "oblique", "LPS"]
+MUST_FAIL = {"none", "wrong node class", "empty image", "4D (4 components)", "RGB vector volume", "NaN voxels",
+             "Inf voxels"}
+MUST_WORK = {"oblique", "LPS"}
+
+# --- models the cases use (built here: no downloads) ----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    from DLClassifyLib.trainer import ClassificationTrainingConfig, trainClassifier
+    from DLCommon import ModelSpec, loadModel, saveCheckpoint
+    from DLSegmentLib.networks import buildNetwork
+
+    folder = tmp_path_factory.mktemp("models")
+    torch.manual_seed(0)
+    built = {}
+    for channels in (1, 2):
+        className, args, network = buildNetwork("unet", channels, 2, (16, 16, 16), 8, "batch")
+        spec = ModelSpec(name=f"unet{channels}", task="segmentation", inputChannels=channels, roiSize=[16, 16, 16],
+                         labelNames=["ball"], normalization={"type": "zscore"})
+        path = saveCheckpoint(network.eval(), folder / f"unet{channels}.pt", className, args, spec).with_suffix(".pt")
+        built[f"segment{channels}"] = loadModel(path, device="cpu")
+        built[f"segment{channels}Path"] = path
+    images = torch.randn(8, 1, 32, 32, 32)
+    labels = torch.tensor([0, 1] * 4)
+    images[labels == 1] += 1.0
+    result = trainClassifier(images, labels, ["dim", "bright"], ClassificationTrainingConfig(
+        architecture="tiny", inputSize=(32, 32, 32), epochs=1, batchSize=4, device="cpu", calibrate=False),
+        folder / "classifier", "classifier3d")
+    built["classify"] = result.model
+    corrupt = folder / "corrupt.pt"
+    corrupt.write_bytes(b"PK\x03\x04 this is not a model")
+    built["corruptPath"] = corrupt
+    return built
+
+
+# --- entry points --------------------------------------------------------------------------------------------
+
+def segment(scene, volume, models):
+    from DLSegmentLib.logic import SegmentationLogic
+
+    return [SegmentationLogic(scene).segment(volume, models["segment1"], device="cpu").segmentation]
+
+
+def register(scene, volume, models):
+    from DLRegisterLib.logic import RegistrationLogic
+    from DLRegisterLib.optimisation import RegistrationConfig
+
+    fixed = goodVolume(scene, "fixed")
+    try:
+        result = RegistrationLogic(scene).register(fixed, volume, RegistrationConfig(
+            iterations=(10,), levels=(1,), affineIterations=10, device="cpu"))
+    except BaseException:
+        scene.RemoveNode(fixed)
+        raise
+    return [result.warpedVolume]
+
+
+def superResolve(scene, volume, models):
+    from DLSynthesizeLib.logic import SynthesisLogic
+    from DLSynthesizeLib.superresolution import SuperResolutionConfig
+
+    return [SynthesisLogic(scene).superResolve(volume, SuperResolutionConfig(steps=3, device="cpu")).volume]
+
+
+def denoise(scene, volume, models):
+    from DLSynthesizeLib.denoise import DenoiseConfig
+    from DLSynthesizeLib.logic import SynthesisLogic
+
+    return [SynthesisLogic(scene).denoiseJob(volume, DenoiseConfig(steps=3, device="cpu")).run().volume]
+
+
+def classify(scene, volume, models):
+    from DLClassifyLib.logic import ClassificationLogic
+
+    result = ClassificationLogic(scene).classify([volume], models["classify"], device="cpu")
+    return [result.table]
+
+
+ENTRY_POINTS = {"segment": segment, "register": register, "superResolve": superResolve, "denoise": denoise,
+                "classify": classify}
+ON_INPUT_GRID = {"segment", "denoise"}  # outputs that must share the input's voxel grid exactly
+
+
+# --- the checks ------------------------------------------------------------------------------------------
+
+def snapshot(scene) -> dict:
+    """What must not change on failure: every node's identity and content."""
+    import slicer
+
+    state = {}
+    for index in range(scene.GetNumberOfNodes()):
+        node = scene.GetNthNode(index)
+        entry = [node.GetName(), node.GetClassName()]
+        if node.IsA("vtkMRMLVolumeNode") and node.GetImageData() is not None:
+            array = slicer.util.arrayFromVolume(node)
+            entry += [hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest(),
+                      str([node.GetOrigin(), node.GetSpacing()])]
+        if node.IsA("vtkMRMLSegmentationNode"):
+            entry.append(node.GetSegmentation().GetNumberOfSegments())
+        state[node.GetID()] = entry
+    return state
+
+
+def expectClearError(error: DLError) -> None:
+    text = str(error)
+    assert "Fix:" in text and len(text) > 40, text
+
+
+def runCase(scene, call) -> object:
+    """Run ``call``; a DLError must be clear and leave the scene as it was. Returns the result or the error."""
+    before = snapshot(scene)
+    try:
+        return call()
+    except DLError as error:
+        expectClearError(error)
+        assert snapshot(scene) == before, "a failed call changed the scene"
+        return error
+
+
+@pytest.mark.parametrize("kind", VOLUME_KINDS)
+@pytest.mark.parametrize("entry", list(ENTRY_POINTS))
+def test_logic_entry_point_with_bad_volume(entry, kind, scene, models):
+    volume = badVolume(kind, scene)
+    outcome = runCase(scene, lambda: ENTRY_POINTS[entry](scene, volume, models))
+    if kind in MUST_FAIL:
+        assert isinstance(outcome, DLError), f"{entry} accepted a {kind} input"
+        if volume is not None and kind != "empty image":
+            assert volume.GetName() in str(outcome) or "input" in str(outcome).lower(), str(outcome)
+        return
+    if kind in MUST_WORK:
+        assert not isinstance(outcome, DLError), f"{entry} refused a valid {kind} volume: {outcome}"
+    if isinstance(outcome, DLError):
+        return
+    from DLCommon.selfcheck import checkOutputGeometry
+    import slicer
+
+    for node in outcome:
+        assert node is not None and node.GetScene() is scene
+        if node.IsA("vtkMRMLVolumeNode"):
+            assert np.isfinite(slicer.util.arrayFromVolume(node)).all()
+            if entry in ON_INPUT_GRID:
+                checkOutputGeometry(volume, node)
+            if entry == "register":
+                checkOutputGeometry(scene.GetFirstNodeByName("fixed"), node)
+        if node.IsA("vtkMRMLSegmentationNode"):
+            checkOutputGeometry(volume, node)
+
+
+def test_huge_image_is_refused_before_allocation_with_the_estimate(scene, models, monkeypatch):
+    from DLCommon import resources
+
+    monkeypatch.setattr(resources, "availableMemory", lambda device: 20_000)  # a machine with 20 KB free
+    volume = goodVolume(scene)
+    outcome = runCase(scene, lambda: segment(scene, volume, models))
+    assert isinstance(outcome, DLError) and "needs about" in str(outcome) and "free" in str(outcome)
+
+
+def test_model_with_wrong_channels(scene, models):
+    from DLSegmentLib.logic import SegmentationLogic
+
+    volume = goodVolume(scene)
+    outcome = runCase(scene, lambda: SegmentationLogic(scene).segment(volume, models["segment2"], device="cpu"))
+    assert isinstance(outcome, DLError) and "channel" in str(outcome)
+
+
+def test_corrupt_model_file(scene, models):
+    from DLSegmentLib.logic import SegmentationLogic
+
+    volume = goodVolume(scene)
+    outcome = runCase(scene, lambda: SegmentationLogic(scene).segment(volume, str(models["corruptPath"])))
+    assert isinstance(outcome, DLError) and "corrupt.pt" in str(outcome)
+
+
+def test_checksum_mismatch(scene, models):
+    from DLCommon import ModelCatalog
+
+    outcome = runCase(scene, lambda: ModelCatalog().importFile(models["segment1Path"], sha256="0" * 64))
+    assert isinstance(outcome, DLError) and "0" * 64 in str(outcome)
+
+
+def segmentationWith(scene, volume, masks: dict):
+    from DLCommon import segmentationFromTensor
+
+    node = segmentationFromTensor(torch.zeros(volume.GetImageData().GetDimensions(), dtype=torch.long), volume,
+                                  scene, [], nodeName="labels")
+    import slicer
+
+    for name, mask in masks.items():
+        labelmap = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode")
+        slicer.util.updateVolumeFromArray(labelmap, mask.astype(np.uint8))
+        matrix = __import__("vtk").vtkMatrix4x4()
+        volume.GetIJKToRASMatrix(matrix)
+        labelmap.SetIJKToRASMatrix(matrix)
+        slicer.vtkSlicerSegmentationsModuleLogic.ImportLabelmapToSegmentationNode(labelmap, node)
+        node.GetSegmentation().GetNthSegment(node.GetSegmentation().GetNumberOfSegments() - 1).SetName(name)
+        scene.RemoveNode(labelmap)
+    return node
+
+
+def test_training_with_an_empty_segmentation(scene, tmp_path):
+    from DLSegmentLib.logic import SegmentationLogic
+    from DLSegmentLib.trainer import SegmentationTrainingConfig
+
+    volume = goodVolume(scene)
+    empty = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "no segments")
+    outcome = runCase(scene, lambda: SegmentationLogic(scene).train([(volume, empty)], SegmentationTrainingConfig(
+        epochs=1, device="cpu"), modelName="m", outputDir=tmp_path))
+    assert isinstance(outcome, DLError) and "no segments" in str(outcome)
+
+
+def test_training_with_overlapping_segments(scene, tmp_path):
+    """Two segments claiming the same voxels: trained with the later segment winning there (stated), no crash."""
+    from DLSegmentLib.data import sampleFromNodes
+
+    volume = goodVolume(scene)
+    ball = phantom() > 60
+    box = np.zeros(SHAPE, bool)
+    box[8:14, 10:16, 12:18] = True  # overlaps the ball
+    segmentation = segmentationWith(scene, volume, {"ball": ball, "box": box})
+    sample, names, _ = sampleFromNodes(volume, segmentation)
+    assert names == ["ball", "box"]
+    labels = sample.labels.numpy().transpose(2, 1, 0)
+    assert (labels[box] == 2).all() and (labels[ball & ~box] == 1).all()
+
+
+def test_mismatched_geometries_are_resampled(scene):
+    """A segmentation drawn on another grid is rasterised onto the training volume's grid."""
+    from DLSegmentLib.data import sampleFromNodes
+
+    volume = goodVolume(scene)
+    other = makeVolume(scene, phantom(), np.diag([1.5, 1.5, 1.5, 1.0]), name="other grid")
+    segmentation = segmentationWith(scene, other, {"ball": phantom() > 60})
+    sample, _, _ = sampleFromNodes(volume, segmentation)
+    assert tuple(sample.labels.shape) == (SHAPE[2], SHAPE[1], SHAPE[0]) and 0 < int(sample.labels.sum())
+
+
+def test_cancel_mid_run_adds_nothing(scene, models):
+    from DLSegmentLib.logic import SegmentationLogic
+
+    volume = goodVolume(scene)
+    before = snapshot(scene)
+    job = SegmentationLogic(scene).segmentJob(volume, models["segment1"], device="cpu")
+    with pytest.raises(JobCancelled):
+        job.run(lambda fraction, message: job.cancel())
+    assert snapshot(scene) == before
+
+
+def test_simulated_cuda_out_of_memory_falls_back(scene, models, monkeypatch):
+    """The first inference batch raises CUDA OOM (after the estimate's window): inference retries with smaller
+    window batches and still succeeds."""
+    from DLSegmentLib.logic import SegmentationLogic
+
+    network = models["segment1"].network
+    calls = {"n": 0}
+    original = network.forward
+
+    def flaky(x):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return original(x)
+
+    monkeypatch.setattr(network, "forward", flaky)
+    volume = goodVolume(scene)
+    result = SegmentationLogic(scene).segment(volume, models["segment1"], device="cpu")
+    assert calls["n"] > 2 and result.segmentation is not None
+
+
+CLI_CASES = {
+    "segment: missing input": (["segment", "--model", "{segment1}", "--input", "{tmp}/missing.nrrd",
+                                "--output", "{tmp}/out.seg.nrrd"], "does not exist"),
+    "segment: unwritable output": (["segment", "--model", "{segment1}", "--input", "{good}",
+                                    "--output", "{good}/inside-a-file/out.seg.nrrd"], "could not be written"),
+    "segment: corrupt model": (["segment", "--model", "{corrupt}", "--input", "{good}", "--output",
+                                "{tmp}/o.seg.nrrd"], "corrupt.pt"),
+    "train-segment: label count mismatch": (["train-segment", "--images", "{good}", "--labels", "{good}", "{good}",
+                                             "--output-model", "{tmp}/m"], "1 image(s) and 2 label file(s)"),
+    "register: missing moving": (["register", "--fixed", "{good}", "--moving", "{tmp}/missing.nrrd",
+                                  "--output-transform", "{tmp}/t.h5"], "does not exist"),
+    "train-register: one image": (["train-register", "--images", "{good}", "--output-model", "{tmp}/m"],
+                                  "at least two"),
+    "super-resolve: missing input": (["super-resolve", "--input", "{tmp}/missing.nrrd", "--output", "{tmp}/o.nrrd"],
+                                     "does not exist"),
+    "synthesize: corrupt model": (["synthesize", "--model", "{corrupt}", "--input", "{good}", "--output",
+                                   "{tmp}/o.nrrd"], "corrupt.pt"),
+    "train-synthesis: no targets": (["train-synthesis", "--sources", "{good}", "--output-model", "{tmp}/m"],
+                                    "targets"),
+    "simulate-us: missing labels": (["simulate-us", "--labels", "{tmp}/missing.seg.nrrd", "--output", "{tmp}/u.nrrd",
+                                     "--position", "0", "0", "0", "--target", "0", "10", "0"], "does not exist"),
+    "classify: missing input": (["classify", "--model", "{segment1}", "--input", "{tmp}/missing.nrrd",
+                                 "--output", "{tmp}/r.csv"], ""),
+    "train-classify: missing CSV": (["train-classify", "--csv", "{tmp}/missing.csv", "--output-model", "{tmp}/m"],
+                                    "does not exist"),
+    "models import: checksum mismatch": (["models", "import", "{segment1}", "--sha256", "0" * 64], "0" * 64),
+}
+
+
+@pytest.mark.parametrize("case", list(CLI_CASES))
+def test_cli_command_with_bad_input(case, models, tmp_path, capsys):
+    from DLCommon.cli import main
+    from DLCommon.storage import saveNode
+    import slicer
+
+    good = saveNode(goodVolume(slicer.vtkMRMLScene()), tmp_path / "good.nrrd")
+    values = {"tmp": tmp_path, "good": good, "segment1": models["segment1Path"], "corrupt": models["corruptPath"]}
+    argv, expected = CLI_CASES[case]
+    status = main([arg.format(**values) for arg in argv])
+    err = capsys.readouterr().err
+    assert status == 2, err
+    message = err.strip().splitlines()[-1]  # (after any progress bar)
+    assert message.startswith("meddl: error: ") and "Fix:" in message and expected in message, err
+
+
+def count() -> int:
+    """The number of catalogue cases (each parametrised case counts once)."""
+    return len(ENTRY_POINTS) * len(VOLUME_KINDS) + len(CLI_CASES) + sum(
+        1 for name in globals() if name.startswith("test_") and name not in (
+            "test_logic_entry_point_with_bad_volume", "test_cli_command_with_bad_input"))
+
+
+if __name__ == "__main__":
+    print(f"{count()} bad-input cases")
