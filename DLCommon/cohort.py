@@ -23,7 +23,7 @@ from .distributed import barrier, distributedContext
 from .errors import DLError
 
 __all__ = ["CohortItem", "CohortReport", "isCohortSource", "cohortItems", "partialPath", "runCohort",
-           "runCohortCommand"]
+           "runCohortCommand", "inputFiles"]
 
 MANIFEST_COLUMNS = ["item", "status", "seconds", "error", "rank", "output"]
 
@@ -126,6 +126,13 @@ def _csvItems(path: Path, outputFor, columns, defaults, nameOf) -> list[CohortIt
                 output = output if output.is_absolute() else path.parent / output
             items.append(CohortItem(name, inputs, output))
     return items
+
+
+def inputFiles(source: str | Path, column: str = "input") -> list[Path]:
+    """The input files of a single file, a folder or a CSV cohort (e.g. for ``--dry-run``)."""
+    if not isCohortSource(source):
+        return [Path(source)]
+    return [item.inputs[column] for item in cohortItems(source, lambda name: Path(name), (column,))]
 
 
 def partialPath(output: Path) -> Path:

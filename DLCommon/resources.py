@@ -21,7 +21,8 @@ import torch
 from .errors import DLError
 from .jobs import formatSeconds
 
-__all__ = ["ResourceEstimate", "availableMemory", "formatBytes", "estimateSlidingWindow", "planInference"]
+__all__ = ["ResourceEstimate", "availableMemory", "formatBytes", "estimateForward", "estimateSlidingWindow",
+           "planInference", "printEstimate"]
 
 
 def formatBytes(count: float) -> str:
@@ -106,6 +107,31 @@ def _windowCost(network: torch.nn.Module, channels: int, roi: tuple[int, ...], d
             handle.remove()
     # the skip connections of a U-Net keep about half of all layer outputs alive at the deepest point
     return int(peak), seconds
+
+
+def estimateForward(network: torch.nn.Module, inputShape: tuple[int, ...], device: torch.device | str,
+                    batchSize: int = 1, calls: int = 1, volumeBytes: int = 0, what: str = "Inference",
+                    note: str = "") -> ResourceEstimate:
+    """Memory and time of ``calls`` forward passes of batches of ``batchSize`` inputs ``(C, *S)`` (2D or 3D),
+    plus ``volumeBytes`` of whole-volume buffers the run holds (input, output copies)."""
+    from .devices import pickDevice
+
+    device = pickDevice(device) if isinstance(device, str) else device
+    activations, seconds = _windowCost(network.to(device), int(inputShape[0]), tuple(int(n) for n in inputShape[1:]),
+                                       device)
+    memory = volumeBytes + batchSize * activations + sum(p.numel() * p.element_size() for p in network.parameters())
+    return ResourceEstimate(what=what, device=str(device), memoryBytes=int(memory),
+                            availableBytes=availableMemory(device),
+                            seconds=seconds * calls * batchSize * (0.6 + 0.4 / max(1, batchSize)),
+                            windowBatchSize=batchSize, note=note)
+
+
+def printEstimate(estimate: ResourceEstimate, **fields) -> bool:
+    """``meddl --dry-run``: one JSON line per estimate (with ``fields``, e.g. the input); True if it fits."""
+    import json
+
+    print(json.dumps({**fields, **estimate.toDict()}))
+    return estimate.fits
 
 
 def estimateSlidingWindow(network: torch.nn.Module, image, spec, device: torch.device, windowBatchSize: int = 4,

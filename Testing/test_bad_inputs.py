@@ -18,7 +18,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "Python"))
 
-from conftest import _isolatedMedDLHome, _quietVtk, makeVolume, obliqueAffine, scene  # noqa: E402,F401 - fixtures
+from conftest import makeVolume, obliqueAffine  # noqa: E402 - Testing/Python's helpers (fixtures: Testing/conftest.py)
 
 from DLCommon import DLError  # noqa: E402
 from DLCommon.errors import JobCancelled  # noqa: E402

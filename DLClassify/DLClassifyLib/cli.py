@@ -23,7 +23,7 @@ def addCommands(commands) -> None:
                           help="2D models: classify every slice of 3D inputs (a row per slice, with its position)")
     classify.add_argument("--saliency", help="folder for Grad-CAM saliency volumes (<input>_saliency.nrrd)")
     classify.add_argument("--device", default="auto")
-    classify.set_defaults(handler=_classify)
+    classify.set_defaults(handler=_classify, dryRun=True)
 
     train = commands.add_parser("train-classify", help="train a classifier on labelled volumes (CSV of path,label)")
     source = train.add_mutually_exclusive_group(required=True)
@@ -96,9 +96,11 @@ def _classify(args) -> int:
 
     from .classifier import checkClassifier
 
-    output = checkWritable(args.output)
+    output = Path(args.output) if args.dry_run else checkWritable(args.output)
     model = resolveModel(args.model, task="classification")
     checkClassifier(model)
+    if args.dry_run:
+        return _classifyDryRun(model, args)
     if not isCohortSource(args.input):
         rows = _classifyFile(model, Path(args.input), args)
         _writeCsv(rows, output)
@@ -118,6 +120,29 @@ def _classify(args) -> int:
         rows = [row for item in items if item.output.exists() for row in json.loads(item.output.read_text())]
         _writeCsv(rows, output)
         _printRows(rows, args)
+    return status
+
+
+def _classifyDryRun(model, args) -> int:
+    """Print each input's estimate: the volume, its prepared input and the network's passes (saliency: 3)."""
+    import slicer
+
+    from DLCommon import pickDevice, tensorFromVolume
+    from DLCommon.resources import estimateForward, printEstimate
+    from DLCommon.cohort import inputFiles
+    from DLCommon.storage import loadVolume
+
+    from .classifier import prepareFor
+
+    status = 0
+    for path in inputFiles(args.input):
+        scene = slicer.vtkMRMLScene()
+        image = tensorFromVolume(loadVolume(path, scene))
+        scene.Clear(1)
+        prepared = prepareFor(model, image, path.name)
+        estimate = estimateForward(model.network, tuple(prepared.shape), pickDevice(args.device), 1,
+                                   3 if args.saliency else 1, 4 * (image.numel() + prepared.numel()), "Classification")
+        status = max(status, 0 if printEstimate(estimate, input=str(path)) else 2)
     return status
 
 

@@ -44,7 +44,7 @@ def addCommands(commands) -> None:
                                           "refined by the iterations unless --iterations 0")
     register.add_argument("--report", help="write the run's report as JSON here")
     register.add_argument("--device", default="auto")
-    register.set_defaults(handler=_register)
+    register.set_defaults(handler=_register, dryRun=True)
 
     train = commands.add_parser("train-register", help="train a registration network (DeepReg style) on volumes")
     train.add_argument("--images", nargs="+", required=True,
@@ -110,8 +110,10 @@ def _register(args) -> int:
                       fix="give both (warp an atlas segmentation) or neither")
     roles = [role for role in ("fixed", "moving") if getattr(args, role) and isCohortSource(getattr(args, role))]
     cohort = bool(args.pairs or roles)
+    if args.dry_run and cohort:
+        raise DLError("estimates one pair at a time", node="--dry-run", fix="give --fixed and --moving files")
     for option in ("output_transform", "output_warped", "jacobian", "output_warped_labels", "report"):
-        if getattr(args, option):  # before any work: a typo in an output path costs no run
+        if getattr(args, option) and not args.dry_run:  # before any work: a typo in an output path costs no run
             checkWritable(Path(getattr(args, option)) / "manifest.csv" if cohort else getattr(args, option))
     if not args.pairs and not roles:
         if not (args.fixed and args.moving):
@@ -151,7 +153,8 @@ def _register(args) -> int:
 
 
 def _registerFiles(args, fixedPath: Path, movingPath: Path, outputs: dict) -> None:
-    """Register one pair of volume files; ``outputs``: transform (required), warped, jacobian, warpedLabels, report."""
+    """Register one pair of volume files; ``outputs``: transform (required), warped, jacobian, warpedLabels, report.
+    With ``--dry-run``: print the estimate instead."""
     import slicer
     from tqdm import tqdm
 
@@ -184,6 +187,18 @@ def _registerFiles(args, fixedPath: Path, movingPath: Path, outputs: dict) -> No
                                     spacing=args.spacing, device=args.device)
         if args.model:
             options["model"] = args.model
+        if args.dry_run:
+            from DLCommon import DLError, pickDevice, tensorFromVolume
+            from DLCommon.resources import printEstimate
+
+            from .optimisation import estimateRegistration
+
+            estimate = estimateRegistration(tensorFromVolume(fixed), tensorFromVolume(moving), config,
+                                            pickDevice(args.device))
+            if not printEstimate(estimate, fixed=str(fixedPath), moving=str(movingPath)):
+                raise DLError("does not fit this machine: " + estimate.describe(), node=f"Volume '{movingPath}'",
+                              fix="register on a coarser grid (--spacing) or use a machine with more memory")
+            return
         with tqdm(total=100, desc="register", unit="%", leave=False,
                   bar_format="{l_bar}{bar}| {n:.0f}% [{elapsed}<{remaining}]") as bar:
             def progress(fraction, message):

@@ -143,6 +143,20 @@ def workingGrid(affine: torch.Tensor, shape: Sequence[int], maxVoxels: int, spac
     return levelGeometry(affine, shape, factor)
 
 
+def estimateRegistration(fixed: torch.Tensor, moving: torch.Tensor, config: "RegistrationConfig", device):
+    """The memory a registration of ``fixed`` to ``moving`` (``(1, I, J, K)`` MetaTensors) needs: both images as
+    float32 plus about 40 float32 values per working-grid voxel (field, its gradient and Adam states, warped
+    images and similarity windows, the pyramid); the time depends on convergence and is not estimated."""
+    from DLCommon.resources import ResourceEstimate, availableMemory
+
+    _, shape = workingGrid(torch.as_tensor(fixed.affine), fixed.shape[1:], config.maxVoxels, config.spacing)
+    working = math.prod(shape)
+    memory = 4 * (fixed.numel() + moving.numel()) + 4 * 40 * working
+    return ResourceEstimate(what="Registration", device=str(device), memoryBytes=int(memory),
+                            availableBytes=availableMemory(device), seconds=None,
+                            note=f"working grid {'x'.join(map(str, shape))}; time depends on the iterations")
+
+
 def composeDisplacement(points: torch.Tensor, affine: torch.Tensor, displacement: torch.Tensor | None
                         ) -> torch.Tensor:
     """Moving world points ``A(x + d(x))`` for fixed world points ``x`` ``(I, J, K, 3)``, ``d`` ``(1, 3, ...)``."""

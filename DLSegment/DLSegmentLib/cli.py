@@ -60,7 +60,7 @@ def _segment(args) -> int:
 
     cohort = isCohortSource(args.input)
     for option in ("output", "probabilities"):  # before any work: a typo in an output path costs no run
-        if getattr(args, option):
+        if getattr(args, option) and not args.dry_run:
             checkWritable(Path(getattr(args, option)) / "manifest.csv" if cohort else getattr(args, option))
     model = resolveModel(args.model)
     if args.dry_run:
@@ -83,12 +83,13 @@ def _segmentDryRun(model, args) -> int:
 
     from DLCommon import DLError, tensorFromVolume
     from DLCommon.resources import planInference
-    from DLCommon.storage import loadVolume, volumeFiles
+    from DLCommon.cohort import inputFiles
+    from DLCommon.storage import loadVolume
 
     from .segmenter import checkModelInput
 
     status = 0
-    for path in volumeFiles(args.input) if Path(args.input).is_dir() else [Path(args.input)]:
+    for path in inputFiles(args.input):
         scene = slicer.vtkMRMLScene()
         try:
             image = tensorFromVolume(loadVolume(path, scene))

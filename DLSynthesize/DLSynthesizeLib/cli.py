@@ -40,7 +40,7 @@ def addCommands(commands) -> None:
                        help="volume file, or a cohort: a folder of volumes or a CSV with an 'input' column "
                             "(sharded over torchrun processes, resumable)")
     apply.add_argument("--output", required=True, help="volume file (for a cohort: a folder, with manifest.csv)")
-    apply.set_defaults(handler=_synthesize)
+    apply.set_defaults(handler=_synthesize, dryRun=True)
 
     simulate = commands.add_parser("simulate-us", help="simulate a B-mode ultrasound image from labels or a CT / MR")
     source = simulate.add_mutually_exclusive_group(required=True)
@@ -169,8 +169,11 @@ def _synthesize(args) -> int:
 
     from .imagetoimage import imageToImageModelFrom
 
-    checkWritable(Path(args.output) / "manifest.csv" if isCohortSource(args.input) else args.output)
+    if not args.dry_run:
+        checkWritable(Path(args.output) / "manifest.csv" if isCohortSource(args.input) else args.output)
     model = imageToImageModelFrom(resolveModel(args.model, task="synthesis"))
+    if args.dry_run:
+        return _synthesizeDryRun(model, args)
     if not isCohortSource(args.input):
         _synthesizeFile(model, Path(args.input), Path(args.output))
         print(f"{Path(args.input).name} -> {args.output}")
@@ -182,6 +185,37 @@ def _synthesize(args) -> int:
         _synthesizeFile(model, item.inputs["input"], partial)
 
     return runCohortCommand(items, process, folder / "manifest.csv", "synthesize")
+
+
+def _synthesizeDryRun(model, args) -> int:
+    """Print each input's estimate: whole-volume buffers + the network on a slice batch (2D) or window batch (3D)."""
+    import math
+
+    import slicer
+
+    from DLCommon import tensorFromVolume
+    from DLCommon.inference import countWindows
+    from DLCommon.resources import estimateForward, printEstimate
+    from DLCommon.cohort import inputFiles
+    from DLCommon.storage import loadVolume
+
+    status, config = 0, model.config
+    device = next(model.network.parameters()).device
+    for path in inputFiles(args.input):
+        scene = slicer.vtkMRMLScene()
+        shape = list(tensorFromVolume(loadVolume(path, scene)).shape[1:])
+        scene.Clear(1)
+        volumeBytes = 3 * 4 * math.prod(shape)  # scaled input, output, rescaled output (float32)
+        if config.dimensions == 2:
+            plane = [n for axis, n in enumerate(shape) if axis != config.sliceAxis]
+            estimate = estimateForward(model.network, (1, *plane), device, 8, math.ceil(shape[config.sliceAxis] / 8),
+                                       volumeBytes, "Synthesis", note=f"{shape[config.sliceAxis]} slices")
+        else:
+            windows = countWindows(shape, (config.patchSize,) * 3, 0.25)
+            estimate = estimateForward(model.network, (1,) + (config.patchSize,) * 3, device, 4, math.ceil(windows / 4),
+                                       volumeBytes, "Synthesis", note=f"{windows} windows")
+        status = max(status, 0 if printEstimate(estimate, input=str(path)) else 2)
+    return status
 
 
 def _synthesizeFile(model, path: Path, output: Path) -> None:

@@ -155,7 +155,7 @@ def test_killed_run_resumes_with_only_the_missing_items(scene, tmp_path):
     assert not list(out.glob(".partial-*"))
 
 
-def test_classify_cohort_from_csv_is_resumable(tmp_path, scene):
+def test_classify_cohort_from_csv_is_resumable(tmp_path, scene, capsys):
     """meddl classify on a CSV cohort: one results table; a second run reuses every item's rows."""
     model = _tinyClassifier(tmp_path)
     rows = ["input,name"]
@@ -164,6 +164,12 @@ def test_classify_cohort_from_csv_is_resumable(tmp_path, scene):
         saveNode(makeVolume(scene, image, np.eye(4), name=f"slice{seed}"), tmp_path / "in" / f"slice{seed}.nrrd")
         rows.append(f"in/slice{seed}.nrrd,case{seed}")
     (tmp_path / "cohort.csv").write_text("\n".join(rows) + "\n")
+    assert main(["--dry-run", "classify", "--model", str(model), "--input", str(tmp_path / "cohort.csv"),
+                 "--output", str(tmp_path / "results.csv"), "--device", "cpu"]) == 0
+    estimates = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
+    assert [Path(e["input"]).name for e in estimates] == [f"slice{s}.nrrd" for s in range(3)]
+    assert all(e["what"] == "Classification" and e["fits"] for e in estimates)
+    assert not (tmp_path / "results.csv").exists()
     for run in range(2):
         assert main(["classify", "--model", str(model), "--input", str(tmp_path / "cohort.csv"),
                      "--output", str(tmp_path / "results.csv"), "--device", "cpu"]) == 0

@@ -84,6 +84,12 @@ def test_meddl_dry_run_segment(tmp_path, capsys, monkeypatch, unet):
     monkeypatch.setattr(resources, "availableMemory", lambda device: 1000)
     assert main(argv) == 2
     assert "is too large for this machine" in json.loads(capsys.readouterr().out.strip().splitlines()[-1])["text"]
+    monkeypatch.undo()
     assert main(["--dry-run", "register", "--fixed", str(volume), "--moving", str(volume),
-                 "--output-transform", str(tmp_path / "t.h5")]) == 2  # no estimate yet: refused, not run
-    assert "has no resource estimate yet" in capsys.readouterr().err and not (tmp_path / "t.h5").exists()
+                 "--output-transform", str(tmp_path / "reg" / "t.h5")]) == 0
+    line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert line["what"] == "Registration" and line["memoryBytes"] > 8 * 40 * 48 * 56 and line["fits"]
+    assert not (tmp_path / "reg").exists()  # a dry run writes nothing, not even folders
+    assert main(["--dry-run", "train-segment", "--images", str(volume), "--labels", str(volume),
+                 "--output-model", str(tmp_path / "m")]) == 2  # no estimate yet: refused, not run
+    assert "has no resource estimate yet" in capsys.readouterr().err and not (tmp_path / "m").exists()
