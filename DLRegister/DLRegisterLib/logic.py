@@ -35,7 +35,7 @@ from DLCommon.transforms import (displacementFromTransform, gridTransformFromDis
 from DLCommon.volumes import checkVolume, updateVolumeFromTensor, volumeFromTensor
 
 from .network import predictDisplacement
-from .optimisation import RegistrationConfig, RegistrationResult, checkImage, registerImages
+from .optimisation import RegistrationConfig, RegistrationResult, checkImage, estimateRegistration, registerImages
 from .trainer import RegistrationTrainingConfig, RegistrationTrainingResult, trainRegistrationModel
 from .quality import jacobianDeterminant
 from .warping import denseDisplacement, warpImage, warpLabels
@@ -151,6 +151,11 @@ class RegistrationLogic(SceneLogic):
         fixed, moving = tensorFromVolume(fixedVolume), tensorFromVolume(movingVolume)
         checkImage(fixed, f"The fixed volume '{fixedVolume.GetName()}'")  # refused now, with its name, not in the job
         checkImage(moving, f"The moving volume '{movingVolume.GetName()}'")
+        estimate = estimateRegistration(fixed, moving, config, pickDevice(config.device))
+        if not estimate.fits:  # refused before anything large is allocated
+            raise DLError("is too large for this machine: " + estimate.describe(), node=movingVolume,
+                          fix="register on a coarser working grid (config.spacing / maxVoxels) or on a machine with "
+                              "more memory")
         masks = maskFromNode(fixedMask, fixedVolume, "the fixed volume"), maskFromNode(movingMask, movingVolume,
                                                                                        "the moving volume")
         initialAffine, initialDisplacement = _initialTransform(initialTransform, fixedVolume)
@@ -166,6 +171,7 @@ class RegistrationLogic(SceneLogic):
         loaded = resolveModel(model, task="registration") if model is not None else None
 
         def work(context) -> dict:
+            context.report(0.0, estimate.describe())
             runConfig, start, base = config, initialAffine, initialDisplacement
             if loaded is not None:
                 context.report(0.0, f"registration: predicting with {loaded.spec.name}")
