@@ -22,7 +22,7 @@ from .errors import DLError
 from .jobs import formatSeconds
 
 __all__ = ["ResourceEstimate", "availableMemory", "formatBytes", "estimateForward", "estimateSlidingWindow",
-           "planInference", "printEstimate"]
+           "estimateTraining", "planInference", "printEstimate"]
 
 
 def formatBytes(count: float) -> str:
@@ -124,6 +124,37 @@ def estimateForward(network: torch.nn.Module, inputShape: tuple[int, ...], devic
                             availableBytes=availableMemory(device),
                             seconds=seconds * calls * batchSize * (0.6 + 0.4 / max(1, batchSize)),
                             windowBatchSize=batchSize, note=note)
+
+
+def estimateTraining(network: torch.nn.Module, inputShape: tuple[int, ...], batchSize: int, steps: int,
+                     device: torch.device | str, dataBytes: int = 0, what: str = "Training") -> ResourceEstimate:
+    """Memory and time of ``steps`` training steps on batches of ``batchSize`` inputs ``(C, *S)``, measured by
+    running one real step (forward, backward, Adam) on ``device``; ``dataBytes``: the training data held."""
+    from .devices import pickDevice
+
+    device = pickDevice(device) if isinstance(device, str) else device
+    network = network.to(device).train()
+    activations, _ = _windowCost(network, int(inputShape[0]), tuple(int(n) for n in inputShape[1:]), device)
+    network.train()
+    optimizer = torch.optim.Adam(network.parameters(), lr=1e-6)
+    batch = torch.zeros((batchSize,) + tuple(int(n) for n in inputShape), device=device)
+    times = []
+    for _ in range(2):  # the first step pays one-off costs (allocations, kernel choice): time the second
+        started = time.perf_counter()
+        optimizer.zero_grad(set_to_none=True)
+        output = network(batch)
+        output = output[0] if isinstance(output, (tuple, list)) else output
+        output.float().mean().backward()
+        optimizer.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        times.append(time.perf_counter() - started)
+    parameters = sum(p.numel() * p.element_size() for p in network.parameters())
+    # weights, gradients and two Adam moments; every layer output kept for backward, and its gradient
+    memory = dataBytes + 4 * parameters + 2 * 2 * batchSize * activations
+    return ResourceEstimate(what=what, device=str(device), memoryBytes=int(memory),
+                            availableBytes=availableMemory(device), seconds=times[-1] * steps, windowBatchSize=batchSize,
+                            note=f"{steps} steps of {batchSize} x {'x'.join(map(str, inputShape[1:]))}")
 
 
 def printEstimate(estimate: ResourceEstimate, **fields) -> bool:

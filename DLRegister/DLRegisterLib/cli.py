@@ -64,7 +64,7 @@ def addCommands(commands) -> None:
     train.add_argument("--name", default="registration", help="model name (and catalog id with --register)")
     train.add_argument("--register", action="store_true", help="add the model to the catalog")
     train.add_argument("--device", default="auto")
-    train.set_defaults(handler=_trainRegister)
+    train.set_defaults(handler=_trainRegister, dryRun=True)
 
 
 def _files(paths: list[str]) -> list[str]:
@@ -251,6 +251,16 @@ def _trainRegister(args) -> int:
                                         similarity=args.similarity, regularisationWeight=args.regularisation_weight,
                                         labelWeight=args.label_weight if labels else 0.0, epochs=args.epochs,
                                         batchSize=args.batch_size, learningRate=args.learning_rate, device=args.device)
+    if args.dry_run:
+        from DLCommon.resources import estimateTraining, printEstimate
+
+        from .network import buildRegistrationNetwork
+
+        pairs = len(images) * (len(images) - 1)
+        estimate = estimateTraining(buildRegistrationNetwork(config.network, config.shape, config.features)[2],
+                                    (2, *config.shape), config.batchSize, config.epochs * -(-pairs // config.batchSize),
+                                    args.device, sum(4 * i.numel() for i in images), "Registration training")
+        return 0 if printEstimate(estimate, images=len(images), pairs=pairs) else 2
     output = Path(args.output_model)
     with tqdm(total=args.epochs, desc=f"train {args.name}", unit="epoch") as bar:
         def progress(fraction, message):

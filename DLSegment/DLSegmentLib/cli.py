@@ -49,7 +49,7 @@ def addCommands(commands) -> None:
     train.add_argument("--name", default="segmentation", help="model name (and catalog id with --register)")
     train.add_argument("--register", action="store_true", help="add the model to the catalog")
     train.add_argument("--device", default="auto")
-    train.set_defaults(handler=_trainSegment)
+    train.set_defaults(handler=_trainSegment, dryRun=True)
 
 
 def _segment(args) -> int:
@@ -164,6 +164,19 @@ def _trainSegment(args) -> int:
                                         batchesPerEpoch=args.batches_per_epoch, batchSize=args.batch_size,
                                         norm=args.norm, seed=args.seed, device=args.device, **options)
     base = resolveModel(args.fine_tune) if args.fine_tune else None
+    if args.dry_run:
+        from DLCommon.resources import estimateTraining, printEstimate
+
+        from .networks import buildNetwork
+
+        channels = int(samples[0].image.shape[0])
+        network = base.network if base else buildNetwork(config.network, channels, len(names) + 1, config.patchSize,
+                                                         config.features, config.norm)[2]
+        estimate = estimateTraining(network, (channels, *config.patchSize), config.batchSize,
+                                    config.epochs * config.batchesPerEpoch, args.device,
+                                    sum(4 * s.image.numel() + 8 * s.labels.numel() for s in samples),
+                                    "Segmentation training")
+        return 0 if printEstimate(estimate, images=len(samples)) else 2
     output = Path(args.output_model)
     with tqdm(total=args.epochs, desc=f"train {args.name}", unit="epoch") as bar:
         def progress(fraction, message):

@@ -32,7 +32,7 @@ def addCommands(commands) -> None:
     train.add_argument("--name", default="synthesis", help="model name (and catalog id with --register)")
     train.add_argument("--register", action="store_true", help="add the model to the catalog")
     train.add_argument("--device", default="auto")
-    train.set_defaults(handler=_trainSynthesis)
+    train.set_defaults(handler=_trainSynthesis, dryRun=True)
 
     apply = commands.add_parser("synthesize", help="apply an image-to-image model to a volume")
     apply.add_argument("--model", required=True, help="catalog id or model file")
@@ -96,6 +96,9 @@ def _trainSynthesis(args) -> int:
     from .pix2pix import Pix2PixConfig, trainPix2Pix
 
     if args.mode == "autoencoder":
+        if args.dry_run:
+            raise DLError("has no resource estimate for --mode autoencoder yet", node="--dry-run",
+                          fix="run it without --dry-run")
         return _trainDenoiser(args)
     if len(args.sources) != len(args.targets or []):
         raise DLError(f"got {len(args.sources)} sources and {len(args.targets or [])} targets", node="Command line",
@@ -110,6 +113,17 @@ def _trainSynthesis(args) -> int:
         args.dimensions = 3
     options = dict(steps=args.steps, loss=args.loss, device=args.device,
                    patchSize=32 if args.dimensions == 3 else 64)
+    if args.dry_run:
+        from DLCommon.resources import estimateTraining, printEstimate
+
+        from .imagetoimage import ImageToImageConfig, buildNetwork
+
+        config = ImageToImageConfig(dimensions=args.dimensions, **options)
+        estimate = estimateTraining(buildNetwork(config.dimensions, config.features, config.residual),
+                                    (1,) + (config.patchSize,) * config.dimensions, config.batchSize, config.steps,
+                                    args.device, sum(4 * (s.numel() + t.numel()) for s, t in pairs),
+                                    f"Synthesis training ({args.mode})")
+        return 0 if printEstimate(estimate, pairs=len(pairs)) else 2
     with tqdm(total=100, desc=f"train {args.name}", unit="%", bar_format="{l_bar}{bar}| {n:.0f}%") as bar:
         def progress(fraction, message):
             bar.update(100 * fraction - bar.n)

@@ -90,6 +90,16 @@ def test_meddl_dry_run_segment(tmp_path, capsys, monkeypatch, unet):
     line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert line["what"] == "Registration" and line["memoryBytes"] > 8 * 40 * 48 * 56 and line["fits"]
     assert not (tmp_path / "reg").exists()  # a dry run writes nothing, not even folders
-    assert main(["--dry-run", "train-segment", "--images", str(volume), "--labels", str(volume),
-                 "--output-model", str(tmp_path / "m")]) == 2  # no estimate yet: refused, not run
+    labels = np.zeros((40, 48, 56), np.int16)
+    labels[10:30, 10:30, 10:30] = 1
+    labelFile = saveNode(makeVolume(slicer.vtkMRMLScene(), labels, np.eye(4), className="vtkMRMLLabelMapVolumeNode"),
+                         tmp_path / "labels.nrrd")
+    assert main(["--dry-run", "train-segment", "--images", str(volume), "--labels", str(labelFile), "--patch", "32",
+                 "32", "32", "--epochs", "3", "--output-model", str(tmp_path / "m"), "--device", "cpu"]) == 0
+    line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert line["what"] == "Segmentation training" and line["seconds"] > 0 and "48 steps of 2 x 32x32x32" in line["note"]
+    assert not (tmp_path / "m").exists()
+    csv = tmp_path / "labels.csv"
+    csv.write_text(f"path,label\n{volume},a\n")
+    assert main(["--dry-run", "train-classify", "--csv", str(csv), "--output-model", str(tmp_path / "m")]) == 2
     assert "has no resource estimate yet" in capsys.readouterr().err and not (tmp_path / "m").exists()
