@@ -76,6 +76,18 @@ def saveMontage(path: str | Path, volume, labels=None, colors: Sequence[Sequence
     return path
 
 
+def _savePicture(picture, path: str | Path, title: str | None, titleY: int) -> Path:
+    """Write ``picture`` (PIL, RGB) to ``path`` with ``title`` in its top band, creating the folder."""
+    from PIL import ImageDraw
+
+    if title:
+        ImageDraw.Draw(picture).text((4, titleY), title, fill=(255, 255, 255))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    picture.save(path)
+    return path
+
+
 def saveComparison(path: str | Path, volumes: dict, axis: int = 0, index: int | None = None,
                    title: str | None = None) -> Path:
     """Write the same slice (across ``axis`` at ``index``, default the middle) of several ``(I, J, K)`` volumes
@@ -103,12 +115,7 @@ def saveComparison(path: str | Path, volumes: dict, axis: int = 0, index: int | 
     for panel in panels:
         strip.paste(panel, (x, 18 if title else 0))
         x += panel.width
-    if title:
-        ImageDraw.Draw(strip).text((4, 3), title, fill=(255, 255, 255))
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    strip.save(path)
-    return path
+    return _savePicture(strip, path, title, 3)
 
 
 def saveOverview(path: str | Path, panels: dict[str, str | Path], columns: int = 2, width: int = 640,
@@ -133,9 +140,4 @@ def saveOverview(path: str | Path, panels: dict[str, str | Path], columns: int =
         for index, tile in enumerate(row):
             sheet.paste(tile, (index * width, y))
         y += height
-    if title:
-        ImageDraw.Draw(sheet).text((4, 5), title, fill=(255, 255, 255))
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sheet.save(path)
-    return path
+    return _savePicture(sheet, path, title, 5)
