@@ -108,7 +108,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--patch", type=int, default=64)
     parser.add_argument("--batch", type=int, default=2)
-    parser.add_argument("--items", type=int, default=40)
+    parser.add_argument("--items", type=int, default=150)  # augmentation costs vary per patch: many
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     loop = loopSeconds(args.steps, args.patch, args.batch, args.rounds)
