@@ -337,7 +337,7 @@ def trainedModel(mni4, tmp_path_factory):
 
     image, labels = mni4
     copies = [randomCopy(image, labels, seed, bias=False, contrast=False) for seed in range(4)]
-    config = RegistrationTrainingConfig(shape=NETWORK_SHAPE, features=8, epochs=8, batchSize=4, learningRate=3e-3,
+    config = RegistrationTrainingConfig(shape=NETWORK_SHAPE, features=8, epochs=12, batchSize=4, learningRate=3e-3,
                                         labelWeight=0.0, device="cpu")
     return trainRegistrationModel([c[0] for c in copies], config, tmp_path_factory.mktemp("regmodel"), "reg-test")
 
