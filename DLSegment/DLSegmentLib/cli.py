@@ -94,8 +94,9 @@ def _segmentDryRun(model, args) -> int:
         try:
             image = tensorFromVolume(loadVolume(path, scene))
             checkModelInput(model, image)
-            plan = planInference(model.network, image, model.spec, args.device,
-                                 labelsOnly=not (args.probabilities or args.mirror), node=f"Volume '{path.name}'")
+            # the command computes class probabilities for the whole volume (_segmentFile): estimate that run
+            plan = planInference(model.network, image, model.spec, args.device, labelsOnly=False,
+                                 node=f"Volume '{path.name}'")
             print(json.dumps({"input": str(path), **plan.toDict()}))
         except DLError as exc:
             print(json.dumps({"input": str(path), "fits": False, "text": str(exc)}))
