@@ -21,7 +21,7 @@ import torch
 from .errors import DLError
 from .jobs import formatSeconds
 
-__all__ = ["ResourceEstimate", "availableMemory", "formatBytes", "estimateForward", "estimateSlidingWindow",
+__all__ = ["ResourceEstimate", "availableMemory", "formatBytes", "makeEstimate", "estimateForward", "estimateSlidingWindow",
            "estimateTraining", "planInference", "printEstimate"]
 
 
@@ -54,7 +54,11 @@ def availableMemory(device: torch.device | str) -> int | None:
 
 @dataclasses.dataclass
 class ResourceEstimate:
-    """What a run needs (``memoryBytes`` peak, ``seconds``) on ``device``, and what is free there."""
+    """What a run needs on ``device`` (``memoryBytes`` peak, ``seconds``), and what is free there.
+
+    On a GPU the whole-volume buffers stay in system memory: ``hostBytes`` of ``hostAvailableBytes`` free.
+    On the CPU both are one pool, counted in ``memoryBytes`` (``hostBytes`` is 0).
+    """
 
     what: str
     device: str
@@ -63,14 +67,24 @@ class ResourceEstimate:
     seconds: float | None
     windowBatchSize: int | None = None
     note: str = ""
+    hostBytes: int = 0
+    hostAvailableBytes: int | None = None
 
     @property
     def fits(self) -> bool:
-        return self.availableBytes is None or self.memoryBytes <= 0.9 * self.availableBytes
+        def within(needed, free):
+            return free is None or needed <= 0.9 * free
+
+        return within(self.memoryBytes, self.availableBytes) and within(self.hostBytes, self.hostAvailableBytes)
 
     def describe(self) -> str:
-        free = f"{formatBytes(self.availableBytes)} free" if self.availableBytes is not None else "free memory unknown"
-        text = f"{self.what}: needs about {formatBytes(self.memoryBytes)} on {self.device} ({free})"
+        def amount(needed, where, free):
+            return (f"{formatBytes(needed)} {where} "
+                    f"({formatBytes(free) + ' free' if free is not None else 'free memory unknown'})")
+
+        text = f"{self.what}: needs about {amount(self.memoryBytes, 'on ' + self.device, self.availableBytes)}"
+        if self.hostBytes:
+            text += f" and {amount(self.hostBytes, 'of system memory', self.hostAvailableBytes)}"
         if self.seconds is not None:
             text += f", about {formatSeconds(self.seconds)}"
         return text + (f"; {self.note}" if self.note else "")
@@ -79,21 +93,36 @@ class ResourceEstimate:
         return dict(dataclasses.asdict(self), fits=self.fits, text=self.describe())
 
 
+def makeEstimate(what: str, device: torch.device | str, deviceBytes: int, hostBytes: int, seconds: float | None,
+                 **fields) -> ResourceEstimate:
+    """A :class:`ResourceEstimate` of a run that holds ``deviceBytes`` on ``device`` and ``hostBytes`` in system
+    memory (one pool when ``device`` is the CPU), with the free memory of each read now."""
+    device = torch.device(device)
+    if device.type == "cpu":
+        return ResourceEstimate(what=what, device=str(device), memoryBytes=int(deviceBytes + hostBytes),
+                                availableBytes=availableMemory(device), seconds=seconds, **fields)
+    return ResourceEstimate(what=what, device=str(device), memoryBytes=int(deviceBytes),
+                            availableBytes=availableMemory(device), seconds=seconds, hostBytes=int(hostBytes),
+                            hostAvailableBytes=availableMemory("cpu"), **fields)
+
+
 def _windowCost(network: torch.nn.Module, channels: int, roi: tuple[int, ...], device: torch.device
                 ) -> tuple[int, float]:
     """``(activation bytes, seconds)`` of one window through ``network`` on ``device`` (measured)."""
     sizes: list[int] = []
 
     def record(module, inputs, output):
-        if isinstance(output, torch.Tensor) and not list(module.children()):
+        if isinstance(output, torch.Tensor):
             sizes.append(output.numel() * output.element_size())
 
-    handles = [m.register_forward_hook(record) for m in network.modules() if not list(m.children())]
     window = torch.zeros((1, channels) + roi, device=device)
     network.eval()
-    try:
-        with torch.no_grad():
+    with torch.no_grad():
+        network(window)  # the first call pays one-off costs (allocations, cuDNN's kernel choice): measure the second
+        handles = [m.register_forward_hook(record) for m in network.modules() if not list(m.children())]
+        try:
             if device.type == "cuda":
+                torch.cuda.synchronize(device)
                 torch.cuda.reset_peak_memory_stats(device)
                 base = torch.cuda.memory_allocated(device)
             started = time.perf_counter()
@@ -101,11 +130,11 @@ def _windowCost(network: torch.nn.Module, channels: int, roi: tuple[int, ...], d
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             seconds = time.perf_counter() - started
+            # CPU: the skip connections of a U-Net keep about half of all layer outputs alive at the deepest point
             peak = (torch.cuda.max_memory_allocated(device) - base) if device.type == "cuda" else sum(sizes) // 2
-    finally:
-        for handle in handles:
-            handle.remove()
-    # the skip connections of a U-Net keep about half of all layer outputs alive at the deepest point
+        finally:
+            for handle in handles:
+                handle.remove()
     return int(peak), seconds
 
 
@@ -119,11 +148,10 @@ def estimateForward(network: torch.nn.Module, inputShape: tuple[int, ...], devic
     device = pickDevice(device) if isinstance(device, str) else device
     activations, seconds = _windowCost(network.to(device), int(inputShape[0]), tuple(int(n) for n in inputShape[1:]),
                                        device)
-    memory = volumeBytes + batchSize * activations + sum(p.numel() * p.element_size() for p in network.parameters())
-    return ResourceEstimate(what=what, device=str(device), memoryBytes=int(memory),
-                            availableBytes=availableMemory(device),
-                            seconds=seconds * calls * batchSize * (0.6 + 0.4 / max(1, batchSize)),
-                            windowBatchSize=batchSize, note=note)
+    onDevice = batchSize * activations + sum(p.numel() * p.element_size() for p in network.parameters())
+    return makeEstimate(what, device, onDevice, volumeBytes,
+                        seconds * calls * batchSize * (0.6 + 0.4 / max(1, batchSize)), windowBatchSize=batchSize,
+                        note=note)
 
 
 def estimateTraining(network: torch.nn.Module, inputShape: tuple[int, ...], batchSize: int, steps: int,
@@ -140,6 +168,8 @@ def estimateTraining(network: torch.nn.Module, inputShape: tuple[int, ...], batc
     batch = torch.zeros((batchSize,) + tuple(int(n) for n in inputShape), device=device)
     times = []
     for _ in range(2):  # the first step pays one-off costs (allocations, kernel choice): time the second
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
         started = time.perf_counter()
         optimizer.zero_grad(set_to_none=True)
         output = network(batch)
@@ -149,12 +179,12 @@ def estimateTraining(network: torch.nn.Module, inputShape: tuple[int, ...], batc
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         times.append(time.perf_counter() - started)
-    parameters = sum(p.numel() * p.element_size() for p in network.parameters())
-    # weights, gradients and two Adam moments; every layer output kept for backward, and its gradient
-    memory = dataBytes + 4 * parameters + 2 * 2 * batchSize * activations
-    return ResourceEstimate(what=what, device=str(device), memoryBytes=int(memory),
-                            availableBytes=availableMemory(device), seconds=times[-1] * steps, windowBatchSize=batchSize,
-                            note=f"{steps} steps of {batchSize} x {'x'.join(map(str, inputShape[1:]))}")
+    if device.type == "cuda":  # the allocator's peak of the real step: weights, gradients, Adam, activations
+        memory = torch.cuda.max_memory_allocated(device)
+    else:  # weights, gradients and two Adam moments; every layer output kept for backward, and its gradient
+        memory = 4 * sum(p.numel() * p.element_size() for p in network.parameters()) + 2 * 2 * batchSize * activations
+    return makeEstimate(what, device, memory, dataBytes, times[-1] * steps, windowBatchSize=batchSize,
+                        note=f"{steps} steps of {batchSize} x {'x'.join(map(str, inputShape[1:]))}")
 
 
 def printEstimate(estimate: ResourceEstimate, **fields) -> bool:
@@ -168,34 +198,51 @@ def printEstimate(estimate: ResourceEstimate, **fields) -> bool:
 def estimateSlidingWindow(network: torch.nn.Module, image, spec, device: torch.device, windowBatchSize: int = 4,
                           overlap: float = 0.25, labelsOnly: bool = True, what: str = "Inference"
                           ) -> ResourceEstimate:
-    """Memory and time of :func:`~DLCommon.inference.slidingWindowInference` of ``image`` ``(C, I, J, K)``."""
-    from .inference import countWindows
+    """Memory and time of :func:`~DLCommon.inference.slidingWindowInference` of ``image`` ``(C, I, J, K)``.
+
+    The device holds the window batch's activations and the weights (and the whole normalised input when the
+    volume is too thin to be processed slab by slab); system memory holds the input, its resampled copy and
+    the output.
+    """
+    from .devices import isOutOfMemory
+    from .inference import SLAB_MIN_WINDOWS, countWindows
 
     spacing = [float(s) for s in torch.linalg.norm(torch.as_tensor(image.affine, dtype=torch.float64)[:3, :3], dim=0)]
-    shape = [int(n) for n in image.shape[1:]]
+    inputShape = [int(n) for n in image.shape[1:]]
+    shape = list(inputShape)
     if spec.spacing:  # the grid the network sees
         shape = [max(1, round(n * s / t)) for n, s, t in zip(shape, spacing, spec.spacing)]
     roi = tuple(int(r) for r in spec.roiSize) if spec.roiSize else tuple(shape)
     channels = int(image.shape[0])
-    voxels, inputVoxels = math.prod(shape), math.prod(int(n) for n in image.shape[1:])
+    voxels, inputVoxels = math.prod(shape), math.prod(inputShape)
     classes = max(2, len(spec.labelNames or []) + 1)
-    memory = 4 * channels * (inputVoxels + voxels)  # the input and its resampled / normalised copy
-    memory += inputVoxels if labelsOnly else 4 * 2 * classes * voxels  # labels (uint8) or scores + weights
-    from .devices import isOutOfMemory
-
+    host = 4 * channels * (inputVoxels + voxels)  # the input and its resampled / normalised copy
+    host += inputVoxels if labelsOnly else 4 * 2 * classes * voxels  # labels (uint8) or scores + weights
+    slabs = shape == inputShape and shape[2] >= SLAB_MIN_WINDOWS * roi[2] and all(s >= r for s, r in zip(shape, roi))
     try:
         activations, seconds = _windowCost(network.to(device), channels, roi, device)
     except RuntimeError as exc:  # one window does not even fit: this device cannot run it as asked
         if not isOutOfMemory(exc):
             raise
-        return ResourceEstimate(what=what, device=str(device), memoryBytes=2**62, availableBytes=availableMemory(device),
-                                seconds=None, windowBatchSize=windowBatchSize, note="one window ran out of memory")
-    memory += windowBatchSize * activations + sum(p.numel() * p.element_size() for p in network.parameters())
+        return makeEstimate(what, device, 2**62, host, None, windowBatchSize=windowBatchSize,
+                            note="one window ran out of memory")
+    onDevice = windowBatchSize * activations + sum(p.numel() * p.element_size() for p in network.parameters())
+    if not slabs and device.type != "cpu":
+        onDevice += 4 * channels * voxels  # MONAI's sliding window reads the whole input from the device
     windows = countWindows(shape, roi, overlap)
     total = seconds * windows * (0.6 + 0.4 / max(1, windowBatchSize))  # batching windows amortises overheads
-    return ResourceEstimate(what=what, device=str(device), memoryBytes=int(memory),
-                            availableBytes=availableMemory(device), seconds=total, windowBatchSize=windowBatchSize,
-                            note=f"{windows} windows of {'x'.join(map(str, roi))}")
+    return makeEstimate(what, device, onDevice, host, total, windowBatchSize=windowBatchSize,
+                        note=f"{windows} windows of {'x'.join(map(str, roi))}")
+
+
+def _need(estimate: ResourceEstimate) -> str:
+    """What does not fit, e.g. ``about 9.1 GB but only 4.0 GB is free on cuda:0``."""
+    if estimate.hostBytes and not (estimate.hostAvailableBytes is None
+                                   or estimate.hostBytes <= 0.9 * estimate.hostAvailableBytes):
+        needed, free, where = estimate.hostBytes, estimate.hostAvailableBytes, "in system memory"
+    else:
+        needed, free, where = estimate.memoryBytes, estimate.availableBytes, f"on {estimate.device}"
+    return f"about {formatBytes(needed)} but only {formatBytes(free or 0)} is free {where}"
 
 
 def planInference(network: torch.nn.Module, image, spec, device: torch.device | str, windowBatchSize: int = 4,
@@ -218,12 +265,10 @@ def planInference(network: torch.nn.Module, image, spec, device: torch.device | 
     for candidate, batch in options:
         estimate = estimateSlidingWindow(network, image, spec, candidate, batch, overlap, labelsOnly)
         if estimate.fits:
-            estimate.note = (f"switched from {device} with {windowBatchSize} windows per batch, which needs about "
-                             f"{formatBytes(asked.memoryBytes)} of {formatBytes(asked.availableBytes)} free")
+            estimate.note = f"switched from {device} with {windowBatchSize} windows per batch, which needs {_need(asked)}"
             return estimate
-    raise DLError(f"is too large for this machine: running the model on it needs about {formatBytes(asked.memoryBytes)} of "
-                  f"memory but only {formatBytes(asked.availableBytes)} is free on {device}"
-                  + (" (and on the CPU)" if device.type != "cpu" else ""),
+    raise DLError(f"is too large for this machine: running the model on it needs {_need(asked)}"
+                  + (" (and does not fit on the CPU either)" if device.type != "cpu" else ""),
                   node=node if node is not None else "The input volume",
                   fix="crop the volume to the region of interest, resample it to a coarser spacing, or use a "
                       "machine with more memory")

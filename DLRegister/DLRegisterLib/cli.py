@@ -194,7 +194,7 @@ def _registerFiles(args, fixedPath: Path, movingPath: Path, outputs: dict) -> No
             from .optimisation import estimateRegistration
 
             estimate = estimateRegistration(tensorFromVolume(fixed), tensorFromVolume(moving), config,
-                                            pickDevice(args.device))
+                                            pickDevice(args.device), timed=True)
             if not printEstimate(estimate, fixed=str(fixedPath), moving=str(movingPath)):
                 raise DLError("does not fit this machine: " + estimate.describe(), node=f"Volume '{movingPath}'",
                               fix="register on a coarser grid (--spacing) or use a machine with more memory")

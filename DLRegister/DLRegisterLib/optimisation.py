@@ -143,18 +143,48 @@ def workingGrid(affine: torch.Tensor, shape: Sequence[int], maxVoxels: int, spac
     return levelGeometry(affine, shape, factor)
 
 
-def estimateRegistration(fixed: torch.Tensor, moving: torch.Tensor, config: "RegistrationConfig", device):
-    """The memory a registration of ``fixed`` to ``moving`` (``(1, I, J, K)`` MetaTensors) needs: both images as
-    float32 plus about 40 float32 values per working-grid voxel (field, its gradient and Adam states, warped
-    images and similarity windows, the pyramid); the time depends on convergence and is not estimated."""
-    from DLCommon.resources import ResourceEstimate, availableMemory
+def estimateRegistration(fixed: torch.Tensor, moving: torch.Tensor, config: "RegistrationConfig", device,
+                         timed: bool = False):
+    """What a registration of ``fixed`` to ``moving`` (``(1, I, J, K)`` MetaTensors) needs on ``device``.
 
-    _, shape = workingGrid(torch.as_tensor(fixed.affine), fixed.shape[1:], config.maxVoxels, config.spacing)
+    Memory: both images as float32 plus about 40 float32 values per working-grid voxel (field, its gradient and
+    Adam states, warped images and similarity windows, the pyramid). Time (``timed``, when the memory fits): a
+    short real run timed per stage, scaled to the configured iterations (a few seconds; memory alone is instant).
+    """
+    from DLCommon.resources import makeEstimate
+
+    device = torch.device(device)
+    workAffine, shape = workingGrid(torch.as_tensor(fixed.affine), fixed.shape[1:], config.maxVoxels, config.spacing)
     working = math.prod(shape)
-    memory = 4 * (fixed.numel() + moving.numel()) + 4 * 40 * working
-    return ResourceEstimate(what="Registration", device=str(device), memoryBytes=int(memory),
-                            availableBytes=availableMemory(device), seconds=None,
-                            note=f"working grid {'x'.join(map(str, shape))}; time depends on the iterations")
+    images = 4 * (fixed.numel() + moving.numel())
+    estimate = makeEstimate("Registration", device, images + 4 * 40 * working, images, None,
+                            note=f"working grid {'x'.join(map(str, shape))}")
+    if timed and estimate.fits:
+        estimate.seconds = _timeRegistration(fixed, moving, config, device)
+    return estimate
+
+
+def _timeRegistration(fixed, moving, config: "RegistrationConfig", device: torch.device) -> float:
+    """Seconds :func:`registerImages` will take: a short real run of 6 iterations per stage, timed per stage
+    from its progress reports, scaled to the configured iterations (its setup and final steps counted once)."""
+    short = dataclasses.replace(config, affineIterations=6, iterations=[6] * len(config.iterations), device=str(device))
+    # the first registration in a process pays one-off costs (thread pools, kernels): a tiny run first
+    registerImages(fixed, moving, dataclasses.replace(short, maxVoxels=32**3, spacing=None))
+    reached: dict[int, float] = {}
+
+    def record(fraction: float, message: str) -> None:
+        if "iteration" in message:  # not the first and last reports (before and after the optimisation)
+            reached[round(fraction * total)] = time.perf_counter()
+
+    counts = ([config.affineIterations] * len(config.affineLevels) if config.affine else [])
+    counts += list(config.iterations) if config.deformable else []
+    total = 6 * len(counts)
+    started = time.perf_counter()
+    registerImages(fixed, moving, short, progress=record)
+    elapsed = time.perf_counter() - started
+    # progress is reported after the first and the sixth iteration of every stage
+    perIteration = [(reached[6 * j + 6] - reached[6 * j + 1]) / 5 for j in range(len(counts))]
+    return max(0.0, elapsed - 6 * sum(perIteration)) + sum(c * n for c, n in zip(perIteration, counts))
 
 
 def composeDisplacement(points: torch.Tensor, affine: torch.Tensor, displacement: torch.Tensor | None

@@ -51,7 +51,7 @@ def test_plan_keeps_shrinks_or_refuses(unet, monkeypatch):
     plan = planInference(unet, image(), SPEC, "cpu", windowBatchSize=4)
     assert plan.windowBatchSize == 1 and plan.note.startswith("switched from cpu with 4 windows per batch")
     monkeypatch.setattr(resources, "availableMemory", lambda device: 1000)
-    with pytest.raises(DLError, match=r"needs about .* of memory but only 1000 B is free on cpu.*Fix: crop"):
+    with pytest.raises(DLError, match=r"needs about .* but only 1000 B is free on cpu.*Fix: crop"):
         planInference(unet, image(), SPEC, "cpu", windowBatchSize=4, node="Volume 'big'")
 
 
@@ -89,6 +89,7 @@ def test_meddl_dry_run_segment(tmp_path, capsys, monkeypatch, unet):
                  "--output-transform", str(tmp_path / "reg" / "t.h5")]) == 0
     line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert line["what"] == "Registration" and line["memoryBytes"] > 8 * 40 * 48 * 56 and line["fits"]
+    assert line["seconds"] > 0  # timed by a short real run
     assert not (tmp_path / "reg").exists()  # a dry run writes nothing, not even folders
     labels = np.zeros((40, 48, 56), np.int16)
     labels[10:30, 10:30, 10:30] = 1
@@ -103,3 +104,18 @@ def test_meddl_dry_run_segment(tmp_path, capsys, monkeypatch, unet):
     csv.write_text(f"path,label\n{volume},a\n")
     assert main(["--dry-run", "train-classify", "--csv", str(csv), "--output-model", str(tmp_path / "m")]) == 2
     assert "has no resource estimate yet" in capsys.readouterr().err and not (tmp_path / "m").exists()
+
+
+def test_gpu_estimate_counts_device_and_system_memory_apart(monkeypatch):
+    """On a GPU the windows live on the device and the whole-volume buffers in system memory: each is checked
+    against its own free memory, and the refusal names the one that does not fit."""
+    monkeypatch.setattr(resources, "availableMemory", lambda device: 1000 if torch.device(device).type == "cuda" else 10**6)
+    estimate = resources.makeEstimate("Inference", "cuda:0", 800, 5000, 2.0)
+    assert estimate.fits and estimate.memoryBytes == 800 and estimate.hostBytes == 5000
+    assert "800 B on cuda:0 (1000 B free) and 4.9 KB of system memory (976.6 KB free)" in estimate.describe()
+    tooBigForHost = resources.makeEstimate("Inference", "cuda:0", 800, 2 * 10**6, 2.0)
+    assert not tooBigForHost.fits and resources._need(tooBigForHost).endswith("is free in system memory")
+    tooBigForGpu = resources.makeEstimate("Inference", "cuda:0", 950, 5000, 2.0)
+    assert not tooBigForGpu.fits and resources._need(tooBigForGpu) == "about 950 B but only 1000 B is free on cuda:0"
+    onCpu = resources.makeEstimate("Inference", "cpu", 800, 5000, 2.0)
+    assert onCpu.memoryBytes == 5800 and onCpu.hostBytes == 0  # one pool
