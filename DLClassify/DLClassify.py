@@ -202,12 +202,17 @@ class DLClassifyWidget(ModuleWidgetMixin, ScriptedLoadableModuleWidget, VTKObser
                     table.setItem(r, c, qt.QTableWidgetItem(value))
             table.resizeColumnsToContents()
 
-    def onApply(self) -> None:
+    def jobActions(self) -> list:
+        return [(_("Apply"), self.ui.applyButton, self.applyJob), (_("Train"), self.ui.trainButton, self.trainJob)]
+
+    def applyJob(self):
         p = self._parameterNode
+        ensureDependencies()
+        return self.logic.classifyJob([p.inputVolume], p.modelId, p.outputTable, p.saliency)
+
+    def onApply(self) -> None:
         with slicer.util.tryWithErrorDisplay(_("Classification could not start."), waitCursor=True):
-            ensureDependencies()
-            self.startJob(self.logic.classifyJob([p.inputVolume], p.modelId, p.outputTable, p.saliency),
-                          self.ui.progressBar)
+            self.startJob(self.applyJob(), self.ui.progressBar)
 
     def batchJobFor(self, volumeNode):
         p = self._parameterNode
@@ -221,21 +226,22 @@ class DLClassifyWidget(ModuleWidgetMixin, ScriptedLoadableModuleWidget, VTKObser
             chart = self.logic.plotSliceProbabilities(p.inputVolume, p.modelId)
             slicer.modules.plots.logic().ShowChartInLayout(chart)
 
-    def onTrain(self) -> None:
+    def trainJob(self):
+        p = self._parameterNode
+        ensureDependencies()
         from DLClassifyLib.trainer import ClassificationTrainingConfig
 
-        p = self._parameterNode
+        dimensions = 2 if p.dimensions == "2D" else 3
+        config = ClassificationTrainingConfig(encoding=p.encoding, architecture=p.architecture, epochs=p.epochs,
+                                              inputSize=(p.inputSize,) * dimensions)
+        if p.trainingData == "standard planes":
+            return self.logic.trainPlanesJob(p.inputVolume, config, modelName=p.modelName)
+        classes = [c.strip() for c in p.classNames.split(",") if c.strip()] or None
+        return self.logic.trainJob(p.trainingTable, classes, config, modelName=p.modelName)
+
+    def onTrain(self) -> None:
         with slicer.util.tryWithErrorDisplay(_("Training could not start."), waitCursor=True):
-            ensureDependencies()
-            dimensions = 2 if p.dimensions == "2D" else 3
-            config = ClassificationTrainingConfig(encoding=p.encoding, architecture=p.architecture, epochs=p.epochs,
-                                                  inputSize=(p.inputSize,) * dimensions)
-            if p.trainingData == "standard planes":
-                job = self.logic.trainPlanesJob(p.inputVolume, config, modelName=p.modelName)
-            else:
-                classes = [c.strip() for c in p.classNames.split(",") if c.strip()] or None
-                job = self.logic.trainJob(p.trainingTable, classes, config, modelName=p.modelName)
-            self.startJob(job, self.ui.trainProgressBar)
+            self.startJob(self.trainJob(), self.ui.trainProgressBar)
 
     def onSaliencyToggled(self, checked) -> None:
         if self._saliencyNode is not None and slicer.mrmlScene.IsNodePresent(self._saliencyNode):

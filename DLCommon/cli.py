@@ -100,7 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.dry_run and not getattr(args, "dryRun", False):
             raise DLError(f"'meddl {args.command}' has no resource estimate yet", node="--dry-run",
-                          fix="run it without --dry-run (estimates exist for segment, register, synthesize, classify and train-segment, train-register, train-synthesis)")
+                          fix="run it without --dry-run (estimates exist for segment, register, super-resolve, synthesize, classify "
+                              "and every train-* command)")
         _joinTorchrun(args)
         return int(args.handler(args) or 0)
     except DLError as exc:

@@ -88,11 +88,14 @@ class Job:
         apply: ``apply(result) -> output`` that changes the scene; optional.
         scene: the scene ``apply`` changes (for the rollback).
         name: shown in messages.
+        estimate: the memory and time the work needs (a :class:`~DLCommon.resources.ResourceEstimate`, or a
+            function that measures it on demand); shown before the run and as its first status.
     """
 
     def __init__(self, work: Callable[[JobContext], Any], apply: Callable[[Any], Any] | None = None,
-                 scene=None, name: str = "Job"):
+                 scene=None, name: str = "Job", estimate=None):
         self.work = work
+        self._estimate = estimate
         self.apply = apply
         self.scene = scene
         self.name = name
@@ -147,6 +150,18 @@ class Job:
             parts.append(str(self.error))
         return " - ".join(parts)
 
+    @property
+    def measuredEstimate(self):
+        """The estimate if it is already known (measured when the job was made), else None."""
+        return None if callable(self._estimate) else self._estimate
+
+    def resourceEstimate(self):
+        """The :class:`~DLCommon.resources.ResourceEstimate` of this job (measured on first call if needed), or
+        None when the job has none."""
+        if callable(self._estimate):
+            self._estimate = self._estimate()
+        return self._estimate
+
     # --- control -------------------------------------------------------------------------------------
     def cancel(self) -> None:
         """Ask the job to stop at its next progress report; ``apply`` will not run."""
@@ -191,6 +206,8 @@ class Job:
         self.state = JobState.RUNNING
         try:
             context = JobContext(self)
+            if self._estimate is not None and not callable(self._estimate):
+                context.report(0.0, self._estimate.describe())
             context.checkCancelled()
             self.result = self.work(context)
             context.checkCancelled()

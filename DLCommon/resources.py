@@ -15,14 +15,18 @@ import dataclasses
 import math
 import os
 import time
+from typing import Callable
 
 import torch
 
+from .devices import isOutOfMemory, pickDevice
 from .errors import DLError
 from .jobs import formatSeconds
 
+TOO_LARGE = 2**62  # memoryBytes of a run whose single window / step already ran out of memory on the device
+
 __all__ = ["ResourceEstimate", "availableMemory", "formatBytes", "makeEstimate", "estimateForward", "estimateSlidingWindow",
-           "estimateTraining", "planInference", "printEstimate"]
+           "estimateTraining", "fitOrSwitch", "planInference", "printEstimate"]
 
 
 def formatBytes(count: float) -> str:
@@ -82,6 +86,8 @@ class ResourceEstimate:
             return (f"{formatBytes(needed)} {where} "
                     f"({formatBytes(free) + ' free' if free is not None else 'free memory unknown'})")
 
+        if self.memoryBytes >= TOO_LARGE:
+            return f"{self.what}: does not fit on {self.device} ({self.note})"
         text = f"{self.what}: needs about {amount(self.memoryBytes, 'on ' + self.device, self.availableBytes)}"
         if self.hostBytes:
             text += f" and {amount(self.hostBytes, 'of system memory', self.hostAvailableBytes)}"
@@ -91,6 +97,13 @@ class ResourceEstimate:
 
     def toDict(self) -> dict:
         return dict(dataclasses.asdict(self), fits=self.fits, text=self.describe())
+
+
+def _outOfMemory(what: str, device: torch.device, hostBytes: int, note: str, **fields) -> ResourceEstimate:
+    """The estimate of a run that cannot even start on ``device`` (one window or step ran out of memory)."""
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    return makeEstimate(what, device, TOO_LARGE, hostBytes, None, note=note, **fields)
 
 
 def makeEstimate(what: str, device: torch.device | str, deviceBytes: int, hostBytes: int, seconds: float | None,
@@ -108,34 +121,57 @@ def makeEstimate(what: str, device: torch.device | str, deviceBytes: int, hostBy
 
 def _windowCost(network: torch.nn.Module, channels: int, roi: tuple[int, ...], device: torch.device
                 ) -> tuple[int, float]:
-    """``(activation bytes, seconds)`` of one window through ``network`` on ``device`` (measured)."""
-    sizes: list[int] = []
-
-    def record(module, inputs, output):
-        if isinstance(output, torch.Tensor):
-            sizes.append(output.numel() * output.element_size())
-
+    """``(activation bytes, seconds)`` of one window through ``network`` on ``device`` (measured: on CUDA the
+    allocator's peak; on the CPU the layer outputs, see :func:`_cpuActivations`)."""
     window = torch.zeros((1, channels) + roi, device=device)
     network.eval()
     with torch.no_grad():
         network(window)  # the first call pays one-off costs (allocations, cuDNN's kernel choice): measure the second
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+            torch.cuda.reset_peak_memory_stats(device)
+            base = torch.cuda.memory_allocated(device)
+        started = time.perf_counter()
+        network(window)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        seconds = time.perf_counter() - started
+    if device.type == "cuda":
+        return int(torch.cuda.max_memory_allocated(device) - base), seconds
+    return _cpuActivations(network, window), seconds
+
+
+def _cpuActivations(network: torch.nn.Module, window: torch.Tensor) -> int:
+    """Bytes of layer outputs alive at the peak of one forward pass on the CPU (which has no peak counter).
+
+    The skip connections of a U-Net keep about half of all layer outputs alive at its deepest point: half the sum
+    of every leaf layer's output (forward hooks). TorchScript modules take no hooks: there the tensors autograd
+    would save for backward are counted (about 3/4 of the layer outputs of the same U-Net), two thirds of them.
+    """
+    if not isinstance(network, torch.jit.ScriptModule):
+        sizes: list[int] = []
+
+        def record(module, inputs, output):
+            if isinstance(output, torch.Tensor):
+                sizes.append(output.numel() * output.element_size())
+
         handles = [m.register_forward_hook(record) for m in network.modules() if not list(m.children())]
         try:
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-                torch.cuda.reset_peak_memory_stats(device)
-                base = torch.cuda.memory_allocated(device)
-            started = time.perf_counter()
-            network(window)
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            seconds = time.perf_counter() - started
-            # CPU: the skip connections of a U-Net keep about half of all layer outputs alive at the deepest point
-            peak = (torch.cuda.max_memory_allocated(device) - base) if device.type == "cuda" else sum(sizes) // 2
+            with torch.no_grad():
+                network(window)
         finally:
             for handle in handles:
                 handle.remove()
-    return int(peak), seconds
+        return sum(sizes) // 2
+    saved: dict[int, int] = {}
+
+    def pack(tensor):
+        saved[tensor.untyped_storage().data_ptr()] = tensor.untyped_storage().nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        network(window.clone().requires_grad_(True))
+    return 2 * sum(saved.values()) // 3
 
 
 def estimateForward(network: torch.nn.Module, inputShape: tuple[int, ...], device: torch.device | str,
@@ -143,11 +179,14 @@ def estimateForward(network: torch.nn.Module, inputShape: tuple[int, ...], devic
                     note: str = "") -> ResourceEstimate:
     """Memory and time of ``calls`` forward passes of batches of ``batchSize`` inputs ``(C, *S)`` (2D or 3D),
     plus ``volumeBytes`` of whole-volume buffers the run holds (input, output copies)."""
-    from .devices import pickDevice
-
     device = pickDevice(device) if isinstance(device, str) else device
-    activations, seconds = _windowCost(network.to(device), int(inputShape[0]), tuple(int(n) for n in inputShape[1:]),
-                                       device)
+    try:
+        activations, seconds = _windowCost(network.to(device), int(inputShape[0]),
+                                           tuple(int(n) for n in inputShape[1:]), device)
+    except RuntimeError as exc:
+        if not isOutOfMemory(exc):
+            raise
+        return _outOfMemory(what, device, volumeBytes, "one batch ran out of memory", windowBatchSize=batchSize)
     onDevice = batchSize * activations + sum(p.numel() * p.element_size() for p in network.parameters())
     return makeEstimate(what, device, onDevice, volumeBytes,
                         seconds * calls * batchSize * (0.6 + 0.4 / max(1, batchSize)), windowBatchSize=batchSize,
@@ -158,9 +197,25 @@ def estimateTraining(network: torch.nn.Module, inputShape: tuple[int, ...], batc
                      device: torch.device | str, dataBytes: int = 0, what: str = "Training") -> ResourceEstimate:
     """Memory and time of ``steps`` training steps on batches of ``batchSize`` inputs ``(C, *S)``, measured by
     running one real step (forward, backward, Adam) on ``device``; ``dataBytes``: the training data held."""
-    from .devices import pickDevice
-
     device = pickDevice(device) if isinstance(device, str) else device
+    # the step changes weights and batch-norm statistics: a model being fine-tuned gets them back afterwards,
+    # on the device it was on (a copy kept in system memory: the device may be the one that is full)
+    original = {k: v.detach().to("cpu", copy=True) for k, v in network.state_dict().items()}
+    home = next((p.device for p in network.parameters()), torch.device("cpu"))
+    wasTraining = network.training
+    base = torch.cuda.memory_allocated(device) if device.type == "cuda" else 0
+    try:
+        return _estimateTraining(network, inputShape, batchSize, steps, device, dataBytes, what, base)
+    except RuntimeError as exc:
+        if not isOutOfMemory(exc):
+            raise
+        return _outOfMemory(what, device, dataBytes, "one training step ran out of memory", windowBatchSize=batchSize)
+    finally:
+        network.to(home).load_state_dict(original)
+        network.train(wasTraining)
+
+
+def _estimateTraining(network, inputShape, batchSize, steps, device, dataBytes, what, base) -> ResourceEstimate:
     network = network.to(device).train()
     activations, _ = _windowCost(network, int(inputShape[0]), tuple(int(n) for n in inputShape[1:]), device)
     network.train()
@@ -180,7 +235,7 @@ def estimateTraining(network: torch.nn.Module, inputShape: tuple[int, ...], batc
             torch.cuda.synchronize(device)
         times.append(time.perf_counter() - started)
     if device.type == "cuda":  # the allocator's peak of the real step: weights, gradients, Adam, activations
-        memory = torch.cuda.max_memory_allocated(device)
+        memory = torch.cuda.max_memory_allocated(device) - base
     else:  # weights, gradients and two Adam moments; every layer output kept for backward, and its gradient
         memory = 4 * sum(p.numel() * p.element_size() for p in network.parameters()) + 2 * 2 * batchSize * activations
     return makeEstimate(what, device, memory, dataBytes, times[-1] * steps, windowBatchSize=batchSize,
@@ -204,7 +259,6 @@ def estimateSlidingWindow(network: torch.nn.Module, image, spec, device: torch.d
     volume is too thin to be processed slab by slab); system memory holds the input, its resampled copy and
     the output.
     """
-    from .devices import isOutOfMemory
     from .inference import SLAB_MIN_WINDOWS, countWindows
 
     spacing = [float(s) for s in torch.linalg.norm(torch.as_tensor(image.affine, dtype=torch.float64)[:3, :3], dim=0)]
@@ -224,8 +278,7 @@ def estimateSlidingWindow(network: torch.nn.Module, image, spec, device: torch.d
     except RuntimeError as exc:  # one window does not even fit: this device cannot run it as asked
         if not isOutOfMemory(exc):
             raise
-        return makeEstimate(what, device, 2**62, host, None, windowBatchSize=windowBatchSize,
-                            note="one window ran out of memory")
+        return _outOfMemory(what, device, host, "one window ran out of memory", windowBatchSize=windowBatchSize)
     onDevice = windowBatchSize * activations + sum(p.numel() * p.element_size() for p in network.parameters())
     if not slabs and device.type != "cpu":
         onDevice += 4 * channels * voxels  # MONAI's sliding window reads the whole input from the device
@@ -242,7 +295,26 @@ def _need(estimate: ResourceEstimate) -> str:
         needed, free, where = estimate.hostBytes, estimate.hostAvailableBytes, "in system memory"
     else:
         needed, free, where = estimate.memoryBytes, estimate.availableBytes, f"on {estimate.device}"
+    if needed >= TOO_LARGE:
+        return f"more than the {formatBytes(free or 0)} free {where} ({estimate.note})"
     return f"about {formatBytes(needed)} but only {formatBytes(free or 0)} is free {where}"
+
+
+def fitOrSwitch(estimateOn: Callable[[torch.device], ResourceEstimate], device: torch.device | str, node,
+                fix: str) -> ResourceEstimate:
+    """``estimateOn(device)`` if it fits; else the CPU's estimate if that fits (noted); else a :class:`DLError`
+    naming ``node``, what does not fit and ``fix``."""
+    device = pickDevice(device) if isinstance(device, str) else torch.device(device)
+    asked = estimateOn(device)
+    if asked.fits:
+        return asked
+    if device.type != "cpu":
+        onCpu = estimateOn(torch.device("cpu"))
+        if onCpu.fits:
+            onCpu.note = "; ".join(filter(None, [onCpu.note, f"switched from {device}, which needs {_need(asked)}"]))
+            return onCpu
+    raise DLError(f"is too large for this machine: {asked.what.lower()} needs {_need(asked)}"
+                  + (" (and does not fit on the CPU either)" if device.type != "cpu" else ""), node=node, fix=fix)
 
 
 def planInference(network: torch.nn.Module, image, spec, device: torch.device | str, windowBatchSize: int = 4,
@@ -253,8 +325,6 @@ def planInference(network: torch.nn.Module, image, spec, device: torch.device | 
     Raises:
         DLError: nothing fits; the message gives the estimate (memory needed, memory free) and how to fix it.
     """
-    from .devices import pickDevice
-
     device = pickDevice(device) if isinstance(device, str) else device
     asked = estimateSlidingWindow(network, image, spec, device, windowBatchSize, overlap, labelsOnly)
     if asked.fits:

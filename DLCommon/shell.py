@@ -16,9 +16,11 @@ the shell creates its ``qt.QTimer`` and widgets and hands them over. Used as::
         def onJobFinished(self, job): ...           # put job.output / job.result into the parameter node
 
 The shell defines ``_updateButtons()`` (enable / disable from the parameter node and ``self.isIdle``; it calls
-``updateBatchButtons(ready)``) and ``batchJobFor(volumeNode)``: the job its Apply button would run on that
-volume, with new output nodes; the Batch section (``setupBatch()``) runs it over checked scene volumes or a
-folder as one :class:`~DLCommon.batch.BatchJob`.
+``updateBatchButtons(ready)``), ``batchJobFor(volumeNode)``: the job its Apply button would run on that
+volume, with new output nodes, and ``jobActions()``: ``[(name, button, makeJob), ...]``, the jobs its buttons
+start. The Batch section (``setupBatch()``) runs ``batchJobFor`` over checked scene volumes or a folder as one
+:class:`~DLCommon.batch.BatchJob`; the Estimate button (wired in ``setupModuleUi``) shows the memory and time of
+every enabled action's job on this machine, without starting it.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ class ModuleWidgetMixin:
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = logic
         self.setupJobs(timer)
+        self.ui.estimateButton.connect("clicked(bool)", self.onEstimate)
 
     def setupJobs(self, timer) -> None:
         """Adopt the shell's poll timer and observe the scene closing."""
@@ -144,6 +147,8 @@ class ModuleWidgetMixin:
     # --- jobs ---------------------------------------------------------------------------------------------
     def startJob(self, job, progressBar) -> None:
         """Run ``job`` in its worker thread; ``_poll`` shows progress and applies the result on this thread."""
+        if job.measuredEstimate is not None:  # what the run was planned with (it may have moved to the CPU)
+            self.showEstimates([("Running", job.measuredEstimate)])
         self._job, self._progressBar = job, progressBar
         self._chartNode, self._plottedEpochs = None, 0
         job.start()
@@ -194,6 +199,36 @@ class ModuleWidgetMixin:
     def onJobFinished(self, job) -> None:
         """Override: take what a succeeded job produced (``job.output`` after apply, else ``job.result``)."""
 
+    # --- resource estimate: memory and time of what the buttons would start, before starting it --------------
+    def jobActions(self) -> list:
+        """Override: ``[(name, button, makeJob), ...]``; ``makeJob()`` builds the job ``button`` starts."""
+        return []
+
+    def onEstimate(self) -> None:
+        """Build (never start) the job of every enabled action and show its estimate; a refusal is shown too."""
+        import slicer
+
+        from DLCommon.errors import DLError
+
+        estimates = []
+        with slicer.util.tryWithErrorDisplay("The estimate failed.", waitCursor=True):
+            for name, button, makeJob in self.jobActions():
+                if not button.enabled:
+                    continue
+                try:
+                    estimates.append((name, makeJob().resourceEstimate()))
+                except DLError as error:  # e.g. too large for this machine: the message is the estimate
+                    estimates.append((name, error))
+        self.showEstimates(estimates)
+
+    def showEstimates(self, estimates: list) -> None:
+        """One line per ``(name, ResourceEstimate or DLError)``; red when something does not fit."""
+        lines = [f"{name}: {item.describe() if hasattr(item, 'describe') else item}" for name, item in estimates
+                 if item is not None]
+        fits = all(getattr(item, "fits", item is None) for _, item in estimates)
+        self.ui.estimateLabel.text = "\n".join(lines) or "Select the inputs first."
+        self.ui.estimateLabel.setStyleSheet("" if fits else "color: #c0392b;")
+
     # --- batch: the current model and settings over many volumes (the shell defines batchJobFor) -------------
     def setupBatch(self) -> None:
         self.ui.batchApplyButton.connect("clicked(bool)", self.onBatchApply)
@@ -204,6 +239,7 @@ class ModuleWidgetMixin:
         raise NotImplementedError
 
     def updateBatchButtons(self, ready: bool) -> None:
+        self.ui.estimateButton.enabled = self.isIdle
         self.ui.batchApplyButton.enabled = self.isIdle and ready
         self.ui.batchCancelButton.enabled = not self.isIdle
 

@@ -156,16 +156,22 @@ class DLRegisterWidget(ModuleWidgetMixin, ScriptedLoadableModuleWidget, VTKObser
                                   iterations=(coarse, max(1, int(0.8 * coarse)), max(1, int(0.4 * coarse))),
                                   deformable=not p.affineOnly and p.iterations > 0)
 
-    def onApply(self) -> None:
+    def jobActions(self) -> list:
+        return [(_("Apply"), self.ui.applyButton, self.applyJob), (_("Train"), self.ui.trainButton, self.trainJob)]
+
+    def applyJob(self):
         p = self._parameterNode
+        ensureDependencies()
+        return self.logic.registerJob(
+            p.fixedVolume, p.movingVolume, self.registrationConfig(), fixedMask=p.fixedMask, movingMask=p.movingMask,
+            initialTransform=p.initialTransform, outputTransform=p.outputTransform,
+            warpedVolume=p.outputVolume or True, warpSegmentation=p.movingSegmentation,
+            jacobianVolume=p.createJacobian, applyToMoving=p.applyToMoving,
+            model=p.modelId if p.method == "model" else None)
+
+    def onApply(self) -> None:
         with slicer.util.tryWithErrorDisplay(_("Registration could not start."), waitCursor=True):
-            ensureDependencies()
-            job = self.logic.registerJob(
-                p.fixedVolume, p.movingVolume, self.registrationConfig(), fixedMask=p.fixedMask,
-                movingMask=p.movingMask, initialTransform=p.initialTransform, outputTransform=p.outputTransform,
-                warpedVolume=p.outputVolume or True, warpSegmentation=p.movingSegmentation,
-                jacobianVolume=p.createJacobian, applyToMoving=p.applyToMoving,
-                model=p.modelId if p.method == "model" else None)
+            job = self.applyJob()
             self.ui.reportLabel.text = ""
             self.startJob(job, self.ui.progressBar)
 
@@ -178,17 +184,19 @@ class DLRegisterWidget(ModuleWidgetMixin, ScriptedLoadableModuleWidget, VTKObser
             initialTransform=p.initialTransform, warpedVolume=True, jacobianVolume=p.createJacobian,
             model=p.modelId if p.method == "model" else None)
 
-    def onTrain(self) -> None:
+    def trainJob(self):
+        p = self._parameterNode
+        ensureDependencies()
         from DLRegisterLib.trainer import RegistrationTrainingConfig
 
-        p = self._parameterNode
+        config = RegistrationTrainingConfig(network=p.network, epochs=p.epochs, labelWeight=p.labelWeight,
+                                            similarity=p.similarity)
+        return self.logic.trainJob(list(p.trainingVolumes), list(p.trainingSegmentations) or None, config,
+                                   modelName=p.modelName)
+
+    def onTrain(self) -> None:
         with slicer.util.tryWithErrorDisplay(_("Training could not start."), waitCursor=True):
-            ensureDependencies()
-            config = RegistrationTrainingConfig(network=p.network, epochs=p.epochs, labelWeight=p.labelWeight,
-                                                similarity=p.similarity)
-            segmentations = list(p.trainingSegmentations) or None
-            self.startJob(self.logic.trainJob(list(p.trainingVolumes), segmentations, config, modelName=p.modelName),
-                          self.ui.trainProgressBar)
+            self.startJob(self.trainJob(), self.ui.trainProgressBar)
 
     def onJobFinished(self, job) -> None:
         p = self._parameterNode

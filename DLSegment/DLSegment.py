@@ -134,13 +134,18 @@ class DLSegmentWidget(ModuleWidgetMixin, ScriptedLoadableModuleWidget, VTKObserv
         self._parameterNode.trainingVolumes = []
         self._parameterNode.trainingSegmentations = []
 
-    def onApply(self) -> None:
+    def jobActions(self) -> list:
+        return [(_("Apply"), self.ui.applyButton, self.applyJob), (_("Train"), self.ui.trainButton, self.trainJob)]
+
+    def applyJob(self):
         p = self._parameterNode
+        ensureDependencies()
+        return self.logic.segmentJob(p.inputVolume, p.modelId, p.outputSegmentation, p.probabilityVolumes,
+                                     p.entropyVolume, mirror=p.mirror)
+
+    def onApply(self) -> None:
         with slicer.util.tryWithErrorDisplay(_("Segmentation could not start."), waitCursor=True):
-            ensureDependencies()
-            self.startJob(self.logic.segmentJob(p.inputVolume, p.modelId, p.outputSegmentation,
-                                                p.probabilityVolumes, p.entropyVolume, mirror=p.mirror),
-                          self.ui.progressBar)
+            self.startJob(self.applyJob(), self.ui.progressBar)
 
     def batchJobFor(self, volumeNode):
         p = self._parameterNode
@@ -148,18 +153,19 @@ class DLSegmentWidget(ModuleWidgetMixin, ScriptedLoadableModuleWidget, VTKObserv
         return self.logic.segmentJob(volumeNode, p.modelId, None, p.probabilityVolumes, p.entropyVolume,
                                      mirror=p.mirror)
 
-    def onTrain(self) -> None:
+    def trainJob(self):
+        p = self._parameterNode
+        ensureDependencies()
         from DLSegmentLib.trainer import SegmentationTrainingConfig
 
-        p = self._parameterNode
+        config = SegmentationTrainingConfig(network=p.network, loss=p.loss, epochs=p.epochs, patchSize=(p.patchSize,) * 3,
+                                            spacing=(p.trainingSpacing,) * 3 if p.trainingSpacing > 0 else None)
+        return self.logic.trainJob(list(zip(p.trainingVolumes, p.trainingSegmentations)), config,
+                                   modelName=p.modelName, baseModel=p.modelId if p.fineTune else None)
+
+    def onTrain(self) -> None:
         with slicer.util.tryWithErrorDisplay(_("Training could not start."), waitCursor=True):
-            ensureDependencies()
-            config = SegmentationTrainingConfig(network=p.network, loss=p.loss, epochs=p.epochs,
-                                                patchSize=(p.patchSize,) * 3,
-                                                spacing=(p.trainingSpacing,) * 3 if p.trainingSpacing > 0 else None)
-            pairs = list(zip(p.trainingVolumes, p.trainingSegmentations))
-            self.startJob(self.logic.trainJob(pairs, config, modelName=p.modelName,
-                                              baseModel=p.modelId if p.fineTune else None), self.ui.trainProgressBar)
+            self.startJob(self.trainJob(), self.ui.trainProgressBar)
 
     def onJobFinished(self, job) -> None:
         if hasattr(job.output, "segmentation"):

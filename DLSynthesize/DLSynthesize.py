@@ -117,17 +117,23 @@ class DLSynthesizeWidget(ModuleWidgetMixin, ScriptedLoadableModuleWidget, VTKObs
 
     def batchJobFor(self, volumeNode):
         """Super-resolve or denoise one more volume with the current settings (each trains on its own volume)."""
+        if self._parameterNode.task not in ("super-resolution", "denoise"):
+            raise ValueError(f"Batch runs super-resolution or denoising, not '{self._parameterNode.task}': pick one "
+                             "of those tasks.")
+        return self.selfSupervisedJob(volumeNode, None)
+
+    def selfSupervisedJob(self, volumeNode, outputVolume):
+        """Super-resolution or denoising of ``volumeNode`` (each trains on the volume itself)."""
         p = self._parameterNode
         ensureDependencies()
         if p.task == "super-resolution":
             from DLSynthesizeLib.superresolution import SuperResolutionConfig
 
-            return self.logic.superResolveJob(volumeNode, SuperResolutionConfig(steps=p.trainingSteps))
-        if p.task == "denoise":
-            from DLSynthesizeLib.denoise import DenoiseConfig
+            return self.logic.superResolveJob(volumeNode, SuperResolutionConfig(steps=p.trainingSteps), outputVolume)
+        from DLSynthesizeLib.denoise import DenoiseConfig
 
-            return self.logic.denoiseJob(volumeNode, DenoiseConfig(steps=p.trainingSteps), anomalyVolume=p.anomalyMap)
-        raise ValueError(f"Batch runs super-resolution or denoising, not '{p.task}': pick one of those tasks.")
+        return self.logic.denoiseJob(volumeNode, DenoiseConfig(steps=p.trainingSteps), outputVolume,
+                                     anomalyVolume=p.anomalyMap)
 
     def onAddPair(self) -> None:
         p = self._parameterNode
@@ -141,11 +147,34 @@ class DLSynthesizeWidget(ModuleWidgetMixin, ScriptedLoadableModuleWidget, VTKObs
         self._parameterNode.sourceVolumes = []
         self._parameterNode.targetVolumes = []
 
+    def jobActions(self) -> list:
+        if self._parameterNode and self._parameterNode.task == "ultrasound":  # immediate, no job
+            return []
+        return [(_("Apply"), self.ui.applyButton, self.applyJob)]
+
+    def applyJob(self):
+        """The job Apply starts for the current task (training on the scene's data, then applying)."""
+        p = self._parameterNode
+        if p.task in ("super-resolution", "denoise"):
+            return self.selfSupervisedJob(p.inputVolume, p.outputVolume)
+        ensureDependencies()
+        pairs = list(zip(p.sourceVolumes, p.targetVolumes))
+        if p.network == "pix2pix":  # conditional GAN, 2D
+            from DLSynthesizeLib.pix2pix import Pix2PixConfig
+
+            return self.logic.imageToImageJob(pairs, p.inputVolume, Pix2PixConfig(steps=p.trainingSteps),
+                                              p.outputVolume, method="pix2pix")
+        from DLSynthesizeLib.imagetoimage import ImageToImageConfig
+
+        config = ImageToImageConfig(dimensions=3 if p.dimensions == "3D" else 2, loss=p.loss, steps=p.trainingSteps,
+                                    patchSize=32 if p.dimensions == "3D" else 64)
+        return self.logic.imageToImageJob(pairs, p.inputVolume, config, p.outputVolume)
+
     def onApply(self) -> None:
         p = self._parameterNode
         with slicer.util.tryWithErrorDisplay(_("Synthesis could not start."), waitCursor=True):
-            ensureDependencies()
             if p.task == "ultrasound":  # a frame takes well under a second: no background job needed
+                ensureDependencies()
                 from DLSynthesizeLib.ultrasound import UltrasoundConfig
 
                 config = UltrasoundConfig(geometry=p.probeGeometry, depth=p.depth, frequency=p.frequency)
@@ -154,29 +183,7 @@ class DLSynthesizeWidget(ModuleWidgetMixin, ScriptedLoadableModuleWidget, VTKObs
                 p.outputVolume = result.volume
                 slicer.util.setSliceViewerLayers(background=result.volume)
                 return
-            if p.task == "super-resolution":
-                from DLSynthesizeLib.superresolution import SuperResolutionConfig
-
-                job = self.logic.superResolveJob(p.inputVolume, SuperResolutionConfig(steps=p.trainingSteps),
-                                                 p.outputVolume)
-            elif p.task == "denoise":
-                from DLSynthesizeLib.denoise import DenoiseConfig
-
-                job = self.logic.denoiseJob(p.inputVolume, DenoiseConfig(steps=p.trainingSteps), p.outputVolume,
-                                            anomalyVolume=p.anomalyMap)
-            elif p.network == "pix2pix":  # conditional GAN, 2D
-                from DLSynthesizeLib.pix2pix import Pix2PixConfig
-
-                job = self.logic.imageToImageJob(list(zip(p.sourceVolumes, p.targetVolumes)), p.inputVolume,
-                                                 Pix2PixConfig(steps=p.trainingSteps), p.outputVolume, method="pix2pix")
-            else:
-                from DLSynthesizeLib.imagetoimage import ImageToImageConfig
-
-                config = ImageToImageConfig(dimensions=3 if p.dimensions == "3D" else 2, loss=p.loss,
-                                            steps=p.trainingSteps, patchSize=32 if p.dimensions == "3D" else 64)
-                job = self.logic.imageToImageJob(list(zip(p.sourceVolumes, p.targetVolumes)), p.inputVolume, config,
-                                                 p.outputVolume)
-            self.startJob(job, self.ui.progressBar)
+            self.startJob(self.applyJob(), self.ui.progressBar)
 
     def onJobFinished(self, job) -> None:
         self._parameterNode.outputVolume = job.output.volume

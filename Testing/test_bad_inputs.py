@@ -225,13 +225,15 @@ def test_logic_entry_point_with_bad_volume(entry, kind, scene, models):
             checkOutputGeometry(volume, node)
 
 
-def test_huge_image_is_refused_before_allocation_with_the_estimate(scene, models, monkeypatch):
+@pytest.mark.parametrize("entry", list(ENTRY_POINTS))
+def test_huge_image_is_refused_before_allocation_with_the_estimate(entry, scene, models, monkeypatch):
     from DLCommon import resources
 
     monkeypatch.setattr(resources, "availableMemory", lambda device: 20_000)  # a machine with 20 KB free
-    volume = goodVolume(scene)
-    outcome = runCase(scene, lambda: segment(scene, volume, models))
-    assert isinstance(outcome, DLError) and "needs about" in str(outcome) and "free" in str(outcome)
+    volume = badVolume("LPS", scene)  # thick slices: super-resolution needs them
+    outcome = runCase(scene, lambda: ENTRY_POINTS[entry](scene, volume, models))
+    assert isinstance(outcome, DLError) and "is too large for this machine" in str(outcome), str(outcome)
+    assert "needs about" in str(outcome) and "only 19.5 KB is free on cpu" in str(outcome)
 
 
 def test_model_with_wrong_channels(scene, models):
@@ -390,11 +392,123 @@ def test_cli_command_with_bad_input(case, models, tmp_path, capsys):
     assert message.startswith("meddl: error: ") and "Fix:" in message and expected in message, err
 
 
+# --- every job states its memory and time before it runs (the widgets' Estimate button shows it) ---------------
+
+def _segmentationOf(scene, volume):
+    from DLCommon import segmentationFromTensor, tensorFromVolume
+
+    labels = (tensorFromVolume(volume)[0] > 60).to(torch.uint8)
+    return segmentationFromTensor(labels, volume, scene, ["ball"], nodeName="ball")
+
+
+def segmentJob(scene, volume, models):
+    from DLSegmentLib.logic import SegmentationLogic
+
+    return SegmentationLogic(scene).segmentJob(volume, models["segment1"], device="cpu")
+
+
+def trainSegmentationJob(scene, volume, models):
+    from DLSegmentLib.logic import SegmentationLogic
+    from DLSegmentLib.trainer import SegmentationTrainingConfig
+
+    config = SegmentationTrainingConfig(patchSize=(16, 16, 16), features=8, epochs=2, device="cpu")
+    return SegmentationLogic(scene).trainJob([(volume, _segmentationOf(scene, volume))], config)
+
+
+def registerJob(scene, volume, models):
+    from DLRegisterLib.logic import RegistrationLogic
+    from DLRegisterLib.optimisation import RegistrationConfig
+
+    config = RegistrationConfig(iterations=(10,), levels=(1,), affineIterations=10, device="cpu")
+    return RegistrationLogic(scene).registerJob(goodVolume(scene, "fixed"), volume, config)
+
+
+def trainRegistrationJob(scene, volume, models):
+    from DLRegisterLib.logic import RegistrationLogic
+    from DLRegisterLib.trainer import RegistrationTrainingConfig
+
+    config = RegistrationTrainingConfig(shape=(16, 16, 16), epochs=2, device="cpu")
+    return RegistrationLogic(scene).trainJob([volume, goodVolume(scene, "other")], config=config)
+
+
+def superResolveJob(scene, volume, models):
+    from DLSynthesizeLib.logic import SynthesisLogic
+    from DLSynthesizeLib.superresolution import SuperResolutionConfig
+
+    return SynthesisLogic(scene).superResolveJob(badVolume("LPS", scene), SuperResolutionConfig(steps=20, device="cpu"))
+
+
+def denoiseJob(scene, volume, models):
+    from DLSynthesizeLib.denoise import DenoiseConfig
+    from DLSynthesizeLib.logic import SynthesisLogic
+
+    return SynthesisLogic(scene).denoiseJob(volume, DenoiseConfig(steps=20, device="cpu"))
+
+
+def imageToImageJob(scene, volume, models):
+    from DLSynthesizeLib.imagetoimage import ImageToImageConfig
+    from DLSynthesizeLib.logic import SynthesisLogic
+
+    return SynthesisLogic(scene).imageToImageJob([(volume, goodVolume(scene, "target"))], volume,
+                                                 ImageToImageConfig(steps=20, device="cpu"))
+
+
+def classifyJob(scene, volume, models):
+    from DLClassifyLib.logic import ClassificationLogic
+
+    return ClassificationLogic(scene).classifyJob([volume], models["classify"], saliency=True, device="cpu")
+
+
+def trainClassifierJob(scene, volume, models):
+    from DLClassifyLib.logic import ClassificationLogic
+    from DLClassifyLib.trainer import ClassificationTrainingConfig
+
+    config = ClassificationTrainingConfig(inputSize=(32, 32, 32), epochs=2, device="cpu")
+    return ClassificationLogic(scene).trainJob([(volume, "a"), (goodVolume(scene, "b"), "b")], config=config)
+
+
+JOBS = {"segment": segmentJob, "train segmentation": trainSegmentationJob, "register": registerJob,
+        "train registration": trainRegistrationJob, "super-resolve": superResolveJob, "denoise": denoiseJob,
+        "image-to-image": imageToImageJob, "classify": classifyJob, "train classifier": trainClassifierJob}
+
+
+@pytest.mark.parametrize("name", list(JOBS))
+def test_every_job_states_its_memory_and_time_before_running(name, scene, models):
+    volume = goodVolume(scene)
+    job = JOBS[name](scene, volume, models)
+    before = scene.GetNumberOfNodes()
+    estimate = job.resourceEstimate()
+    assert scene.GetNumberOfNodes() == before  # estimating adds nothing
+    assert estimate.fits and estimate.seconds > 0 and estimate.device == "cpu"
+    assert estimate.memoryBytes > 4 * int(np.prod(SHAPE)), estimate.describe()  # at least the input as float32
+    assert estimate.describe().startswith(estimate.what + ": needs about ") and "free" in estimate.describe()
+    if name == "segment":  # the job's first status is the estimate
+        messages = []
+        job.run(lambda fraction, message: messages.append(message))
+        assert messages[0] == estimate.describe()
+
+
+def test_a_job_that_does_not_fit_the_gpu_moves_to_the_cpu(monkeypatch):
+    """fitOrSwitch: on a GPU too small for the run, the CPU's estimate is used (noted); nowhere: refused."""
+    from DLCommon import resources
+
+    def estimateOn(device):
+        return resources.ResourceEstimate("Training", str(device), 100, 80 if device.type == "cuda" else 1000, 1.0)
+
+    plan = resources.fitOrSwitch(estimateOn, torch.device("cuda"), "Volume 'x'", "use less")
+    assert plan.device == "cpu" and "switched from cuda, which needs about 100 B but only 80 B is free" in plan.note
+    with pytest.raises(DLError, match=r"Volume 'x' is too large for this machine: training needs about 100 B but only"
+                                      r" 80 B is free on cuda \(and does not fit on the CPU either\).*Fix: use less"):
+        resources.fitOrSwitch(lambda d: resources.ResourceEstimate("Training", str(d), 100, 80, 1.0),
+                              torch.device("cuda"), "Volume 'x'", "use less")
+
+
 def count() -> int:
-    """The number of catalogue cases (each parametrised case counts once)."""
-    return len(ENTRY_POINTS) * len(VOLUME_KINDS) + len(CLI_CASES) + sum(
-        1 for name in globals() if name.startswith("test_") and name not in (
-            "test_logic_entry_point_with_bad_volume", "test_cli_command_with_bad_input"))
+    """The number of catalogue cases: every test, each parametrisation counted."""
+    import math
+
+    return sum(math.prod(len(mark.args[1]) for mark in getattr(test, "pytestmark", []) if mark.name == "parametrize")
+               for name, test in globals().items() if name.startswith("test_"))
 
 
 if __name__ == "__main__":

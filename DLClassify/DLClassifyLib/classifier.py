@@ -21,7 +21,7 @@ from .data import checkImage, normaliseImages, prepareImage
 from .encodings import Encoding, encodingFor, logitsOf
 
 __all__ = ["prepareFor", "predictLogits", "encodingOf", "temperatureOf", "inputSizeOf", "classProbabilities", "saliencyMap",
-           "checkClassifier"]
+           "checkClassifier", "estimateClassification"]
 
 
 def checkClassifier(model: LoadedModel) -> None:
@@ -75,6 +75,19 @@ def predictLogits(network: torch.nn.Module, images: torch.Tensor, device=None, b
             batch = torch.as_tensor(images[start:start + batchSize]).float().to(device)
             outputs.append(logitsOf(network(batch)).float().cpu())
     return torch.cat(outputs) if outputs else torch.zeros((0, 1))
+
+
+def estimateClassification(model: LoadedModel, images, device: str | torch.device = "auto", saliency: bool = False):
+    """Memory and time of classifying ``images`` (``(C, I, J, K)`` each) in one batch, plus a forward and backward
+    pass per image for its saliency map."""
+    import math
+
+    from DLCommon.resources import estimateForward
+
+    shape = (int(model.spec.inputChannels), *inputSizeOf(model))
+    volumes = sum(4 * (image.numel() + math.prod(shape)) + (8 * image.numel() if saliency else 0) for image in images)
+    return estimateForward(model.network, shape, pickDevice(device) if isinstance(device, str) else device,
+                           len(images), 1 + (3 if saliency else 0), volumes, "Classification")
 
 
 def classProbabilities(model: LoadedModel, images: torch.Tensor, device: str = "auto",

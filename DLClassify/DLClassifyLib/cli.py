@@ -46,7 +46,7 @@ def addCommands(commands) -> None:
     train.add_argument("--name", default="classifier", help="model name (and catalog id with --register)")
     train.add_argument("--register", action="store_true", help="add the model to the catalog")
     train.add_argument("--device", default="auto")
-    train.set_defaults(handler=_trainClassify)
+    train.set_defaults(handler=_trainClassify, dryRun=True)
 
 
 def readLabelCsv(path: str | Path) -> list[tuple[Path, str]]:
@@ -124,24 +124,22 @@ def _classify(args) -> int:
 
 
 def _classifyDryRun(model, args) -> int:
-    """Print each input's estimate: the volume, its prepared input and the network's passes (saliency: 3)."""
+    """Print each input's estimate: the volume, its prepared input and the network's passes (saliency: 3 more)."""
     import slicer
 
-    from DLCommon import pickDevice, tensorFromVolume
-    from DLCommon.resources import estimateForward, printEstimate
+    from DLCommon import tensorFromVolume
+    from DLCommon.resources import printEstimate
     from DLCommon.cohort import inputFiles
     from DLCommon.storage import loadVolume
 
-    from .classifier import prepareFor
+    from .classifier import estimateClassification
 
     status = 0
     for path in inputFiles(args.input):
         scene = slicer.vtkMRMLScene()
         image = tensorFromVolume(loadVolume(path, scene))
         scene.Clear(1)
-        prepared = prepareFor(model, image, path.name)
-        estimate = estimateForward(model.network, tuple(prepared.shape), pickDevice(args.device), 1,
-                                   3 if args.saliency else 1, 4 * (image.numel() + prepared.numel()), "Classification")
+        estimate = estimateClassification(model, [image], args.device, bool(args.saliency))
         status = max(status, 0 if printEstimate(estimate, input=str(path)) else 2)
     return status
 
@@ -201,7 +199,8 @@ def _trainClassify(args) -> int:
     from .architectures import architectureTable
     from .data import prepareImage, spatialDimsOf
     from .logic import ClassificationLogic, resolveLabels
-    from .trainer import ClassificationTrainingConfig, checkLabels, trainClassifier
+    from .trainer import ClassificationTrainingConfig, checkLabels, estimateClassifierTraining, trainClassifier
+    from DLCommon.resources import printEstimate
 
     if args.list_architectures:
         size = args.input_size or [64, 64]
@@ -211,10 +210,10 @@ def _trainClassify(args) -> int:
             print(f"{row['name']:16s} {row['network']:16s} {row['parameters']:12,d} {row['sizeMB']:8.1f} "
                   f"{row['depth']:6d}  {row['description']}")
         return 0
-    if not args.output_model:
+    if not args.output_model and not args.dry_run:
         raise DLError("--output-model is missing", node="train-classify", fix="give a folder for the model")
-    output = Path(args.output_model)
-    with tqdm(total=args.epochs, desc=f"train {args.name}", unit="epoch") as bar:
+    output = Path(args.output_model or ".")
+    with tqdm(total=args.epochs, desc=f"train {args.name}", unit="epoch", disable=args.dry_run) as bar:
         def progress(fraction, message):
             bar.set_postfix_str(message.split(": ", 1)[-1][:50])
             bar.update(round(fraction * args.epochs) - bar.n)
@@ -227,9 +226,12 @@ def _trainClassify(args) -> int:
         if args.planes:
             from DLCommon.sampledata import loadMNI152
 
-            result = ClassificationLogic(scene).trainPlanes(loadMNI152(scene)["t1"], config, modelName=args.name,
-                                                            outputDir=output, register=args.register,
-                                                            progress=progress)
+            job = ClassificationLogic(scene).trainPlanesJob(loadMNI152(scene)["t1"], config, modelName=args.name,
+                                                            outputDir=output, register=args.register)
+            if args.dry_run:
+                scene.Clear(1)
+                return 0 if printEstimate(job.resourceEstimate(), planes=True) else 2
+            result = job.run(progress)
         else:
             labelled = readLabelCsv(args.csv)
             labels, classNames = resolveLabels([label for _, label in labelled], args.classes, args.encoding,
@@ -238,6 +240,11 @@ def _trainClassify(args) -> int:
             images = [tensorFromVolume(loadVolume(path, scene)) for path, _ in labelled]
             if not args.input_size:
                 config.inputSize = (64, 64) if spatialDimsOf(images[0]) == 2 else (64, 64, 64)
+            if args.dry_run:
+                scene.Clear(1)
+                estimate = estimateClassifierTraining(len(images), int(images[0].shape[0]), len(classNames), config,
+                                                      sum(4 * image.numel() for image in images))
+                return 0 if printEstimate(estimate, images=len(images)) else 2
             prepared = torch.stack([prepareImage(image, config.inputSize, int(images[0].shape[0]), path.name).as_tensor()
                                     for image, (path, _) in zip(images, labelled)])
             result = trainClassifier(prepared, labels, classNames, config, output, args.name, register=args.register,

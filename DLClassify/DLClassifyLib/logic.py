@@ -26,14 +26,17 @@ from DLCommon import DLError, Job, tensorFromVolume, volumeFromTensor
 from DLCommon.catalog import defaultCacheDir, resolveModel
 from DLCommon.geometry import arrayFromVTKMatrix, ijkToRasMatrix
 from DLCommon.jobs import keepHistory
+from DLCommon.resources import fitOrSwitch
 from DLCommon.scene import SceneLogic, sceneTransaction
 from DLCommon.volumes import checkFinite, checkVolume
 
-from .classifier import checkClassifier, classProbabilities, inputSizeOf, prepareFor, saliencyMap, temperatureOf
+from .classifier import (checkClassifier, classProbabilities, estimateClassification, inputSizeOf, prepareFor,
+                         saliencyMap, temperatureOf)
 from .data import checkImage, normaliseImages, prepareImage
 from .planes import (BRAIN_CENTRE, PLANE_CLASSES, PLANE_SIZE, PLANE_SPACING, planeDataset, planePose, samplePlane,
                      slicePoses, smoothForPlanes)
-from .trainer import ClassificationTrainingConfig, ClassificationTrainingResult, checkLabels, trainClassifier
+from .trainer import (ClassificationTrainingConfig, ClassificationTrainingResult, checkLabels,
+                      estimateClassifierTraining, trainClassifier)
 
 __all__ = ["ClassificationLogic", "ClassifyResult", "resolveLabels", "resultRows", "writeResultsTable"]
 
@@ -114,6 +117,9 @@ def writeResultsTable(scene, rows: list[dict], name: str, tableNode=None):
     return node
 
 
+_TRAINING_FIX = "train with a smaller input size or batch size, or a smaller architecture"
+
+
 class ClassificationLogic(SceneLogic):
     """Train and apply classifiers; methods take nodes and plain values and raise :class:`DLError` on bad input."""
 
@@ -187,6 +193,10 @@ class ClassificationLogic(SceneLogic):
             checkImage(image, config.inputSize, int(images[0].shape[0]) if images else None, volume.GetName())
             images.append(image)
         channels = int(images[0].shape[0])
+        estimate = fitOrSwitch(lambda device: estimateClassifierTraining(
+            len(images), channels, len(classNames), dataclasses.replace(config, device=str(device)),
+            sum(4 * image.numel() for image in images)), config.device, volumes[0], _TRAINING_FIX)
+        config = dataclasses.replace(config, device=estimate.device)
         directory = Path(outputDir) if outputDir else defaultCacheDir() / "trained" / modelName
 
         def work(context) -> ClassificationTrainingResult:
@@ -197,7 +207,7 @@ class ClassificationLogic(SceneLogic):
                                    progress=lambda f, m: context.report(0.02 + 0.98 * f, m),
                                    onEpoch=keepHistory(job))
 
-        job = Job(work, None, name=f"Train {modelName}")
+        job = Job(work, None, name=f"Train {modelName}", estimate=estimate)
         return job
 
     def train(self, labelled, classNames: Sequence[str] | None = None,
@@ -219,6 +229,11 @@ class ClassificationLogic(SceneLogic):
         # plane classes are unordered, and planes are sampled at the recogniser's fixed size
         config = dataclasses.replace(config or ClassificationTrainingConfig(), encoding="nominal",
                                      inputSize=(PLANE_SIZE, PLANE_SIZE))
+        planes = len(PLANE_CLASSES) * perClass * (deformedCopies + 1)
+        estimate = fitOrSwitch(lambda device: estimateClassifierTraining(
+            planes, 1, len(PLANE_CLASSES), dataclasses.replace(config, device=str(device)),
+            4 * image[:1].numel() // 8 * (deformedCopies + 2)), config.device, volumeNode, _TRAINING_FIX)
+        config = dataclasses.replace(config, device=estimate.device)
         directory = Path(outputDir) if outputDir else defaultCacheDir() / "trained" / modelName
 
         def work(context) -> ClassificationTrainingResult:
@@ -240,7 +255,7 @@ class ClassificationLogic(SceneLogic):
                                    description="standard-plane recogniser (MNI152 planes) trained by MedDL",
                                    progress=lambda f, m: context.report(0.06 + 0.94 * f, m), onEpoch=keepHistory(job))
 
-        job = Job(work, None, name=f"Train {modelName}")
+        job = Job(work, None, name=f"Train {modelName}", estimate=estimate)
         return job
 
     def trainPlanes(self, volumeNode, config: ClassificationTrainingConfig | None = None, perClass: int = 50,
@@ -269,6 +284,9 @@ class ClassificationLogic(SceneLogic):
             images.append(image)
         scene = self.scene(volumes[0])
         classNames, temperature = loaded.spec.labelNames, temperatureOf(loaded)
+        estimate = fitOrSwitch(lambda onDevice: estimateClassification(loaded, images, onDevice, saliency), device,
+                               volumes[0], "classify fewer volumes at once, or crop them")
+        device = estimate.device
 
         def work(context):
             prepared = [prepareFor(loaded, image, v.GetName()) for image, v in zip(images, volumes)]
@@ -292,7 +310,7 @@ class ClassificationLogic(SceneLogic):
             predictions = [(row["class"], row["probability"], p) for row, p in zip(rows, probabilities)]
             return ClassifyResult(table=table, saliency=saliencyNodes, predictions=predictions)
 
-        return Job(work, apply, scene=scene, name=f"Classify with {loaded.spec.name}")
+        return Job(work, apply, scene=scene, name=f"Classify with {loaded.spec.name}", estimate=estimate)
 
     def classify(self, volumes, model, outputTable=None, saliency: bool = False, device: str = "auto",
                  progress: Progress | None = None) -> ClassifyResult:

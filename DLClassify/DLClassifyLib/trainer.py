@@ -9,6 +9,7 @@ size, temperature), loadable with :func:`DLCommon.loadModel` and importable into
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -26,7 +27,7 @@ from .encodings import ENCODINGS, encodingFor
 from .metrics import balancedAccuracy, classificationReport, meanAbsoluteError
 
 __all__ = ["ClassificationTrainingConfig", "ClassificationTrainingResult", "trainClassifier", "splitValidation",
-           "checkLabels"]
+           "checkLabels", "estimateClassifierTraining"]
 
 
 @dataclasses.dataclass
@@ -110,6 +111,19 @@ def splitValidation(labels: torch.Tensor, fraction: float, seed: int) -> tuple[t
         validation.append(index[:count])
         train.append(index[count:])
     return torch.cat(train).sort().values, torch.cat(validation).sort().values
+
+
+def estimateClassifierTraining(count: int, channels: int, numClasses: int, config: ClassificationTrainingConfig,
+                               dataBytes: int = 0):
+    """Memory and time of :func:`trainClassifier` on ``count`` images of ``channels`` channels (one real step)."""
+    from DLCommon.resources import estimateTraining
+
+    network = buildClassifier(config.architecture, len(config.inputSize), channels,
+                              encodingFor(config.encoding, numClasses).outputs, config.inputSize)[2]
+    batch = max(1, min(config.batchSize, count))
+    prepared = 4 * count * channels * math.prod(config.inputSize)
+    return estimateTraining(network, (channels, *config.inputSize), batch, config.epochs * -(-count // batch),
+                            config.device, dataBytes + prepared, "Classification training")
 
 
 def trainClassifier(images: torch.Tensor, labels: torch.Tensor, classNames: Sequence[str],

@@ -252,14 +252,12 @@ def _trainRegister(args) -> int:
                                         labelWeight=args.label_weight if labels else 0.0, epochs=args.epochs,
                                         batchSize=args.batch_size, learningRate=args.learning_rate, device=args.device)
     if args.dry_run:
-        from DLCommon.resources import estimateTraining, printEstimate
+        from DLCommon.resources import printEstimate
 
-        from .network import buildRegistrationNetwork
+        from .trainer import estimateRegistrationTraining
 
+        estimate = estimateRegistrationTraining(images, config)
         pairs = len(images) * (len(images) - 1)
-        estimate = estimateTraining(buildRegistrationNetwork(config.network, config.shape, config.features)[2],
-                                    (2, *config.shape), config.batchSize, config.epochs * -(-pairs // config.batchSize),
-                                    args.device, sum(4 * i.numel() for i in images), "Registration training")
         return 0 if printEstimate(estimate, images=len(images), pairs=pairs) else 2
     output = Path(args.output_model)
     with tqdm(total=args.epochs, desc=f"train {args.name}", unit="epoch") as bar:

@@ -26,6 +26,7 @@ from monai.data import MetaTensor
 from DLCommon.selfcheck import checkOutputGeometry
 from DLCommon import DLError, Job, pickDevice, tensorFromVolume
 from DLCommon.jobs import keepHistory
+from DLCommon.resources import fitOrSwitch
 from DLCommon.scene import SceneLogic
 from DLCommon.catalog import defaultCacheDir, resolveModel
 from DLCommon.geometry import arrayFromVTKMatrix
@@ -36,7 +37,8 @@ from DLCommon.volumes import checkVolume, updateVolumeFromTensor, volumeFromTens
 
 from .network import predictDisplacement
 from .optimisation import RegistrationConfig, RegistrationResult, checkImage, estimateRegistration, registerImages
-from .trainer import RegistrationTrainingConfig, RegistrationTrainingResult, trainRegistrationModel
+from .trainer import (RegistrationTrainingConfig, RegistrationTrainingResult, estimateRegistrationTraining,
+                      trainRegistrationModel)
 from .quality import jacobianDeterminant
 from .warping import denseDisplacement, warpImage, warpLabels
 
@@ -151,11 +153,11 @@ class RegistrationLogic(SceneLogic):
         fixed, moving = tensorFromVolume(fixedVolume), tensorFromVolume(movingVolume)
         checkImage(fixed, f"The fixed volume '{fixedVolume.GetName()}'")  # refused now, with its name, not in the job
         checkImage(moving, f"The moving volume '{movingVolume.GetName()}'")
-        estimate = estimateRegistration(fixed, moving, config, pickDevice(config.device))
-        if not estimate.fits:  # refused before anything large is allocated
-            raise DLError("is too large for this machine: " + estimate.describe(), node=movingVolume,
-                          fix="register on a coarser working grid (config.spacing / maxVoxels) or on a machine with "
-                              "more memory")
+        # refused (or moved to the CPU) before anything large is allocated
+        estimate = fitOrSwitch(lambda device: estimateRegistration(fixed, moving, config, device), config.device,
+                               movingVolume, "register on a coarser working grid (config.spacing / maxVoxels) or on a "
+                                             "machine with more memory")
+        config = dataclasses.replace(config, device=estimate.device)
         masks = maskFromNode(fixedMask, fixedVolume, "the fixed volume"), maskFromNode(movingMask, movingVolume,
                                                                                        "the moving volume")
         initialAffine, initialDisplacement = _initialTransform(initialTransform, fixedVolume)
@@ -228,7 +230,9 @@ class RegistrationLogic(SceneLogic):
                 top.SetAndObserveTransformNodeID(out.transform.GetID())
             return out
 
-        return Job(work, apply, scene=scene, name=f"Register {movingVolume.GetName()}")
+        # the time too, measured by a short real run, only when asked for (a widget's Estimate button)
+        return Job(work, apply, scene=scene, name=f"Register {movingVolume.GetName()}",
+                   estimate=lambda: estimateRegistration(fixed, moving, config, estimate.device, timed=True))
 
     def register(self, fixedVolume, movingVolume, config: RegistrationConfig | None = None, *,
                  progress: Progress | None = None, **options) -> RegisterResult:
@@ -262,13 +266,17 @@ class RegistrationLogic(SceneLogic):
                                   fix="use the same segment names in the same order")
             labels = [r[0] for r in read]
         config = config or RegistrationTrainingConfig()
+        estimate = fitOrSwitch(lambda device: estimateRegistrationTraining(
+            images, dataclasses.replace(config, device=str(device))), config.device, volumes[0],
+            "train on a smaller network grid (config.shape) or batch, or on a machine with more memory")
+        config = dataclasses.replace(config, device=estimate.device)
         directory = Path(outputDir) if outputDir else defaultCacheDir() / "trained" / modelName
 
         def work(context) -> RegistrationTrainingResult:
             return trainRegistrationModel(images, config, directory, modelName, labels=labels, register=register,
                                           progress=context.report, onEpoch=keepHistory(job))
 
-        job = Job(work, None, name=f"Train {modelName}")
+        job = Job(work, None, name=f"Train {modelName}", estimate=estimate)
         return job
 
     def train(self, volumes: Sequence, segmentations: Sequence | None = None,

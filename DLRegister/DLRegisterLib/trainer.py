@@ -31,7 +31,8 @@ from .network import REGISTRATION_NETWORKS, buildRegistrationNetwork, preparePai
 from .optimisation import checkImage
 from .similarity import SIMILARITIES, similarityFunction
 
-__all__ = ["RegistrationTrainingConfig", "RegistrationTrainingResult", "trainRegistrationModel", "registrationLoss"]
+__all__ = ["RegistrationTrainingConfig", "RegistrationTrainingResult", "trainRegistrationModel", "registrationLoss",
+           "estimateRegistrationTraining"]
 
 
 @dataclasses.dataclass
@@ -117,6 +118,18 @@ class PairBatches(ShardedBatches):
     def _pair(self, index: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
         pair = self.pairs[index]
         return pair["input"], pair["input"] if pair["labels"] is None else torch.cat([pair["input"], pair["labels"]])
+
+
+def estimateRegistrationTraining(images: Sequence, config: RegistrationTrainingConfig):
+    """Memory and time of :func:`trainRegistrationModel` on all ordered pairs of ``images`` (one real step)."""
+    from DLCommon.resources import estimateTraining
+
+    pairs = len(images) * (len(images) - 1)
+    estimate = estimateTraining(buildRegistrationNetwork(config.network, config.shape, config.features)[2],
+                                (2, *config.shape), config.batchSize, config.epochs * -(-pairs // config.batchSize),
+                                config.device, sum(4 * i.numel() for i in images), "Registration training")
+    estimate.note += f"; {pairs} pairs"
+    return estimate
 
 
 def trainRegistrationModel(images: Sequence, config: RegistrationTrainingConfig, outputDir: str | Path,

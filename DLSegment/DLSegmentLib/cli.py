@@ -166,17 +166,11 @@ def _trainSegment(args) -> int:
                                         norm=args.norm, seed=args.seed, device=args.device, **options)
     base = resolveModel(args.fine_tune) if args.fine_tune else None
     if args.dry_run:
-        from DLCommon.resources import estimateTraining, printEstimate
+        from DLCommon.resources import printEstimate
 
-        from .networks import buildNetwork
+        from .trainer import estimateSegmentationTraining
 
-        channels = int(samples[0].image.shape[0])
-        network = base.network if base else buildNetwork(config.network, channels, len(names) + 1, config.patchSize,
-                                                         config.features, config.norm)[2]
-        estimate = estimateTraining(network, (channels, *config.patchSize), config.batchSize,
-                                    config.epochs * config.batchesPerEpoch, args.device,
-                                    sum(4 * s.image.numel() + 8 * s.labels.numel() for s in samples),
-                                    "Segmentation training")
+        estimate = estimateSegmentationTraining(samples, len(names), config, base)
         return 0 if printEstimate(estimate, images=len(samples)) else 2
     output = Path(args.output_model)
     with tqdm(total=args.epochs, desc=f"train {args.name}", unit="epoch") as bar:

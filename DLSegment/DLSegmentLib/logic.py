@@ -22,12 +22,13 @@ from DLCommon.jobs import keepHistory
 from DLCommon.scene import SceneLogic
 from DLCommon.catalog import defaultCacheDir, resolveModel
 from DLCommon.segmentations import labelsFromScores, updateSegmentationFromTensor
-from DLCommon.resources import planInference
+from DLCommon.resources import fitOrSwitch, planInference
 from DLCommon.selfcheck import checkOutputGeometry, foregroundMask, orientationWarning
 
 from .data import sampleFromNodes
 from .segmenter import checkModelInput, entropyMap, predictLabels, predictProbabilities
-from .trainer import SegmentationTrainingConfig, SegmentationTrainingResult, trainSegmentationModel
+from .trainer import (SegmentationTrainingConfig, SegmentationTrainingResult, estimateSegmentationTraining,
+                      trainSegmentationModel)
 
 __all__ = ["SegmentationLogic", "SegmentResult", "resolveModel"]
 
@@ -70,8 +71,6 @@ class SegmentationLogic(SceneLogic):
         del image
 
         def work(context):
-            if plan is not None:
-                context.report(0.0, plan.describe())
             image = inputs.pop("image")
             foreground = foregroundMask(image)  # small and strided: kept while inference frees the image
             if probabilityVolumes or entropyVolume or mirror:
@@ -109,7 +108,7 @@ class SegmentationLogic(SceneLogic):
             checkOutputGeometry(inputVolume, result.segmentation)
             return result
 
-        return Job(work, apply, scene=scene, name=f"Segment {inputVolume.GetName()}")
+        return Job(work, apply, scene=scene, name=f"Segment {inputVolume.GetName()}", estimate=plan)
 
     def segment(self, inputVolume, model, outputSegmentation=None, probabilityVolumes: bool = False,
                 entropyVolume: bool = False, device: str = "auto", overlap: float = 0.25,
@@ -139,13 +138,18 @@ class SegmentationLogic(SceneLogic):
         base = resolveModel(baseModel) if baseModel is not None else None
         directory = Path(outputDir) if outputDir else defaultCacheDir() / "trained" / modelName
         config = config or SegmentationTrainingConfig()
+        # before the run: refuse, or move to the CPU, when one training step does not fit the device
+        estimate = fitOrSwitch(lambda device: estimateSegmentationTraining(
+            samples, len(names), dataclasses.replace(config, device=str(device)), base), config.device, pairs[0][0],
+            "train with a smaller patch size or batch size, or at a coarser spacing")
+        config = dataclasses.replace(config, device=estimate.device)
 
         def work(context) -> SegmentationTrainingResult:
             return trainSegmentationModel(samples, names, colors, config, directory, modelName,
                                           validationSamples=validation or None, baseModel=base,
                                           register=register, progress=context.report, onEpoch=keepHistory(job))
 
-        job = Job(work, None, name=f"Train {modelName}")
+        job = Job(work, None, name=f"Train {modelName}", estimate=estimate)
         return job
 
     def train(self, pairs: Sequence[tuple], config: SegmentationTrainingConfig | None = None,

@@ -24,7 +24,7 @@ from .networks import buildNetwork
 from .segmenter import dicePerLabel
 
 __all__ = ["SegmentationTrainingConfig", "SegmentationTrainingResult", "trainSegmentationModel", "lossFunction",
-           "meanForegroundDice", "LOSS_NAMES"]
+           "meanForegroundDice", "estimateSegmentationTraining", "LOSS_NAMES"]
 
 LOSS_NAMES = ("ce", "wce", "dice", "dl2", "dicece")
 
@@ -101,6 +101,19 @@ def meanForegroundDice(logits: torch.Tensor, labels: torch.Tensor) -> float:
     scores = [s for s in dicePerLabel(logits.argmax(1), labels[:, 0], logits.shape[1] - 1, absent=None)
               if s is not None]
     return sum(scores) / len(scores) if scores else 1.0
+
+
+def estimateSegmentationTraining(samples: Sequence[SegmentationSample], numLabels: int,
+                                 config: SegmentationTrainingConfig, baseModel: LoadedModel | None = None):
+    """Memory and time of :func:`trainSegmentationModel` (one real step of the network on ``config.device``)."""
+    from DLCommon.resources import estimateTraining
+
+    channels = int(samples[0].image.shape[0])
+    network = baseModel.network if baseModel else buildNetwork(config.network, channels, numLabels + 1, config.patchSize,
+                                                               config.features, config.norm)[2]
+    return estimateTraining(network, (channels, *config.patchSize), config.batchSize,
+                            config.epochs * config.batchesPerEpoch, config.device,
+                            sum(4 * s.image.numel() + 8 * s.labels.numel() for s in samples), "Segmentation training")
 
 
 def trainSegmentationModel(samples: Sequence[SegmentationSample], labelNames: Sequence[str],

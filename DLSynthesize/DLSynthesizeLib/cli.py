@@ -16,7 +16,7 @@ def addCommands(commands) -> None:
     resolve.add_argument("--factor", type=int, help="slice spacing / pixel size (default: from the geometry)")
     resolve.add_argument("--steps", type=int, default=600, help="training iterations")
     resolve.add_argument("--device", default="auto")
-    resolve.set_defaults(handler=_superResolve)
+    resolve.set_defaults(handler=_superResolve, dryRun=True)
 
     train = commands.add_parser("train-synthesis", help="train an image-to-image model on (source, target) pairs")
     train.add_argument("--mode", choices=("unet", "pix2pix", "autoencoder", "iqt"), default="unet",
@@ -70,10 +70,17 @@ def _superResolve(args) -> int:
     from .logic import SynthesisLogic
     from .superresolution import SuperResolutionConfig
 
-    checkWritable(args.output)
+    if not args.dry_run:
+        checkWritable(args.output)
     scene = slicer.vtkMRMLScene()
     volume = loadVolume(args.input, scene)
     config = SuperResolutionConfig(factor=args.factor, steps=args.steps, device=args.device)
+    if args.dry_run:  # the job's estimate: of the run as asked, or on the CPU when that is where it would run
+        from DLCommon.resources import printEstimate
+
+        estimate = SynthesisLogic(scene).superResolveJob(volume, config).resourceEstimate()
+        scene.Clear(1)
+        return 0 if printEstimate(estimate, input=str(args.input)) else 2
     with tqdm(total=100, desc="super-resolve", unit="%", bar_format="{l_bar}{bar}| {n:.0f}% [{elapsed}<{remaining}]") as bar:
         result = SynthesisLogic(scene).superResolve(volume, config, progress=lambda f, m: bar.update(100 * f - bar.n))
     saveNode(result.volume, args.output)
@@ -96,9 +103,6 @@ def _trainSynthesis(args) -> int:
     from .pix2pix import Pix2PixConfig, trainPix2Pix
 
     if args.mode == "autoencoder":
-        if args.dry_run:
-            raise DLError("has no resource estimate for --mode autoencoder yet", node="--dry-run",
-                          fix="run it without --dry-run")
         return _trainDenoiser(args)
     if len(args.sources) != len(args.targets or []):
         raise DLError(f"got {len(args.sources)} sources and {len(args.targets or [])} targets", node="Command line",
@@ -114,15 +118,13 @@ def _trainSynthesis(args) -> int:
     options = dict(steps=args.steps, loss=args.loss, device=args.device,
                    patchSize=32 if args.dimensions == 3 else 64)
     if args.dry_run:
-        from DLCommon.resources import estimateTraining, printEstimate
+        from DLCommon.resources import printEstimate
 
-        from .imagetoimage import ImageToImageConfig, buildNetwork
+        from .estimates import estimateImageToImageTraining
 
-        config = ImageToImageConfig(dimensions=args.dimensions, **options)
-        estimate = estimateTraining(buildNetwork(config.dimensions, config.features, config.residual),
-                                    (1,) + (config.patchSize,) * config.dimensions, config.batchSize, config.steps,
-                                    args.device, sum(4 * (s.numel() + t.numel()) for s, t in pairs),
-                                    f"Synthesis training ({args.mode})")
+        estimate = estimateImageToImageTraining([s.shape[1:] for s, _ in pairs],
+                                                ImageToImageConfig(dimensions=args.dimensions, **options),
+                                                f"Synthesis training ({args.mode})")
         return 0 if printEstimate(estimate, pairs=len(pairs)) else 2
     with tqdm(total=100, desc=f"train {args.name}", unit="%", bar_format="{l_bar}{bar}| {n:.0f}%") as bar:
         def progress(fraction, message):
@@ -163,7 +165,15 @@ def _trainDenoiser(args) -> int:
                       node="Command line", fix="give one --sources volume (then apply it to others with synthesize)")
     scene = slicer.vtkMRMLScene()
     image = tensorFromVolume(loadVolume(args.sources[0], scene))
-    result = denoise(image, DenoiseConfig(steps=args.steps, device=args.device))
+    config = DenoiseConfig(steps=args.steps, device=args.device)
+    if args.dry_run:
+        from DLCommon.resources import printEstimate
+
+        from .estimates import estimateDenoise
+
+        scene.Clear(1)
+        return 0 if printEstimate(estimateDenoise(image, config), sources=1) else 2
+    result = denoise(image, config)
     if not isMainProcess():  # under torchrun rank 0 writes the outputs
         return 0
     path = saveImageToImageModel(result.model, Path(args.output_model) / f"{args.name}.ts", args.name,
@@ -203,31 +213,21 @@ def _synthesize(args) -> int:
 
 def _synthesizeDryRun(model, args) -> int:
     """Print each input's estimate: whole-volume buffers + the network on a slice batch (2D) or window batch (3D)."""
-    import math
-
     import slicer
 
     from DLCommon import tensorFromVolume
-    from DLCommon.inference import countWindows
-    from DLCommon.resources import estimateForward, printEstimate
+    from DLCommon.resources import printEstimate
     from DLCommon.cohort import inputFiles
     from DLCommon.storage import loadVolume
 
-    status, config = 0, model.config
-    device = next(model.network.parameters()).device
+    from .estimates import estimateImageToImageApply
+
+    status = 0
     for path in inputFiles(args.input):
         scene = slicer.vtkMRMLScene()
         shape = list(tensorFromVolume(loadVolume(path, scene)).shape[1:])
         scene.Clear(1)
-        volumeBytes = 3 * 4 * math.prod(shape)  # scaled input, output, rescaled output (float32)
-        if config.dimensions == 2:
-            plane = [n for axis, n in enumerate(shape) if axis != config.sliceAxis]
-            estimate = estimateForward(model.network, (1, *plane), device, 8, math.ceil(shape[config.sliceAxis] / 8),
-                                       volumeBytes, "Synthesis", note=f"{shape[config.sliceAxis]} slices")
-        else:
-            windows = countWindows(shape, (config.patchSize,) * 3, 0.25)
-            estimate = estimateForward(model.network, (1,) + (config.patchSize,) * 3, device, 4, math.ceil(windows / 4),
-                                       volumeBytes, "Synthesis", note=f"{windows} windows")
+        estimate = estimateImageToImageApply(model.network, model.config, shape, next(model.network.parameters()).device)
         status = max(status, 0 if printEstimate(estimate, input=str(path)) else 2)
     return status
 

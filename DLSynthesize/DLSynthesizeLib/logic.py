@@ -18,6 +18,7 @@ import vtk
 from DLCommon.selfcheck import checkOutputGeometry
 from DLCommon import DLError, Job, tensorFromVolume
 from DLCommon.jobs import keepHistory
+from DLCommon.resources import ResourceEstimate, fitOrSwitch
 from DLCommon.geometry import affinesClose, arrayFromVTKMatrix
 from DLCommon.scene import SceneLogic, sceneTransaction
 from DLCommon.segmentations import tensorFromSegmentation
@@ -25,7 +26,9 @@ from DLCommon.transforms import resampleVolume
 from DLCommon.volumes import checkVolume, updateVolumeFromTensor, volumeFromTensor
 
 from .denoise import DenoiseConfig, anomalyMap, denoise
-from .imagetoimage import ImageToImageConfig, applyImageToImage, trainImageToImage
+from .estimates import (combined, estimateDenoise, estimateImageToImageApply, estimateImageToImageTraining,
+                        estimateSuperResolution)
+from .imagetoimage import ImageToImageConfig, applyImageToImage, buildNetwork, trainImageToImage
 from .pix2pix import Pix2PixConfig, trainPix2Pix
 from .superresolution import SuperResolutionConfig, SuperResolutionResult, superResolve, throughPlaneAxis
 from .ultrasound import (TISSUES, UltrasoundConfig, probePose, simulateSweep, simulateUltrasound,
@@ -105,6 +108,9 @@ class SynthesisLogic(SceneLogic):
         image = tensorFromVolume(inputVolume)  # read before the job: the worker never touches the scene
         config = config or SuperResolutionConfig()
         throughPlaneAxis(image.affine)  # refuse isotropic input now, not after the job started
+        estimate = fitOrSwitch(lambda device: estimateSuperResolution(image, dataclasses.replace(config, device=str(device))),
+                               config.device, inputVolume, "crop the volume, or use fewer features / a smaller patch")
+        config = dataclasses.replace(config, device=estimate.device)
 
         def work(context) -> SuperResolutionResult:
             return superResolve(image, config, progress=context.report, onEpoch=keepHistory(job))
@@ -115,7 +121,8 @@ class SynthesisLogic(SceneLogic):
             node = _writeOutput(result.image, outputVolume, None, scene, f"{inputVolume.GetName()} super-resolved")
             return SynthesisResult(volume=node, details=details)
 
-        job = Job(work, apply, scene=scene, name=f"Super-resolve {inputVolume.GetName()}")  # work keeps its curves
+        job = Job(work, apply, scene=scene, name=f"Super-resolve {inputVolume.GetName()}",  # work keeps its curves
+                  estimate=estimate)
         return job
 
     def superResolve(self, inputVolume, config: SuperResolutionConfig | None = None, outputVolume=None,
@@ -134,6 +141,9 @@ class SynthesisLogic(SceneLogic):
         scene = self.scene(inputVolume)
         image = tensorFromVolume(inputVolume)
         config = config or DenoiseConfig()
+        estimate = fitOrSwitch(lambda device: estimateDenoise(image, dataclasses.replace(config, device=str(device))),
+                               config.device, inputVolume, "crop the volume, or train on fewer copies / smaller patches")
+        config = dataclasses.replace(config, device=estimate.device)
 
         def work(context):
             result = denoise(image, config, progress=context.report, onEpoch=keepHistory(job))
@@ -148,7 +158,8 @@ class SynthesisLogic(SceneLogic):
             checkOutputGeometry(inputVolume, node)
             return SynthesisResult(volume=node, details=details)
 
-        job = Job(work, apply, scene=scene, name=f"Denoise {inputVolume.GetName()}")  # work keeps its curves
+        job = Job(work, apply, scene=scene, name=f"Denoise {inputVolume.GetName()}",  # work keeps its curves
+                  estimate=estimate)
         return job
 
     # --- paired image-to-image --------------------------------------------------------------------------
@@ -183,6 +194,18 @@ class SynthesisLogic(SceneLogic):
         config = config or (ImageToImageConfig() if method == "unet" else Pix2PixConfig())
         train = trainImageToImage if method == "unet" else trainPix2Pix
 
+        def estimateOn(device) -> ResourceEstimate:
+            onDevice = dataclasses.replace(config, device=str(device))
+            training = estimateImageToImageTraining([s.shape[1:] for s, _ in tensors], onDevice)
+            if method == "pix2pix":
+                training.note += " (the generator; pix2pix's discriminator adds about a third)"
+            network = buildNetwork(config.dimensions, config.features, config.residual)
+            return combined("Image-to-image", training,
+                            estimateImageToImageApply(network, onDevice, image.shape[1:], device))
+
+        estimate = fitOrSwitch(estimateOn, config.device, inputVolume, "use smaller patches, or fewer features")
+        config = dataclasses.replace(config, device=estimate.device)
+
         def work(context):
             model = train(tensors, config, progress=lambda f, m: context.report(0.9 * f, m), onEpoch=keepHistory(job))
             return model, applyImageToImage(model, image)
@@ -194,7 +217,7 @@ class SynthesisLogic(SceneLogic):
             checkOutputGeometry(inputVolume, node)
             return SynthesisResult(volume=node, details=details)
 
-        job = Job(work, apply, scene=scene, name=f"Image-to-image {inputVolume.GetName()}")
+        job = Job(work, apply, scene=scene, name=f"Image-to-image {inputVolume.GetName()}", estimate=estimate)
         return job
 
     # --- ultrasound simulation -------------------------------------------------------------------------

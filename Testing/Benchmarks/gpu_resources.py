@@ -28,7 +28,8 @@ from monai.data import MetaTensor  # noqa: E402
 
 from DLCommon.inference import slidingWindowInference  # noqa: E402
 from DLCommon.models import ModelSpec  # noqa: E402
-from DLCommon.resources import estimateSlidingWindow, estimateTraining, formatBytes, planInference  # noqa: E402
+from DLCommon.resources import (estimateSlidingWindow, estimateTraining, fitOrSwitch, formatBytes,  # noqa: E402
+                                planInference)
 from DLCommon.segmentations import labelsFromScores  # noqa: E402
 from DLSegmentLib.networks import buildNetwork  # noqa: E402
 
@@ -69,23 +70,6 @@ for size in (128, 256, 384) if CUDA else (64,):
               f"{formatBytes(peak)} | {formatBytes(estimate.hostBytes)} | {estimate.seconds:.2f} s | {seconds:.2f} s |",
               flush=True)
 
-image = MetaTensor(torch.rand(1, 256, 256, 256) * 100, affine=torch.eye(4, dtype=torch.float64))
-for leave in (6 * 2**30, 1 * 2**30, 200 * 2**20) if CUDA else ():
-    torch.cuda.empty_cache()
-    free = torch.cuda.mem_get_info()[0]
-    blocker = torch.empty(max(0, free - leave), dtype=torch.uint8, device=device)
-    try:
-        plan = planInference(network, image, spec, device, windowBatchSize=8, labelsOnly=True)
-        started = time.perf_counter()
-        out = slidingWindowInference(network, image, spec, device=torch.device(plan.device),
-                                     windowBatchSize=plan.windowBatchSize,
-                                     reduce=lambda scores: labelsFromScores(scores)[None])
-        print(f"\n{formatBytes(leave)} left free: plan {plan.device} batch {plan.windowBatchSize} "
-              f"({plan.describe()}); ran in {time.perf_counter() - started:.1f} s, output {tuple(out.shape)}", flush=True)
-    except Exception as exc:  # a refusal is a valid outcome: print it
-        print(f"\n{formatBytes(leave)} left free: {type(exc).__name__}: {exc}", flush=True)
-    del blocker
-
 _, _, trainNet = buildNetwork("unet", 1, 3, (64, 64, 64), features=16)
 estimate = estimateTraining(trainNet, (1, 64, 64, 64), 4, 100, device)
 trainNet = trainNet.to(device).train()
@@ -103,3 +87,26 @@ torch.cuda.synchronize()
 print(f"\ntraining 100 steps of 4 x 64^3: estimate {formatBytes(estimate.memoryBytes)}, {estimate.seconds:.1f} s; "
       f"measured peak {formatBytes(torch.cuda.max_memory_allocated() - base)}, {time.perf_counter() - started:.1f} s",
       flush=True)
+
+image = MetaTensor(torch.rand(1, 256, 256, 256) * 100, affine=torch.eye(4, dtype=torch.float64))
+for leave in (1 * 2**30, 100 * 2**20, 8 * 2**20) if CUDA else ():
+    torch.cuda.empty_cache()
+    free = torch.cuda.mem_get_info()[0]
+    blocker = torch.empty(max(0, free - leave), dtype=torch.uint8, device=device)
+    try:
+        plan = planInference(network, image, spec, device, windowBatchSize=8, labelsOnly=True)
+        started = time.perf_counter()
+        out = slidingWindowInference(network, image, spec, device=torch.device(plan.device),
+                                     windowBatchSize=plan.windowBatchSize,
+                                     reduce=lambda scores: labelsFromScores(scores)[None])
+        print(f"\n{formatBytes(leave)} left free: plan {plan.device} batch {plan.windowBatchSize} "
+              f"({plan.describe()}); ran in {time.perf_counter() - started:.1f} s, output {tuple(out.shape)}", flush=True)
+        _, _, trainNet = buildNetwork("unet", 1, 3, (64, 64, 64), features=16)
+        training = fitOrSwitch(lambda d: estimateTraining(trainNet, (1, 64, 64, 64), 4, 100, d), device,
+                               "Volume", "use a smaller patch")
+        print(f"  training plan: {training.describe()}", flush=True)
+    except Exception as exc:  # a refusal is a valid outcome: print it
+        print(f"\n{formatBytes(leave)} left free: {type(exc).__name__}: {exc}", flush=True)
+    del blocker
+    torch.cuda.empty_cache()  # give the blocker's memory back to the driver
+

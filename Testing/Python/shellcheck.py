@@ -3,7 +3,8 @@
 A module folder ``<Name>/`` holds ``<Name>.py`` and ``Resources/UI/<Name>.ui``. The checks: the module file
 defines the module, widget, logic and test classes (and a ``@parameterNodeWrapper`` parameter node); every
 ``SlicerParameterName`` used in the .ui is a field of that parameter node; every MRML widget receives the
-scene; nothing below the shell
+scene; every ``self.ui.<widget>`` the shell (or the shared DLCommon.shell mixin) uses exists in the .ui; nothing
+below the shell
 (``<Name>Lib/``) imports ``qt``, ``ctk`` or ``slicer.app``.
 """
 
@@ -31,6 +32,36 @@ def _decoratorNames(node: ast.ClassDef) -> list[str]:
         target = d.func if isinstance(d, ast.Call) else d
         names.append(target.id if isinstance(target, ast.Name) else getattr(target, "attr", ""))
     return names
+
+
+SLICER_CALLS = {"setup", "enter", "exit", "cleanup", "onSceneStartClose", "onSceneEndClose"}  # Slicer calls these
+
+
+def _selfNames(tree: ast.AST) -> set[str]:
+    """Every ``self.<name>`` in ``tree``."""
+    return {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute) and getattr(n.value, "id", "") == "self"}
+
+
+def _uiNames(tree: ast.AST) -> set[str]:
+    """Every ``<name>`` of ``self.ui.<name>`` in ``tree``."""
+    return {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Attribute)
+            and n.value.attr == "ui" and getattr(n.value.value, "id", "") == "self"}
+
+
+def _baseNamesIn(tree: ast.AST) -> set[str]:
+    return {name for c in ast.walk(tree) if isinstance(c, ast.ClassDef) for name in _baseNames(c)}
+
+
+def _reachedUiNames(mixinTree: ast.AST, roots: set[str]) -> set[str]:
+    """The ``self.ui`` names used by the mixin's methods reachable (through ``self.<method>``) from ``roots``."""
+    methods = {f.name: f for f in ast.walk(mixinTree) if isinstance(f, ast.FunctionDef)}
+    reached, todo = set(), [r for r in roots if r in methods]
+    while todo:
+        method = todo.pop()
+        if method not in reached:
+            reached.add(method)
+            todo += [n for n in _selfNames(methods[method]) if n in methods]
+    return set().union(*(_uiNames(methods[m]) for m in reached)) if reached else set()
 
 
 def checkModuleShell(folder: Path) -> list[str]:
@@ -87,6 +118,15 @@ def checkModuleShell(folder: Path) -> list[str]:
                 and widget.get("name") not in connected:
             problems.append(f"{uiFile.name}: '{widget.get('name')}' gets no mrmlSceneChanged connection "
                             "(it would list no nodes)")
+    # every self.ui.<name> the shell, or a method of the shared mixin (DLCommon/shell.py) it reaches, uses exists
+    widgets = {w.get("name") for w in tree.iter("widget")}
+    shellTree = ast.parse((folder / f"{name}.py").read_text())
+    used = {(folder / f"{name}.py").name: _uiNames(shellTree)}
+    mixin = ROOT / "DLCommon" / "shell.py"
+    if mixin.is_file() and "ModuleWidgetMixin" in _baseNamesIn(shellTree):
+        used[mixin.name] = _reachedUiNames(ast.parse(mixin.read_text()), _selfNames(shellTree) | SLICER_CALLS)
+    for source, names in used.items():
+        problems += [f"{source} uses self.ui.{n}, which {uiFile.name} does not define" for n in sorted(names - widgets)]
     for libFile in sorted((folder / f"{name}Lib").rglob("*.py")) if (folder / f"{name}Lib").is_dir() else []:
         for node in ast.walk(ast.parse(libFile.read_text())):
             imported = ([a.name for a in node.names] if isinstance(node, ast.Import)

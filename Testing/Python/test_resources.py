@@ -101,9 +101,25 @@ def test_meddl_dry_run_segment(tmp_path, capsys, monkeypatch, unet):
     assert line["what"] == "Segmentation training" and line["seconds"] > 0 and "48 steps of 2 x 32x32x32" in line["note"]
     assert not (tmp_path / "m").exists()
     csv = tmp_path / "labels.csv"
-    csv.write_text(f"path,label\n{volume},a\n")
-    assert main(["--dry-run", "train-classify", "--csv", str(csv), "--output-model", str(tmp_path / "m")]) == 2
-    assert "has no resource estimate yet" in capsys.readouterr().err and not (tmp_path / "m").exists()
+    csv.write_text(f"path,label\n{volume},a\n{volume},b\n")
+    assert main(["--dry-run", "train-classify", "--csv", str(csv), "--input-size", "32", "32", "32",
+                 "--output-model", str(tmp_path / "m"), "--device", "cpu"]) == 0
+    line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert line["what"] == "Classification training" and line["seconds"] > 0 and line["fits"]
+    assert main(["--dry-run", "train-synthesis", "--mode", "autoencoder", "--sources", str(volume), "--steps", "50",
+                 "--output-model", str(tmp_path / "m"), "--device", "cpu"]) == 0
+    line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert line["what"] == "Denoising" and line["seconds"] > 0 and "50 training steps, 4 draws" in line["note"]
+    thick = saveNode(makeVolume(slicer.vtkMRMLScene(), np.random.rand(10, 48, 56).astype(np.float32),
+                                np.diag([1.0, 1.0, 4.0, 1.0])), tmp_path / "thick.nrrd")
+    assert main(["--dry-run", "super-resolve", "--input", str(thick), "--output", str(tmp_path / "sr.nrrd"),
+                 "--steps", "50", "--device", "cpu"]) == 0
+    line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert line["what"] == "Super-resolution" and line["seconds"] > 0 and line["note"].startswith("x4 along axis 2")
+    assert not (tmp_path / "m").exists() and not (tmp_path / "sr.nrrd").exists()
+    assert main(["--dry-run", "simulate-us", "--volume", str(volume), "--position", "0", "0", "0", "--target", "0",
+                 "10", "0", "--output", str(tmp_path / "us.nrrd")]) == 2
+    assert "has no resource estimate yet" in capsys.readouterr().err and not (tmp_path / "us.nrrd").exists()
 
 
 def test_gpu_estimate_counts_device_and_system_memory_apart(monkeypatch):
@@ -119,3 +135,23 @@ def test_gpu_estimate_counts_device_and_system_memory_apart(monkeypatch):
     assert not tooBigForGpu.fits and resources._need(tooBigForGpu) == "about 950 B but only 1000 B is free on cuda:0"
     onCpu = resources.makeEstimate("Inference", "cpu", 800, 5000, 2.0)
     assert onCpu.memoryBytes == 5800 and onCpu.hostBytes == 0  # one pool
+
+
+def test_training_estimate_leaves_a_model_to_fine_tune_unchanged(unet):
+    """The estimate runs one real step (Adam, batch-norm statistics): a base model must get its state back."""
+    from DLCommon.resources import estimateTraining
+
+    unet.eval()
+    before = {k: v.clone() for k, v in unet.state_dict().items()}
+    estimate = estimateTraining(unet, (1, 32, 32, 32), 2, 10, "cpu")
+    assert estimate.seconds > 0 and estimate.memoryBytes > 0 and not unet.training
+    assert all(torch.equal(before[k], v) for k, v in unet.state_dict().items())
+
+
+def test_torchscript_models_are_estimated_too(unet):
+    """A TorchScript model takes no forward hooks: its CPU estimate counts what autograd would save instead."""
+    scripted = torch.jit.script(unet)
+    eager = estimateSlidingWindow(unet, image(), SPEC, torch.device("cpu"), windowBatchSize=4)
+    script = estimateSlidingWindow(scripted, image(), SPEC, torch.device("cpu"), windowBatchSize=4)
+    assert script.fits and script.seconds > 0
+    assert 0.5 < script.memoryBytes / eager.memoryBytes < 2.0  # the same network, measured two ways

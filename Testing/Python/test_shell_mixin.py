@@ -28,9 +28,17 @@ class FakeTimer:
         self.running = False
 
 
+class Label:
+    def __init__(self):
+        self.text, self.style = "", ""
+
+    def setStyleSheet(self, style):
+        self.style = style
+
+
 class Widget(ModuleWidgetMixin):
     def __init__(self):
-        self.ui = types.SimpleNamespace(statusLabel=types.SimpleNamespace(text=""))
+        self.ui = types.SimpleNamespace(statusLabel=types.SimpleNamespace(text=""), estimateLabel=Label())
         self.finished, self.updates, self.observed = [], 0, []
         self._parameterNode = None
 
@@ -113,3 +121,45 @@ def test_cancel_stops_the_job(widget, scene):
     while widget._timer.running:
         widget._timer.callback()
     assert widget.isIdle and widget.finished == [] and "cancelled" in widget.ui.statusLabel.text
+
+
+def test_estimate_shows_every_enabled_action_without_starting_it(widget, scene, monkeypatch):
+    """The Estimate button builds the jobs of the enabled buttons, shows their memory and time, starts none, and
+    shows a refusal (too large) in red; a started job shows the estimate it was planned with."""
+    import contextlib
+
+    import slicer
+
+    from DLCommon import DLError
+    from DLCommon import resources
+
+    monkeypatch.setattr(slicer.util, "tryWithErrorDisplay", lambda *args, **kwargs: contextlib.nullcontext())  # Qt
+    monkeypatch.setattr(resources, "availableMemory", lambda device: 4 * 2**30)
+    made = []
+
+    def makeJob(megabytes):
+        def make():
+            job = Job(lambda context: 1, None, name="Train",
+                      estimate=resources.makeEstimate("Training", "cpu", megabytes * 2**20, 0, 90.0))
+            made.append(job)
+            return job
+        return make
+
+    def refused():
+        raise DLError("is too large for this machine: needs about 9 GB", node="Volume 'big'", fix="crop it")
+
+    enabled, disabled = types.SimpleNamespace(enabled=True), types.SimpleNamespace(enabled=False)
+    widget.jobActions = lambda: [("Apply", enabled, makeJob(300)), ("Train", disabled, makeJob(1)),
+                                 ("Batch", enabled, lambda: Job(lambda c: 1))]
+    before = scene.GetNumberOfNodes()
+    widget.onEstimate()
+    assert widget.ui.estimateLabel.text == ("Apply: Training: needs about 300.0 MB on cpu (4.0 GB free), "
+                                            "about 1 min 30 s")
+    assert widget.ui.estimateLabel.style == "" and len(made) == 1 and made[0].state.value == "pending"
+    assert widget.isIdle and scene.GetNumberOfNodes() == before
+    widget.jobActions = lambda: [("Apply", enabled, refused)]
+    widget.onEstimate()
+    assert widget.ui.estimateLabel.text.startswith("Apply: Volume 'big' is too large for this machine")
+    assert "c0392b" in widget.ui.estimateLabel.style
+    drive(widget, makeJob(5)(), types.SimpleNamespace(value=0))
+    assert widget.ui.estimateLabel.text.startswith("Running: Training: needs about 5.0 MB")

@@ -82,3 +82,13 @@ def test_checker_requires_choice_for_combo_boxes(tmp_path):
 def test_checker_requires_scene_connections_for_node_selectors(tmp_path):
     folder = makeModule(tmp_path, connections="")
     assert any("'inputSelector' gets no mrmlSceneChanged connection" in p for p in checkModuleShell(folder))
+
+
+def test_checker_finds_widgets_the_shell_uses_but_the_ui_lacks(tmp_path):
+    folder = makeModule(tmp_path)
+    source = folder / "DLFoo.py"
+    source.write_text(source.read_text().replace("class DLFooWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):\n"
+                                                 "    pass", "class DLFooWidget(ScriptedLoadableModuleWidget, "
+                                                 "VTKObservationMixin):\n    def setup(self):\n"
+                                                 "        self.ui.inputSelector.enabled = self.ui.applyButton.enabled\n"))
+    assert checkModuleShell(folder) == ["DLFoo.py uses self.ui.applyButton, which DLFoo.ui does not define"]
