@@ -230,9 +230,10 @@ class ClassificationLogic(SceneLogic):
         config = dataclasses.replace(config or ClassificationTrainingConfig(), encoding="nominal",
                                      inputSize=(PLANE_SIZE, PLANE_SIZE))
         planes = len(PLANE_CLASSES) * perClass * (deformedCopies + 1)
+        copies = 4 * image[:1].numel() // 8 * (deformedCopies + 2)  # 2 mm copies: an eighth of the 1 mm voxels each
         estimate = fitOrSwitch(lambda device: estimateClassifierTraining(
-            planes, 1, len(PLANE_CLASSES), dataclasses.replace(config, device=str(device)),
-            4 * image[:1].numel() // 8 * (deformedCopies + 2)), config.device, volumeNode, _TRAINING_FIX)
+            planes, 1, len(PLANE_CLASSES), dataclasses.replace(config, device=str(device)), copies), config.device,
+            volumeNode, _TRAINING_FIX)
         config = dataclasses.replace(config, device=estimate.device)
         directory = Path(outputDir) if outputDir else defaultCacheDir() / "trained" / modelName
 
