@@ -239,6 +239,7 @@ class ModuleWidgetMixin:
         raise NotImplementedError
 
     def updateBatchButtons(self, ready: bool) -> None:
+        """The shared buttons (Estimate, the Batch section); ``ready``: the current settings can run."""
         self.ui.estimateButton.enabled = self.isIdle
         self.ui.batchApplyButton.enabled = self.isIdle and ready
         self.ui.batchCancelButton.enabled = not self.isIdle
