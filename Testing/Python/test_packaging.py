@@ -75,3 +75,27 @@ def test_icon_license_readme():
     assert fresh == ["bash setup.sh && .venv/bin/meddl demo --output meddl-demo",
                      "bash setup.sh test && .venv/bin/python -m pytest Testing"]
     assert fresh[1] in (ROOT / ".ci" / "run").read_text()
+
+
+def test_headless_package_runs_on_the_pinned_slicer_core():
+    """The suite runs on the MRML libraries pyproject.toml pins (slicer-core 5.11, which trame-slicer's display
+    managers need for the browser app): the installed slicer-core and VTK are those pins, and real MRML round trips
+    work on them (the rest of the suite checks DLCommon's behaviour there in full)."""
+    from importlib.metadata import version
+
+    import numpy as np
+    import slicer
+
+    from conftest import makeVolume
+    from DLCommon import tensorFromVolume, volumeFromTensor
+
+    pins = dict(re.findall(r'"(slicer-core|vtk)==([^"]+)"', (ROOT / "pyproject.toml").read_text()))
+    assert version("slicer-core") == pins["slicer-core"] and version("vtk") == pins["vtk"]
+    assert pins["slicer-core"].startswith("5.11.")  # slicer-layer-dm 2.0.0 requires slicer-core==5.11.0.*
+    scene = slicer.vtkMRMLScene()
+    affine = np.array([[0, 0, -1.5, 10], [0.8, 0, 0, -3], [0, 1.2, 0, 7], [0, 0, 0, 1]], float)
+    volume = makeVolume(scene, np.arange(24, dtype=np.float32).reshape(2, 3, 4), affine)
+    image = tensorFromVolume(volume)
+    copy = volumeFromTensor(image, volume, scene, "copy")
+    assert np.array_equal(slicer.util.arrayFromVolume(copy), slicer.util.arrayFromVolume(volume))
+    assert np.allclose(np.asarray(image.affine), affine)
