@@ -284,8 +284,37 @@ def estimateSlidingWindow(network: torch.nn.Module, image, spec, device: torch.d
         onDevice += 4 * channels * voxels  # MONAI's sliding window reads the whole input from the device
     windows = countWindows(shape, roi, overlap)
     total = seconds * windows * (0.6 + 0.4 / max(1, windowBatchSize))  # batching windows amortises overheads
+    if slabs:  # each window's output also travels to system memory and is added into the slab there
+        total += windows * _accumulationSeconds(channels, classes, roi, device)
     return makeEstimate(what, device, onDevice, host, total, windowBatchSize=windowBatchSize,
                         note=f"{windows} windows of {'x'.join(map(str, roi))}")
+
+
+def _accumulationSeconds(inputChannels: int, channels: int, roi: tuple[int, ...], device: torch.device) -> float:
+    """Seconds of the slab path's work per window besides the network (measured the way
+    :func:`~DLCommon.inference._rollingWindowInference` does it): normalising the cut ``(inputChannels, *roi)``
+    window and sending it to the device, copying its ``(channels, *roi)`` output back to system memory and adding
+    it and its weights into the slab's ring buffer, in two runs along K."""
+    cut = torch.rand((inputChannels,) + roi)
+    output = torch.rand((channels,) + roi, device=device)
+    weight = torch.rand(roi)
+    rows, split = tuple(2 * r for r in roi[:2]), roi[2] // 3
+    scores, counts = torch.zeros((channels,) + rows + roi[2:]), torch.zeros((1,) + rows + roi[2:])
+    window = (slice(None), slice(roi[0] // 2, roi[0] // 2 + roi[0]), slice(roi[1] // 2, roi[1] // 2 + roi[1]))
+
+    def accumulate():
+        ((cut.clone() - 0.5) / 0.25).to(device)
+        patch = output.cpu()
+        for target, source in ((slice(split, None), slice(0, roi[2] - split)), (slice(0, split),
+                                                                                  slice(roi[2] - split, None))):
+            scores[window + (target,)] += patch[..., source]
+            counts[window + (target,)] += weight[..., source]
+
+    accumulate()  # warm-up
+    started = time.perf_counter()
+    for _ in range(3):
+        accumulate()
+    return (time.perf_counter() - started) / 3
 
 
 def _need(estimate: ResourceEstimate) -> str:
