@@ -76,10 +76,15 @@ class ResourceEstimate:
 
     @property
     def fits(self) -> bool:
-        def within(needed, free):
-            return free is None or needed <= 0.9 * free
+        return self.deviceFits and self.hostFits
 
-        return within(self.memoryBytes, self.availableBytes) and within(self.hostBytes, self.hostAvailableBytes)
+    @property
+    def deviceFits(self) -> bool:
+        return _within(self.memoryBytes, self.availableBytes)
+
+    @property
+    def hostFits(self) -> bool:
+        return _within(self.hostBytes, self.hostAvailableBytes)
 
     def describe(self) -> str:
         def amount(needed, where, free):
@@ -97,6 +102,11 @@ class ResourceEstimate:
 
     def toDict(self) -> dict:
         return dict(dataclasses.asdict(self), fits=self.fits, text=self.describe())
+
+
+def _within(needed: int, free: int | None) -> bool:
+    """A run fits when it needs at most 90 % of what is free (or when what is free is unknown)."""
+    return free is None or needed <= 0.9 * free
 
 
 def _outOfMemory(what: str, device: torch.device, hostBytes: int, note: str, **fields) -> ResourceEstimate:
@@ -319,8 +329,7 @@ def _accumulationSeconds(inputChannels: int, channels: int, roi: tuple[int, ...]
 
 def _need(estimate: ResourceEstimate) -> str:
     """What does not fit, e.g. ``about 9.1 GB but only 4.0 GB is free on cuda:0``."""
-    if estimate.hostBytes and not (estimate.hostAvailableBytes is None
-                                   or estimate.hostBytes <= 0.9 * estimate.hostAvailableBytes):
+    if not estimate.hostFits:
         needed, free, where = estimate.hostBytes, estimate.hostAvailableBytes, "in system memory"
     else:
         needed, free, where = estimate.memoryBytes, estimate.availableBytes, f"on {estimate.device}"
@@ -342,8 +351,13 @@ def fitOrSwitch(estimateOn: Callable[[torch.device], ResourceEstimate], device: 
         if onCpu.fits:
             onCpu.note = "; ".join(filter(None, [onCpu.note, f"switched from {device}, which needs {_need(asked)}"]))
             return onCpu
-    raise DLError(f"is too large for this machine: {asked.what.lower()} needs {_need(asked)}"
-                  + (" (and does not fit on the CPU either)" if device.type != "cpu" else ""), node=node, fix=fix)
+    raise _tooLarge(asked, device, node, fix)
+
+
+def _tooLarge(asked: ResourceEstimate, device: torch.device, node, fix: str, what: str | None = None) -> DLError:
+    """The refusal of a run that fits nowhere: what it needs, what is free, and how to fix it."""
+    return DLError(f"is too large for this machine: {what or asked.what.lower()} needs {_need(asked)}"
+                   + (" (and does not fit on the CPU either)" if device.type != "cpu" else ""), node=node, fix=fix)
 
 
 def planInference(network: torch.nn.Module, image, spec, device: torch.device | str, windowBatchSize: int = 4,
@@ -366,8 +380,6 @@ def planInference(network: torch.nn.Module, image, spec, device: torch.device | 
         if estimate.fits:
             estimate.note = f"switched from {device} with {windowBatchSize} windows per batch, which needs {_need(asked)}"
             return estimate
-    raise DLError(f"is too large for this machine: running the model on it needs {_need(asked)}"
-                  + (" (and does not fit on the CPU either)" if device.type != "cpu" else ""),
-                  node=node if node is not None else "The input volume",
-                  fix="crop the volume to the region of interest, resample it to a coarser spacing, or use a "
-                      "machine with more memory")
+    raise _tooLarge(asked, device, node if node is not None else "The input volume",
+                    "crop the volume to the region of interest, resample it to a coarser spacing, or use a machine "
+                    "with more memory", what="running the model on it")
