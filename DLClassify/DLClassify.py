@@ -2,24 +2,20 @@
 
 import logging
 import os
-from typing import Annotated
 
 import qt
 import vtk
 
 import slicer
-from slicer import vtkMRMLScalarVolumeNode, vtkMRMLTableNode
 from slicer.i18n import tr as _
-from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
+from slicer.parameterNodeWrapper import parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoadableModuleLogic,
                                            ScriptedLoadableModuleTest, ScriptedLoadableModuleWidget)
 from slicer.util import VTKObservationMixin
 
-from DLCommon.shell import ModuleWidgetMixin  # imports neither torch nor qt
-
-# Keep in sync with DLClassifyLib.architectures.ARCHITECTURES (a test checks it)
-ARCHITECTURE_NAMES = ["tiny", "densenet121", "densenet169", "densenet201", "resnet18", "resnet50", "seresnet50",
-                      "efficientnet-b0", "efficientnet-b1", "efficientnet-b2", "vit"]
+from DLClassifyLib import parameters  # the settings' names, defaults and ranges, shared with `meddl web`
+from DLCommon.parameters import parameterNodeClass  # these three import neither torch nor qt
+from DLCommon.shell import ModuleWidgetMixin
 
 
 #
@@ -55,24 +51,7 @@ standard-plane recognition); ordinal encoding after CORN (Shi et al. 2021), cali
 # DLClassifyParameterNode
 #
 
-@parameterNodeWrapper
-class DLClassifyParameterNode:
-    inputVolume: vtkMRMLScalarVolumeNode
-    modelId: str = ""  # catalog id; its combo box is filled from the catalog, so it is connected by hand
-    outputTable: vtkMRMLTableNode
-    saliency: bool = False
-    sliceView: Annotated[str, Choice(["Red", "Yellow", "Green"])] = "Red"
-    liveClassify: bool = False
-    trainingData: Annotated[str, Choice(["labelled volumes", "standard planes"])] = "labelled volumes"
-    trainingTable: vtkMRMLTableNode
-    classNames: str = ""
-    encoding: Annotated[str, Choice(["nominal", "binary", "ordinal"])] = "nominal"
-    architecture: Annotated[str, Choice(ARCHITECTURE_NAMES)] = "tiny"
-    dimensions: Annotated[str, Choice(["3D", "2D"])] = "3D"
-    inputSize: Annotated[int, WithinRange(16, 512)] = 64
-    epochs: Annotated[int, WithinRange(1, 10000)] = 30
-    modelName: str = "my-classifier"
-
+DLClassifyParameterNode = parameterNodeWrapper(parameterNodeClass("DLClassifyParameterNode", parameters.PARAMETERS))
 
 #
 # DLClassifyWidget
@@ -206,18 +185,16 @@ class DLClassifyWidget(ModuleWidgetMixin, ScriptedLoadableModuleWidget, VTKObser
         return [(_("Apply"), self.ui.applyButton, self.applyJob), (_("Train"), self.ui.trainButton, self.trainJob)]
 
     def applyJob(self):
-        p = self._parameterNode
         ensureDependencies()
-        return self.logic.classifyJob([p.inputVolume], p.modelId, p.outputTable, p.saliency)
+        return parameters.applyJob(self.logic, self._parameterNode)
 
     def onApply(self) -> None:
         with slicer.util.tryWithErrorDisplay(_("Classification could not start."), waitCursor=True):
             self.startJob(self.applyJob(), self.ui.progressBar)
 
     def batchJobFor(self, volumeNode):
-        p = self._parameterNode
         ensureDependencies()
-        return self.logic.classifyJob([volumeNode], p.modelId, None, p.saliency)
+        return parameters.applyJob(self.logic, self._parameterNode, volumeNode)
 
     def onPlot(self) -> None:
         p = self._parameterNode
@@ -227,17 +204,8 @@ class DLClassifyWidget(ModuleWidgetMixin, ScriptedLoadableModuleWidget, VTKObser
             slicer.modules.plots.logic().ShowChartInLayout(chart)
 
     def trainJob(self):
-        p = self._parameterNode
         ensureDependencies()
-        from DLClassifyLib.trainer import ClassificationTrainingConfig
-
-        dimensions = 2 if p.dimensions == "2D" else 3
-        config = ClassificationTrainingConfig(encoding=p.encoding, architecture=p.architecture, epochs=p.epochs,
-                                              inputSize=(p.inputSize,) * dimensions)
-        if p.trainingData == "standard planes":
-            return self.logic.trainPlanesJob(p.inputVolume, config, modelName=p.modelName)
-        classes = [c.strip() for c in p.classNames.split(",") if c.strip()] or None
-        return self.logic.trainJob(p.trainingTable, classes, config, modelName=p.modelName)
+        return parameters.trainJob(self.logic, self._parameterNode)
 
     def onTrain(self) -> None:
         with slicer.util.tryWithErrorDisplay(_("Training could not start."), waitCursor=True):

@@ -2,20 +2,19 @@
 
 import logging
 import os
-from typing import Annotated
 
 import qt
 
 import slicer
-from slicer import (vtkMRMLGridTransformNode, vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode,
-                    vtkMRMLTransformNode)
 from slicer.i18n import tr as _
-from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
+from slicer.parameterNodeWrapper import parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoadableModuleLogic,
                                            ScriptedLoadableModuleTest, ScriptedLoadableModuleWidget)
 from slicer.util import VTKObservationMixin
 
-from DLCommon.shell import ModuleWidgetMixin  # imports neither torch nor qt
+from DLCommon.parameters import parameterNodeClass  # these three import neither torch nor qt
+from DLCommon.shell import ModuleWidgetMixin
+from DLRegisterLib import parameters  # the settings' names, defaults and ranges, shared with `meddl web`
 
 
 #
@@ -50,34 +49,7 @@ Built on PyTorch and MONAI. Methods follow UCL MPHY0041 Deep Learning (registrat
 # DLRegisterParameterNode
 #
 
-@parameterNodeWrapper
-class DLRegisterParameterNode:
-    fixedVolume: vtkMRMLScalarVolumeNode
-    movingVolume: vtkMRMLScalarVolumeNode
-    fixedMask: vtkMRMLSegmentationNode
-    movingMask: vtkMRMLSegmentationNode
-    initialTransform: vtkMRMLTransformNode
-    movingSegmentation: vtkMRMLSegmentationNode
-    method: Annotated[str, Choice(["optimisation", "model"])] = "optimisation"
-    modelId: str = ""  # catalog id; its combo box is filled from the catalog, so it is connected by hand
-    similarity: Annotated[str, Choice(["lncc", "ssd", "mi"])] = "lncc"
-    fieldModel: Annotated[str, Choice(["ddf", "svf"])] = "ddf"
-    regularisationWeight: Annotated[float, WithinRange(-1.0, 500.0)] = -1.0  # -1: the similarity's default
-    iterations: Annotated[int, WithinRange(0, 2000)] = 100
-    affineOnly: bool = False
-    outputTransform: vtkMRMLGridTransformNode
-    outputVolume: vtkMRMLScalarVolumeNode
-    createJacobian: bool = False
-    applyToMoving: bool = True
-    trainingVolume: vtkMRMLScalarVolumeNode
-    trainingSegmentation: vtkMRMLSegmentationNode
-    trainingVolumes: list[vtkMRMLScalarVolumeNode]
-    trainingSegmentations: list[vtkMRMLSegmentationNode]
-    network: Annotated[str, Choice(["localnet", "globalnet", "regunet"])] = "localnet"
-    epochs: Annotated[int, WithinRange(1, 10000)] = 50
-    labelWeight: Annotated[float, WithinRange(0.0, 10.0)] = 1.0
-    modelName: str = "my-registration"
-
+DLRegisterParameterNode = parameterNodeWrapper(parameterNodeClass("DLRegisterParameterNode", parameters.PARAMETERS))
 
 #
 # DLRegisterWidget
@@ -146,28 +118,12 @@ class DLRegisterWidget(ModuleWidgetMixin, ScriptedLoadableModuleWidget, VTKObser
         self._parameterNode.trainingVolumes = []
         self._parameterNode.trainingSegmentations = []
 
-    def registrationConfig(self):
-        from DLRegisterLib.optimisation import RegistrationConfig
-
-        p = self._parameterNode
-        coarse = max(p.iterations, 1)
-        return RegistrationConfig(similarity=p.similarity, fieldModel=p.fieldModel,
-                                  regularisationWeight=None if p.regularisationWeight < 0 else p.regularisationWeight,
-                                  iterations=(coarse, max(1, int(0.8 * coarse)), max(1, int(0.4 * coarse))),
-                                  deformable=not p.affineOnly and p.iterations > 0)
-
     def jobActions(self) -> list:
         return [(_("Apply"), self.ui.applyButton, self.applyJob), (_("Train"), self.ui.trainButton, self.trainJob)]
 
     def applyJob(self):
-        p = self._parameterNode
         ensureDependencies()
-        return self.logic.registerJob(
-            p.fixedVolume, p.movingVolume, self.registrationConfig(), fixedMask=p.fixedMask, movingMask=p.movingMask,
-            initialTransform=p.initialTransform, outputTransform=p.outputTransform,
-            warpedVolume=p.outputVolume or True, warpSegmentation=p.movingSegmentation,
-            jacobianVolume=p.createJacobian, applyToMoving=p.applyToMoving,
-            model=p.modelId if p.method == "model" else None)
+        return parameters.applyJob(self.logic, self._parameterNode)
 
     def onApply(self) -> None:
         with slicer.util.tryWithErrorDisplay(_("Registration could not start."), waitCursor=True):
@@ -177,22 +133,12 @@ class DLRegisterWidget(ModuleWidgetMixin, ScriptedLoadableModuleWidget, VTKObser
 
     def batchJobFor(self, volumeNode):
         """Register one more moving volume to the fixed volume: new transform and warped volume."""
-        p = self._parameterNode
         ensureDependencies()
-        return self.logic.registerJob(
-            p.fixedVolume, volumeNode, self.registrationConfig(), fixedMask=p.fixedMask,
-            initialTransform=p.initialTransform, warpedVolume=True, jacobianVolume=p.createJacobian,
-            model=p.modelId if p.method == "model" else None)
+        return parameters.applyJob(self.logic, self._parameterNode, volumeNode)
 
     def trainJob(self):
-        p = self._parameterNode
         ensureDependencies()
-        from DLRegisterLib.trainer import RegistrationTrainingConfig
-
-        config = RegistrationTrainingConfig(network=p.network, epochs=p.epochs, labelWeight=p.labelWeight,
-                                            similarity=p.similarity)
-        return self.logic.trainJob(list(p.trainingVolumes), list(p.trainingSegmentations) or None, config,
-                                   modelName=p.modelName)
+        return parameters.trainJob(self.logic, self._parameterNode)
 
     def onTrain(self) -> None:
         with slicer.util.tryWithErrorDisplay(_("Training could not start."), waitCursor=True):

@@ -2,19 +2,19 @@
 
 import logging
 import os
-from typing import Annotated
 
 import qt
 
 import slicer
-from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
 from slicer.i18n import tr as _
-from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
+from slicer.parameterNodeWrapper import parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoadableModuleLogic,
                                            ScriptedLoadableModuleTest, ScriptedLoadableModuleWidget)
 from slicer.util import VTKObservationMixin
 
-from DLCommon.shell import ModuleWidgetMixin  # imports neither torch nor qt
+from DLCommon.parameters import parameterNodeClass  # these three import neither torch nor qt
+from DLCommon.shell import ModuleWidgetMixin
+from DLSegmentLib import parameters  # the settings' names, defaults and ranges, shared with `meddl web`
 
 
 #
@@ -48,26 +48,7 @@ Built on PyTorch and MONAI. The losses follow UCL MPHY0041 Deep Learning (segmen
 # DLSegmentParameterNode
 #
 
-@parameterNodeWrapper
-class DLSegmentParameterNode:
-    inputVolume: vtkMRMLScalarVolumeNode
-    modelId: str = ""  # catalog id; its combo box is filled from the catalog, so it is connected by hand
-    outputSegmentation: vtkMRMLSegmentationNode
-    probabilityVolumes: bool = False
-    entropyVolume: bool = False
-    mirror: bool = False
-    trainingVolume: vtkMRMLScalarVolumeNode
-    trainingSegmentation: vtkMRMLSegmentationNode
-    trainingVolumes: list[vtkMRMLScalarVolumeNode]
-    trainingSegmentations: list[vtkMRMLSegmentationNode]
-    network: Annotated[str, Choice(["unet", "segresnet", "dynunet", "swinunetr"])] = "unet"
-    loss: Annotated[str, Choice(["dicece", "ce", "wce", "dice", "dl2"])] = "dicece"
-    epochs: Annotated[int, WithinRange(1, 10000)] = 50
-    patchSize: Annotated[int, WithinRange(16, 256)] = 64
-    trainingSpacing: Annotated[float, WithinRange(0.0, 20.0)] = 0.0
-    modelName: str = "my-segmentation"
-    fineTune: bool = False
-
+DLSegmentParameterNode = parameterNodeWrapper(parameterNodeClass("DLSegmentParameterNode", parameters.PARAMETERS))
 
 #
 # DLSegmentWidget
@@ -138,30 +119,20 @@ class DLSegmentWidget(ModuleWidgetMixin, ScriptedLoadableModuleWidget, VTKObserv
         return [(_("Apply"), self.ui.applyButton, self.applyJob), (_("Train"), self.ui.trainButton, self.trainJob)]
 
     def applyJob(self):
-        p = self._parameterNode
         ensureDependencies()
-        return self.logic.segmentJob(p.inputVolume, p.modelId, p.outputSegmentation, p.probabilityVolumes,
-                                     p.entropyVolume, mirror=p.mirror)
+        return parameters.applyJob(self.logic, self._parameterNode)
 
     def onApply(self) -> None:
         with slicer.util.tryWithErrorDisplay(_("Segmentation could not start."), waitCursor=True):
             self.startJob(self.applyJob(), self.ui.progressBar)
 
     def batchJobFor(self, volumeNode):
-        p = self._parameterNode
         ensureDependencies()
-        return self.logic.segmentJob(volumeNode, p.modelId, None, p.probabilityVolumes, p.entropyVolume,
-                                     mirror=p.mirror)
+        return parameters.applyJob(self.logic, self._parameterNode, volumeNode)
 
     def trainJob(self):
-        p = self._parameterNode
         ensureDependencies()
-        from DLSegmentLib.trainer import SegmentationTrainingConfig
-
-        config = SegmentationTrainingConfig(network=p.network, loss=p.loss, epochs=p.epochs, patchSize=(p.patchSize,) * 3,
-                                            spacing=(p.trainingSpacing,) * 3 if p.trainingSpacing > 0 else None)
-        return self.logic.trainJob(list(zip(p.trainingVolumes, p.trainingSegmentations)), config,
-                                   modelName=p.modelName, baseModel=p.modelId if p.fineTune else None)
+        return parameters.trainJob(self.logic, self._parameterNode)
 
     def onTrain(self) -> None:
         with slicer.util.tryWithErrorDisplay(_("Training could not start."), waitCursor=True):

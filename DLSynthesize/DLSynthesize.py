@@ -3,20 +3,19 @@
 import logging
 import math
 import os
-from typing import Annotated, Union
 
 import qt
 
 import slicer
-from slicer import (vtkMRMLLinearTransformNode, vtkMRMLMarkupsFiducialNode, vtkMRMLScalarVolumeNode,
-                    vtkMRMLSegmentationNode)
 from slicer.i18n import tr as _
-from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
+from slicer.parameterNodeWrapper import parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoadableModuleLogic,
                                            ScriptedLoadableModuleTest, ScriptedLoadableModuleWidget)
 from slicer.util import VTKObservationMixin
 
-from DLCommon.shell import ModuleWidgetMixin  # imports neither torch nor qt
+from DLCommon.parameters import parameterNodeClass  # these three import neither torch nor qt
+from DLCommon.shell import ModuleWidgetMixin
+from DLSynthesizeLib import parameters  # the settings' names, defaults and ranges, shared with `meddl web`
 
 
 #
@@ -54,26 +53,7 @@ Built on PyTorch and MONAI. Follows UCL MPHY0041 Deep Learning (image synthesis)
 # DLSynthesizeParameterNode
 #
 
-@parameterNodeWrapper
-class DLSynthesizeParameterNode:
-    task: Annotated[str, Choice(["super-resolution", "denoise", "image-to-image", "ultrasound"])] = "super-resolution"
-    inputVolume: vtkMRMLScalarVolumeNode
-    outputVolume: vtkMRMLScalarVolumeNode
-    trainingSteps: Annotated[int, WithinRange(10, 100000)] = 600
-    anomalyMap: bool = False
-    sourceVolume: vtkMRMLScalarVolumeNode
-    targetVolume: vtkMRMLScalarVolumeNode
-    sourceVolumes: list[vtkMRMLScalarVolumeNode]
-    targetVolumes: list[vtkMRMLScalarVolumeNode]
-    network: Annotated[str, Choice(["U-Net", "pix2pix"])] = "U-Net"
-    dimensions: Annotated[str, Choice(["2D", "3D"])] = "2D"
-    loss: Annotated[str, Choice(["l1", "l2", "l1ssim"])] = "l1"
-    tissueSegmentation: vtkMRMLSegmentationNode
-    probeTransform: Union[vtkMRMLLinearTransformNode, vtkMRMLMarkupsFiducialNode]  # pose, or probe + target points
-    probeGeometry: Annotated[str, Choice(["sector", "linear"])] = "sector"
-    depth: Annotated[float, WithinRange(10.0, 300.0)] = 120.0
-    frequency: Annotated[float, WithinRange(1.0, 20.0)] = 5.0
-
+DLSynthesizeParameterNode = parameterNodeWrapper(parameterNodeClass("DLSynthesizeParameterNode", parameters.PARAMETERS))
 
 #
 # DLSynthesizeWidget
@@ -117,23 +97,8 @@ class DLSynthesizeWidget(ModuleWidgetMixin, ScriptedLoadableModuleWidget, VTKObs
 
     def batchJobFor(self, volumeNode):
         """Super-resolve or denoise one more volume with the current settings (each trains on its own volume)."""
-        if self._parameterNode.task not in ("super-resolution", "denoise"):
-            raise ValueError(f"Batch runs super-resolution or denoising, not '{self._parameterNode.task}': pick one "
-                             "of those tasks.")
-        return self.selfSupervisedJob(volumeNode, None)
-
-    def selfSupervisedJob(self, volumeNode, outputVolume):
-        """Super-resolution or denoising of ``volumeNode`` (each trains on the volume itself)."""
-        p = self._parameterNode
         ensureDependencies()
-        if p.task == "super-resolution":
-            from DLSynthesizeLib.superresolution import SuperResolutionConfig
-
-            return self.logic.superResolveJob(volumeNode, SuperResolutionConfig(steps=p.trainingSteps), outputVolume)
-        from DLSynthesizeLib.denoise import DenoiseConfig
-
-        return self.logic.denoiseJob(volumeNode, DenoiseConfig(steps=p.trainingSteps), outputVolume,
-                                     anomalyVolume=p.anomalyMap)
+        return parameters.selfSupervisedJob(self.logic, self._parameterNode, volumeNode)
 
     def onAddPair(self) -> None:
         p = self._parameterNode
@@ -154,32 +119,15 @@ class DLSynthesizeWidget(ModuleWidgetMixin, ScriptedLoadableModuleWidget, VTKObs
 
     def applyJob(self):
         """The job Apply starts for the current task (training on the scene's data, then applying)."""
-        p = self._parameterNode
-        if p.task in ("super-resolution", "denoise"):
-            return self.selfSupervisedJob(p.inputVolume, p.outputVolume)
         ensureDependencies()
-        pairs = list(zip(p.sourceVolumes, p.targetVolumes))
-        if p.network == "pix2pix":  # conditional GAN, 2D
-            from DLSynthesizeLib.pix2pix import Pix2PixConfig
-
-            return self.logic.imageToImageJob(pairs, p.inputVolume, Pix2PixConfig(steps=p.trainingSteps),
-                                              p.outputVolume, method="pix2pix")
-        from DLSynthesizeLib.imagetoimage import ImageToImageConfig
-
-        config = ImageToImageConfig(dimensions=3 if p.dimensions == "3D" else 2, loss=p.loss, steps=p.trainingSteps,
-                                    patchSize=32 if p.dimensions == "3D" else 64)
-        return self.logic.imageToImageJob(pairs, p.inputVolume, config, p.outputVolume)
+        return parameters.applyJob(self.logic, self._parameterNode)
 
     def onApply(self) -> None:
         p = self._parameterNode
         with slicer.util.tryWithErrorDisplay(_("Synthesis could not start."), waitCursor=True):
             if p.task == "ultrasound":  # a frame takes well under a second: no background job needed
                 ensureDependencies()
-                from DLSynthesizeLib.ultrasound import UltrasoundConfig
-
-                config = UltrasoundConfig(geometry=p.probeGeometry, depth=p.depth, frequency=p.frequency)
-                result = self.logic.simulateUltrasound(p.tissueSegmentation, p.probeTransform, p.inputVolume, config,
-                                                       outputVolume=p.outputVolume)
+                result = parameters.simulateUltrasound(self.logic, p)
                 p.outputVolume = result.volume
                 slicer.util.setSliceViewerLayers(background=result.volume)
                 return

@@ -14,6 +14,8 @@ import ast
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
+from DLCommon.parameters import annotationText
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -64,6 +66,61 @@ def _reachedUiNames(mixinTree: ast.AST, roots: set[str]) -> set[str]:
     return set().union(*(_uiNames(methods[m]) for m in reached)) if reached else set()
 
 
+def _parameterNode(tree: ast.AST, classes: dict, folder: Path):
+    """``(class name, Parameter list or None)`` of the shell's parameter node: a ``@parameterNodeWrapper`` class
+    (fields read from its annotations), or ``X = parameterNodeWrapper(parameterNodeClass(..., PARAMETERS))``
+    built from ``<Name>Lib/parameters.py`` (fields read from there); ``(None, None)`` if neither."""
+    for c in classes.values():
+        if "parameterNodeWrapper" in _decoratorNames(c):
+            return c.name, None
+    for statement in tree.body:
+        call = getattr(statement, "value", None)
+        if isinstance(statement, ast.Assign) and isinstance(call, ast.Call) \
+                and getattr(call.func, "id", "") == "parameterNodeWrapper":
+            return statement.targets[0].id, _libraryParameters(folder)
+    return None, None
+
+
+def _libraryParameters(folder: Path) -> list:
+    """The ``PARAMETERS`` of ``<folder>/<Name>Lib/parameters.py`` (imports neither torch nor qt)."""
+    import importlib.util
+    import sys
+
+    path = folder / f"{folder.name}Lib" / "parameters.py"
+    if str(ROOT) not in sys.path:  # it imports DLCommon.parameters
+        sys.path.insert(0, str(ROOT))
+    spec = importlib.util.spec_from_file_location(f"_shellcheck_{folder.name}_parameters", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return list(module.PARAMETERS)
+
+
+def _definitionMismatches(widget, parameter, uiName: str) -> list[str]:
+    """Where a Designer widget's range, combo items or default differ from the parameter's definition."""
+    problems = []
+    properties = {prop.get("name"): prop for prop in widget.findall("property")}
+
+    def number(name):
+        prop = properties.get(name)
+        text = None if prop is None else (prop.findtext("number") or prop.findtext("double"))
+        return None if text is None else float(text)
+
+    label = f"{uiName}: '{widget.get('name')}' ({parameter.name})"
+    if parameter.kind in ("int", "float"):
+        for bound, expected in (("minimum", parameter.minimum), ("maximum", parameter.maximum)):
+            found = number(bound)
+            if found is not None and expected is not None and found != float(expected):
+                problems.append(f"{label} has {bound} {found:g}; the definition says {expected:g}")
+        found = number("value")
+        if found is not None and found != float(parameter.default):
+            problems.append(f"{label} shows {found:g} at first; the default is {parameter.default:g}")
+    if parameter.kind == "choice" and widget.get("class") == "QComboBox":
+        items = [item.findtext("property/string") for item in widget.findall("item")]
+        if items and tuple(items) != tuple(parameter.choices):
+            problems.append(f"{label} lists {items}; the choices are {list(parameter.choices)}")
+    return problems
+
+
 def checkModuleShell(folder: Path) -> list[str]:
     """Problems found in the module at ``folder`` (empty list: the shell is well-formed)."""
     name = folder.name
@@ -78,17 +135,20 @@ def checkModuleShell(folder: Path) -> list[str]:
         elif base not in _baseNames(classes[className]):
             problems.append(f"{className} does not derive from {base}")
     heavy = ("torch", "monai", "DLCommon", f"{name}Lib")
+    light = ("DLCommon.shell", "DLCommon.parameters", f"{name}Lib.parameters")  # import neither torch nor qt
     for statement in tree.body:  # module level: the module must load in Slicer before PyTorch is installed
         imported = ([a.name for a in statement.names] if isinstance(statement, ast.Import)
-                    else [statement.module or ""] if isinstance(statement, ast.ImportFrom) else [])
-        if any(m.split(".")[0] in heavy and m != "DLCommon.shell" for m in imported):  # shell: no torch
+                    else [f"{statement.module}.{a.name}" if statement.module == f"{name}Lib" else statement.module
+                          for a in statement.names] if isinstance(statement, ast.ImportFrom) else [])
+        if any((m or "").split(".")[0] in heavy and m not in light for m in imported):
             problems.append(f"{name}.py imports {', '.join(imported)} at module level; import it inside methods")
-    parameterNodes = [c for c in classes.values() if "parameterNodeWrapper" in _decoratorNames(c)]
-    if not parameterNodes:
+    parameterNodeName, parameters = _parameterNode(tree, classes, folder)
+    if parameterNodeName is None:
         problems.append(f"{name}.py has no @parameterNodeWrapper class")
         return problems
-    annotations = {stmt.target.id: ast.unparse(stmt.annotation) for c in parameterNodes for stmt in c.body
-                   if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name)}
+    annotations = {p.name: annotationText(p) for p in parameters} if parameters is not None else {
+        stmt.target.id: ast.unparse(stmt.annotation) for stmt in classes[parameterNodeName].body
+        if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name)}
     fields = set(annotations)
     uiFile = folder / "Resources" / "UI" / f"{name}.ui"
     if not uiFile.is_file():
@@ -100,8 +160,7 @@ def checkModuleShell(folder: Path) -> list[str]:
                 continue
             value = prop.findtext("string") or ""
             if value not in fields:
-                problems.append(f"{uiFile.name}: SlicerParameterName '{value}' is not a field of "
-                                f"{', '.join(c.name for c in parameterNodes)}")
+                problems.append(f"{uiFile.name}: SlicerParameterName '{value}' is not a field of {parameterNodeName}")
             elif widget.get("class") == "QComboBox" and "Choice(" not in annotations[value] \
                     and annotations[value].split("[")[0] in ("str", "int", "float", "bool", "Annotated"):
                 # Slicer's QComboBox connector refuses plain str/int/float/bool without a Choice annotation
@@ -109,6 +168,8 @@ def checkModuleShell(folder: Path) -> list[str]:
                                 "which needs Annotated[..., Choice([...])]")
             elif annotations[value].startswith(("list[", "tuple[", "dict[")):
                 problems.append(f"{uiFile.name}: '{value}' is a container; no widget connector exists for it")
+            elif parameters is not None:
+                problems += _definitionMismatches(widget, next(p for p in parameters if p.name == value), uiFile.name)
     # node selectors get the scene through <connections> from the module widget's mrmlSceneChanged signal
     tree = ElementTree.parse(uiFile)
     connected = {c.findtext("receiver") for c in tree.iter("connection")

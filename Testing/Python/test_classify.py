@@ -435,14 +435,11 @@ def test_cli_train_classify_and_classify(tmp_path, sharpAndBlurred, capsys):
 
 
 def test_shell_offers_every_architecture():
-    """DLClassify.py lists the architecture names without importing the engine (it loads before PyTorch)."""
-    import ast
-    from pathlib import Path
+    """The settings list the architecture names without importing the engine (the shell loads before PyTorch)."""
+    from DLClassifyLib.parameters import ARCHITECTURE_NAMES, PARAMETERS
 
-    source = (Path(__file__).resolve().parents[2] / "DLClassify" / "DLClassify.py").read_text()
-    names = next(ast.literal_eval(node.value) for node in ast.parse(source).body
-                 if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "ARCHITECTURE_NAMES")
-    assert names == list(ARCHITECTURES)
+    assert list(ARCHITECTURE_NAMES) == list(ARCHITECTURES)
+    assert next(p for p in PARAMETERS if p.name == "architecture").choices == ARCHITECTURE_NAMES
 
 
 def test_plane_training_refuses_a_volume_outside_mni_space(scene):

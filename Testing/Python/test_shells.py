@@ -92,3 +92,54 @@ def test_checker_finds_widgets_the_shell_uses_but_the_ui_lacks(tmp_path):
                                                  "VTKObservationMixin):\n    def setup(self):\n"
                                                  "        self.ui.inputSelector.enabled = self.ui.applyButton.enabled\n"))
     assert checkModuleShell(folder) == ["DLFoo.py uses self.ui.applyButton, which DLFoo.ui does not define"]
+
+
+LIB_PARAMETERS = '''
+from DLCommon.parameters import Parameter
+
+PARAMETERS = (
+    Parameter("inputVolume", "node", nodeClasses=("vtkMRMLScalarVolumeNode",)),
+    Parameter("epochs", "int", 10, minimum=1, maximum=500),
+    Parameter("loss", "choice", "dice", choices=("dice", "ce")),
+)
+'''
+
+SPIN_AND_COMBO = '''<item row="1" column="1"><widget class="QSpinBox" name="epochsSpinBox">
+  <property name="minimum"><number>{minimum}</number></property><property name="maximum"><number>500</number></property>
+  <property name="value"><number>10</number></property>
+  <property name="SlicerParameterName" stdset="0"><string>epochs</string></property></widget></item>
+ <item row="2" column="1"><widget class="QComboBox" name="lossComboBox">
+  <property name="SlicerParameterName" stdset="0"><string>loss</string></property>
+  <item><property name="text"><string>dice</string></property></item>
+  <item><property name="text"><string>{second}</string></property></item></widget></item>
+</layout>'''
+
+
+def makeDefinedModule(root, minimum=1, second="ce"):
+    """DLFoo whose parameter node is built from DLFooLib/parameters.py, with a spin box and a combo box."""
+    folder = makeModule(root)
+    source = folder / "DLFoo.py"
+    source.write_text(source.read_text().replace(
+        "@parameterNodeWrapper\nclass DLFooParameterNode:\n    inputVolume: vtkMRMLScalarVolumeNode\n"
+        "    epochs: int = 10\n    loss: str = \"dice\"\n",
+        "from DLCommon.parameters import parameterNodeClass\nfrom DLFooLib import parameters\n\n"
+        "DLFooParameterNode = parameterNodeWrapper(parameterNodeClass('DLFooParameterNode', parameters.PARAMETERS))\n"))
+    (folder / "DLFooLib" / "parameters.py").write_text(LIB_PARAMETERS)
+    ui = folder / "Resources" / "UI" / "DLFoo.ui"
+    ui.write_text(ui.read_text().replace("</layout>", SPIN_AND_COMBO.format(minimum=minimum, second=second)))
+    return folder
+
+
+def test_checker_reads_fields_from_the_shared_definitions(tmp_path):
+    folder = makeDefinedModule(tmp_path)
+    assert checkModuleShell(folder) == []
+    ui = folder / "Resources" / "UI" / "DLFoo.ui"
+    ui.write_text(ui.read_text().replace("<string>epochs</string>", "<string>iterations</string>"))
+    assert checkModuleShell(folder) == ["DLFoo.ui: SlicerParameterName 'iterations' is not a field of DLFooParameterNode"]
+
+
+def test_checker_finds_designer_ranges_and_items_that_differ_from_the_definitions(tmp_path):
+    folder = makeDefinedModule(tmp_path, minimum=0, second="wce")
+    assert checkModuleShell(folder) == [
+        "DLFoo.ui: 'epochsSpinBox' (epochs) has minimum 0; the definition says 1",
+        "DLFoo.ui: 'lossComboBox' (loss) lists ['dice', 'wce']; the choices are ['dice', 'ce']"]

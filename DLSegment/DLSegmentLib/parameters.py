@@ -1,0 +1,60 @@
+"""DLSegment's settings, defined once for the Slicer parameter node and the web panel, and the jobs they make.
+
+``p`` below is anything with these settings as attributes: the Slicer parameter node wrapper, or the web
+panel's values. Imports neither torch nor qt (the Slicer shell imports it at module level).
+"""
+
+from __future__ import annotations
+
+from DLCommon.parameters import Parameter
+
+VOLUME, SEGMENTATION = ("vtkMRMLScalarVolumeNode",), ("vtkMRMLSegmentationNode",)
+
+PARAMETERS = (
+    Parameter("inputVolume", "node", label="Input volume", nodeClasses=VOLUME, tooltip="The volume to segment."),
+    Parameter("modelId", "str", "", label="Model", tooltip="Catalog id of the segmentation model."),
+    Parameter("outputSegmentation", "node", label="Output segmentation", nodeClasses=SEGMENTATION,
+              tooltip="Segmentation to overwrite; none: a new one."),
+    Parameter("probabilityVolumes", "bool", False, label="Probability volumes",
+              tooltip="Also create one probability volume per segment."),
+    Parameter("entropyVolume", "bool", False, label="Uncertainty (entropy) volume",
+              tooltip="Also create a voxel-wise entropy volume: high where the model is unsure."),
+    Parameter("mirror", "bool", False, label="Mirror test-time augmentation",
+              tooltip="Average with the prediction of the left-right mirrored volume (twice the time)."),
+    Parameter("trainingVolume", "node", label="Training volume", nodeClasses=VOLUME, group="train"),
+    Parameter("trainingSegmentation", "node", label="Its segmentation", nodeClasses=SEGMENTATION, group="train"),
+    Parameter("trainingVolumes", "nodes", label="Training volumes", nodeClasses=VOLUME, group="train"),
+    Parameter("trainingSegmentations", "nodes", label="Training segmentations", nodeClasses=SEGMENTATION,
+              group="train"),
+    Parameter("network", "choice", "unet", label="Network", choices=("unet", "segresnet", "dynunet", "swinunetr"),
+              tooltip="MONAI network architecture.", group="train"),
+    Parameter("loss", "choice", "dicece", label="Loss", choices=("dicece", "ce", "wce", "dice", "dl2"),
+              tooltip="ce: voxel cross-entropy; wce: weighted cross-entropy; dice: soft Dice; dl2: Dice with the "
+                      "background term; dicece: Dice + cross-entropy.", group="train"),
+    Parameter("epochs", "int", 50, label="Epochs", minimum=1, maximum=10000, group="train"),
+    Parameter("patchSize", "int", 64, label="Patch size", minimum=16, maximum=256,
+              tooltip="Edge of the cubic training patch, in voxels.", group="train"),
+    Parameter("trainingSpacing", "float", 0.0, label="Spacing (mm)", minimum=0.0, maximum=20.0,
+              tooltip="Resample to this isotropic spacing before training; 0: keep the volume's.", group="train"),
+    Parameter("modelName", "str", "my-segmentation", label="Model name",
+              tooltip="Name of the trained model in the catalog.", group="train"),
+    Parameter("fineTune", "bool", False, label="Fine-tune the selected model", group="train"),
+)
+
+
+def applyJob(logic, p, volumeNode=None, outputSegmentation=None):
+    """The segmentation job for ``volumeNode`` (default: ``p.inputVolume`` into ``p.outputSegmentation``)."""
+    if volumeNode is None:
+        volumeNode, outputSegmentation = p.inputVolume, p.outputSegmentation
+    return logic.segmentJob(volumeNode, p.modelId, outputSegmentation, p.probabilityVolumes, p.entropyVolume,
+                            mirror=p.mirror)
+
+
+def trainJob(logic, p):
+    """The training (or fine-tuning) job on the pairs ``p.trainingVolumes`` / ``p.trainingSegmentations``."""
+    from DLSegmentLib.trainer import SegmentationTrainingConfig
+
+    config = SegmentationTrainingConfig(network=p.network, loss=p.loss, epochs=p.epochs, patchSize=(p.patchSize,) * 3,
+                                        spacing=(p.trainingSpacing,) * 3 if p.trainingSpacing > 0 else None)
+    return logic.trainJob(list(zip(p.trainingVolumes, p.trainingSegmentations)), config, modelName=p.modelName,
+                          baseModel=p.modelId if p.fineTune else None)

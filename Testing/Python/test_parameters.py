@@ -1,0 +1,71 @@
+"""One definition of each module's settings: the parameter node class built from it, value checks, no torch."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import typing
+
+import pytest
+from shellcheck import ROOT
+
+from DLCommon.errors import DLError
+from DLCommon.parameters import Parameter, checkValue, defaults, parameterNodeClass
+
+MODULES = ("DLClassify", "DLRegister", "DLSegment", "DLSynthesize")
+
+
+def _parameters(module):
+    return __import__(f"{module}Lib.parameters", fromlist=["PARAMETERS"]).PARAMETERS
+
+
+def test_parameter_node_class_has_each_field_with_its_type_range_and_default():
+    import slicer
+
+    choice = lambda values: ("Choice", tuple(values))  # noqa: E731 - stand-ins for slicer.parameterNodeWrapper's
+    within = lambda low, high: ("WithinRange", low, high)  # noqa: E731
+    from DLSynthesizeLib.parameters import PARAMETERS
+
+    cls = parameterNodeClass("DLSynthesizeParameterNode", PARAMETERS, choice, within)
+    hints = typing.get_type_hints(cls, include_extras=True)  # what parameterNodeWrapper reads
+    assert list(hints) == [p.name for p in PARAMETERS]
+    assert hints["inputVolume"] is slicer.vtkMRMLScalarVolumeNode and not hasattr(cls, "inputVolume")
+    assert hints["sourceVolumes"] == list[slicer.vtkMRMLScalarVolumeNode]
+    assert hints["probeTransform"] == typing.Union[slicer.vtkMRMLLinearTransformNode, slicer.vtkMRMLMarkupsFiducialNode]
+    assert hints["depth"].__metadata__ == (("WithinRange", 10.0, 300.0),) and cls.depth == 120.0
+    assert hints["task"].__metadata__[0][1][0] == "super-resolution" and cls.task == "super-resolution"
+    assert hints["anomalyMap"] is bool and cls.anomalyMap is False
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_every_module_defines_unique_valid_settings(module):
+    parameters = _parameters(module)
+    names = [p.name for p in parameters]
+    assert len(names) == len(set(names))
+    for p in parameters:
+        if p.kind in ("int", "float"):
+            assert p.minimum <= checkValue(p, p.default) <= p.maximum
+    assert defaults(parameters)[names[0]] is None or isinstance(defaults(parameters)[names[0]], str)
+
+
+def test_values_out_of_range_or_not_offered_are_refused_with_the_allowed_ones():
+    epochs = Parameter("epochs", "int", 50, label="Epochs", minimum=1, maximum=10000)
+    assert checkValue(epochs, "12") == 12
+    with pytest.raises(DLError, match=r"Epochs: 0 is out of range.*from 1 to 10000"):
+        checkValue(epochs, 0)
+    with pytest.raises(DLError, match="Epochs: 'many' is not a number"):
+        checkValue(epochs, "many")
+    loss = Parameter("loss", "choice", "dice", label="Loss", choices=("dice", "ce"))
+    with pytest.raises(DLError, match="Loss: 'focal' is not an option.*dice, ce"):
+        checkValue(loss, "focal")
+    with pytest.raises(ValueError, match="default 'x' is not one of"):
+        Parameter("loss", "choice", "x", choices=("dice",))
+
+
+def test_the_definitions_import_neither_torch_nor_qt():
+    """The Slicer shells import them at module level, before PyTorch may be installed."""
+    code = ("import sys; sys.path[:0] = [%r] + [%r + '/' + m for m in %r]\n"
+            "for m in %r: __import__(m + 'Lib.parameters')\n"
+            "print(sorted(m for m in ('torch', 'monai', 'qt') if m in sys.modules))") % (
+        str(ROOT), str(ROOT), MODULES, MODULES)
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"
