@@ -83,6 +83,15 @@ def buildParser() -> argparse.ArgumentParser:
     demo.add_argument("--output", required=True, help="folder for NRRD, PNG and summary files")
     demo.set_defaults(handler=_demo)
 
+    web = commands.add_parser("web", help="the four modules in a web browser (Slicer views, served by trame-slicer)")
+    web.add_argument("--port", type=int, default=8080, help="port to serve on (default 8080)")
+    web.add_argument("--host", default="127.0.0.1",
+                     help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0: every interface, "
+                          "e.g. for a GPU server reached over an SSH tunnel)")
+    web.add_argument("--output", help="folder where each run's results are also saved (NRRD, .seg.nrrd, .h5)")
+    web.add_argument("--open", action="store_true", help="open the page in this machine's browser")
+    web.set_defaults(handler=_web)
+
     for module in _moduleClis():
         module.addCommands(commands)
     return parser
@@ -230,6 +239,13 @@ def _modelsFetch(args) -> int:
     with tqdm(total=100, desc=f"fetch {args.id}", unit="%") as bar:
         path = catalog.fetch(args.id, lambda f, m: bar.update(round(100 * f) - bar.n))
     print(path)
+    return 0
+
+
+def _web(args) -> int:
+    from .web.app import serve
+
+    serve(args.port, args.host, args.output, args.open)
     return 0
 
 

@@ -14,7 +14,7 @@ import slicer
 from .errors import DLError
 from .scene import sceneTransaction
 
-__all__ = ["loadVolume", "loadSegmentation", "loadTransform", "saveNode", "baseNameOf", "volumeFiles", "VOLUME_SUFFIXES"]
+__all__ = ["loadVolume", "loadSegmentation", "loadTransform", "loadFile", "saveNode", "baseNameOf", "volumeFiles", "VOLUME_SUFFIXES"]
 
 
 def _read(scene, path: str | Path, nodeClass: str, storageClass: str, name: str | None, what: str):
@@ -50,6 +50,27 @@ def loadSegmentation(path: str | Path, scene, name: str | None = None):
 def loadTransform(path: str | Path, scene, name: str | None = None):
     """Load an ITK transform file (``.h5``, ``.tfm``, ``.txt``) into a new transform node."""
     return _read(scene, path, "vtkMRMLTransformNode", "vtkMRMLTransformStorageNode", name, "transform")
+
+
+TRANSFORM_SUFFIXES = (".h5", ".tfm", ".txt")
+
+
+def loadFile(path: str | Path, scene):
+    """Load a volume, ``.seg.nrrd`` segmentation or transform file into a new node (kind from the extension).
+
+    For front ends that take whatever file the user drops; anything else gets a DLError naming the file and the
+    formats MedDL reads, before the scene is touched.
+    """
+    name = Path(path).name.lower()
+    if name.endswith(".seg.nrrd"):
+        return loadSegmentation(path, scene)
+    if name.endswith(TRANSFORM_SUFFIXES):
+        return loadTransform(path, scene)
+    if name.endswith(VOLUME_SUFFIXES):
+        return loadVolume(path, scene)
+    raise DLError("is not a file MedDL reads", file=Path(path).name,
+                  fix="load a volume (.nrrd, .nii, .nii.gz, .mha, .mhd), a segmentation (.seg.nrrd) or a transform "
+                      "(.h5, .tfm, .txt)")
 
 
 _STORAGE_CLASSES = {

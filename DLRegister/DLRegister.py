@@ -145,6 +145,8 @@ class DLRegisterWidget(ModuleWidgetMixin, ScriptedLoadableModuleWidget, VTKObser
             self.startJob(self.trainJob(), self.ui.trainProgressBar)
 
     def onJobFinished(self, job) -> None:
+        from DLRegisterLib.logic import formatReport
+
         p = self._parameterNode
         if hasattr(job.output, "transform"):
             out = job.output
@@ -157,18 +159,6 @@ class DLRegisterWidget(ModuleWidgetMixin, ScriptedLoadableModuleWidget, VTKObser
             self.refreshModels()
             p.modelId = job.result.catalogId or p.modelId
             p.method = "model"
-
-
-def formatReport(report: dict) -> str:
-    """One line per fact of a registration report, for the widget."""
-    name = report.get("similarity", "similarity")
-    lines = [f"{name}: {report['before']:.3f} before, {report['afterAffine']:.3f} after affine, "
-             f"{report['after']:.3f} after",
-             f"Folding: {report['foldingPercent']:.3f}% of voxels (min Jacobian {report['minJacobian']:.2f})",
-             f"Time: {report['seconds']:.1f} s on {report['device']}"]
-    if "model" in report:
-        lines.append(f"Model: {report['model']}")
-    return "\n".join(lines)
 
 
 def ensureDependencies() -> None:

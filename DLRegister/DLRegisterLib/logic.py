@@ -42,7 +42,7 @@ from .trainer import (RegistrationTrainingConfig, RegistrationTrainingResult, es
 from .quality import jacobianDeterminant
 from .warping import denseDisplacement, warpImage, warpLabels
 
-__all__ = ["RegistrationLogic", "RegisterResult"]
+__all__ = ["RegistrationLogic", "RegisterResult", "formatReport"]
 
 Progress = Callable[[float, str], None]
 
@@ -285,3 +285,15 @@ class RegistrationLogic(SceneLogic):
               progress: Progress | None = None) -> RegistrationTrainingResult:
         """Train a registration network on the volumes (see :meth:`trainJob`)."""
         return self.trainJob(volumes, segmentations, config, modelName, outputDir, register).run(progress)
+
+
+def formatReport(report: dict) -> str:
+    """One line per fact of a registration report, for the widget and the web panel."""
+    name = report.get("similarity", "similarity")
+    lines = [f"{name}: {report['before']:.3f} before, {report['afterAffine']:.3f} after affine, "
+             f"{report['after']:.3f} after",
+             f"Folding: {report['foldingPercent']:.3f}% of voxels (min Jacobian {report['minJacobian']:.2f})",
+             f"Time: {report['seconds']:.1f} s on {report['device']}"]
+    if "model" in report:
+        lines.append(f"Model: {report['model']}")
+    return "\n".join(lines)

@@ -1,0 +1,202 @@
+"""What the web panel of each module shows and runs: the module's own settings and jobs, and its results.
+
+Settings and the jobs they make come from ``<Module>Lib/parameters.py`` (the same definitions as the Slicer
+widgets); this file adds only what a browser page needs: which settings a section shows, when it is visible, and
+how a finished run is shown (:class:`Outcome`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+__all__ = ["Action", "Outcome", "WebModule", "webModules"]
+
+
+@dataclasses.dataclass
+class Outcome:
+    """How a finished run is shown: a message, nodes for the views, rows for a table, files to save."""
+
+    message: str
+    background: Any = None  # volume node for the slice views' background (and the 3D view)
+    foreground: Any = None  # volume node blended over it
+    rows: list[dict] = dataclasses.field(default_factory=list)
+    saved: list = dataclasses.field(default_factory=list)  # nodes written to the output folder
+    modelId: str | None = None  # a newly trained catalog model, selected for Apply
+
+
+@dataclasses.dataclass
+class Action:
+    """A button: ``run(logic, p)`` returns a Job (``immediate``: a finished Outcome); ``required`` must be set."""
+
+    key: str
+    title: str
+    run: Callable
+    finished: Callable[[Any, Any], Outcome]  # (p, job output or result) -> Outcome
+    required: tuple[str, ...] = ()
+    immediate: bool = False
+    visible: str = ""  # JavaScript condition on the settings ({name} stands for a setting's state variable)
+
+
+@dataclasses.dataclass
+class WebModule:
+    """One module's panel: its settings, sections, actions and engine."""
+
+    key: str
+    title: str
+    icon: str
+    parameters: tuple
+    engine: Callable  # scene -> the module's Qt-free logic
+    sections: list[tuple[str, str, tuple[str, ...], tuple[Action, ...]]]  # (title, visible-if, settings, actions)
+    modelTask: str | None = None  # catalog filter of the modelId selector
+    hidden: tuple[str, ...] = ()  # settings the page does not show (e.g. Slicer-only live views)
+
+
+def _trained(p, result) -> Outcome:
+    model = result.catalogId or str(result.modelPath)
+    return Outcome(f"Trained '{model}' in {len(result.history)} epochs; it is selected for Apply.", modelId=model)
+
+
+def segmentModule() -> WebModule:
+    from DLSegmentLib import parameters
+
+    def segmented(p, out) -> Outcome:
+        segmentation = out.segmentation
+        names = [segmentation.GetSegmentation().GetNthSegment(i).GetName()
+                 for i in range(segmentation.GetSegmentation().GetNumberOfSegments())]
+        message = f"'{segmentation.GetName()}': {len(names)} segments ({', '.join(names)})."
+        return Outcome(" ".join([message] + list(out.warnings)), background=p.inputVolume,
+                       saved=[segmentation] + list(out.probabilities) + ([out.entropy] if out.entropy else []))
+
+    def engine(scene):
+        from DLSegmentLib.logic import SegmentationLogic
+
+        return SegmentationLogic(scene)
+
+    return WebModule(
+        "segment", "Segment", "mdi-brain", parameters.PARAMETERS, engine, modelTask="segmentation",
+        hidden=("trainingVolume", "trainingSegmentation"),
+        sections=[
+            ("Segment", "", ("inputVolume", "modelId", "outputSegmentation", "probabilityVolumes", "entropyVolume",
+                             "mirror"),
+             (Action("apply", "Apply", parameters.applyJob, segmented, ("inputVolume", "modelId")),)),
+            ("Train", "", ("trainingVolumes", "trainingSegmentations", "network", "loss", "epochs", "patchSize",
+                           "trainingSpacing", "modelName", "fineTune"),
+             (Action("train", "Train", parameters.trainJob, _trained, ("trainingVolumes", "trainingSegmentations",
+                                                                       "modelName")),)),
+        ])
+
+
+def registerModule() -> WebModule:
+    from DLRegisterLib import parameters
+
+    def registered(p, out) -> Outcome:
+        from DLRegisterLib.logic import formatReport
+
+        saved = [node for node in (out.transform, out.warpedVolume, out.warpedSegmentation, out.jacobian) if node]
+        return Outcome(formatReport(out.report), background=p.fixedVolume, foreground=out.warpedVolume, saved=saved)
+
+    def engine(scene):
+        from DLRegisterLib.logic import RegistrationLogic
+
+        return RegistrationLogic(scene)
+
+    return WebModule(
+        "register", "Register", "mdi-vector-arrange-below", parameters.PARAMETERS, engine, modelTask="registration",
+        hidden=("trainingVolume", "trainingSegmentation"),
+        sections=[
+            ("Register", "", ("fixedVolume", "movingVolume", "fixedMask", "movingMask", "initialTransform",
+                              "movingSegmentation", "method", "modelId", "similarity", "fieldModel",
+                              "regularisationWeight", "iterations", "affineOnly", "outputTransform", "outputVolume",
+                              "createJacobian", "applyToMoving"),
+             (Action("apply", "Apply", parameters.applyJob, registered, ("fixedVolume", "movingVolume")),)),
+            ("Train", "", ("trainingVolumes", "trainingSegmentations", "network", "epochs", "labelWeight",
+                           "modelName"),
+             (Action("train", "Train", parameters.trainJob, _trained, ("trainingVolumes", "modelName")),)),
+        ])
+
+
+def synthesizeModule() -> WebModule:
+    from DLSynthesizeLib import parameters
+
+    def synthesized(p, out) -> Outcome:
+        extra = [node for node in out.details.values() if hasattr(node, "GetID")]
+        message = f"'{out.volume.GetName()}' written"
+        if "psnr" in out.details:
+            message += f" (PSNR {out.details['psnr']:.1f} dB)"
+        return Outcome(message + ".", background=out.volume, saved=[out.volume] + extra)
+
+    def engine(scene):
+        from DLSynthesizeLib.logic import SynthesisLogic
+
+        return SynthesisLogic(scene)
+
+    return WebModule(
+        "synthesize", "Synthesize", "mdi-auto-fix", parameters.PARAMETERS, engine,
+        hidden=("sourceVolume", "targetVolume"),
+        sections=[
+            ("Synthesize", "", ("task", "inputVolume", "outputVolume", "trainingSteps", "anomalyMap"),
+             (Action("apply", "Apply", parameters.applyJob, synthesized, ("inputVolume",),
+                     visible="{task} !== 'ultrasound'"),)),
+            ("Training pairs", "{task} === 'image-to-image'",
+             ("sourceVolumes", "targetVolumes", "network", "dimensions", "loss"), ()),
+            ("Ultrasound", "{task} === 'ultrasound'",
+             ("tissueSegmentation", "probeTransform", "probeGeometry", "depth", "frequency"),
+             (Action("ultrasound", "Simulate", parameters.simulateUltrasound, synthesized,
+                     ("tissueSegmentation", "probeTransform", "inputVolume"), immediate=True),)),
+        ])
+
+
+def classifyModule() -> WebModule:
+    from DLClassifyLib import parameters
+
+    def classified(p, out) -> Outcome:
+        name, probability, _ = out.predictions[0]
+        rows = [{column: out.table.GetTable().GetValueByName(row, column).ToString()
+                 for column in _columns(out.table)} for row in range(out.table.GetTable().GetNumberOfRows())]
+        saliency = out.saliency[0] if out.saliency else None
+        return Outcome(f"{p.inputVolume.GetName()}: {name} ({100 * probability:.0f}%)", background=p.inputVolume,
+                       foreground=saliency, rows=rows, saved=list(out.saliency))
+
+    def classifySlice(logic, p):
+        scene = p.inputVolume.GetScene() if p.inputVolume is not None else None
+        sliceNode = next((n for n in _nodes(scene, "vtkMRMLSliceNode") if n.GetLayoutName() == p.sliceView), None)
+        return logic.classifySlice(sliceNode, p.inputVolume, p.modelId)
+
+    def sliceClassified(p, out) -> Outcome:
+        name, probability, _ = out
+        return Outcome(f"{p.sliceView} slice view: {name} ({100 * probability:.0f}%)")
+
+    def engine(scene):
+        from DLClassifyLib.logic import ClassificationLogic
+
+        return ClassificationLogic(scene)
+
+    return WebModule(
+        "classify", "Classify", "mdi-tag-multiple", parameters.PARAMETERS, engine, modelTask="classification",
+        hidden=("liveClassify",),
+        sections=[
+            ("Classify", "", ("inputVolume", "modelId", "outputTable", "saliency", "sliceView"),
+             (Action("apply", "Apply", parameters.applyJob, classified, ("inputVolume", "modelId")),
+              Action("slice", "Classify slice view", classifySlice, sliceClassified, ("inputVolume", "modelId"),
+                     immediate=True))),
+            ("Train", "", ("trainingData", "trainingTable", "classNames", "encoding", "architecture", "dimensions",
+                           "inputSize", "epochs", "modelName"),
+             (Action("train", "Train", parameters.trainJob, _trained, ("modelName",)),)),
+        ])
+
+
+def _nodes(scene, className: str) -> list:
+    if scene is None:
+        return []
+    collection = scene.GetNodesByClass(className)
+    return [collection.GetItemAsObject(i) for i in range(collection.GetNumberOfItems())]
+
+
+def _columns(table) -> list[str]:
+    return [table.GetColumnName(i) for i in range(table.GetNumberOfColumns())]
+
+
+def webModules() -> list[WebModule]:
+    """The four panels, in the order of the Slicer module list."""
+    return [classifyModule(), segmentModule(), registerModule(), synthesizeModule()]

@@ -1,0 +1,259 @@
+"""One module's panel in ``meddl web``: controls built from the module's settings, its jobs run in the background.
+
+Every control is made from a :class:`~DLCommon.parameters.Parameter` (the definitions the Slicer widget uses), so
+names, defaults, ranges and choices are the same in both. A run builds the module's own Job from the settings,
+shows its resource estimate, progress with ETA and a Cancel button, and on completion shows the result in the
+views (through the app) and in the panel. Any error becomes a message in the panel; the server keeps serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import types
+from typing import Any
+
+from trame.widgets import html
+from trame.widgets import vuetify3 as v
+
+from DLCommon.errors import DLError, JobCancelled
+from DLCommon.parameters import checkValue, defaults
+
+from .modules import Action, Outcome, WebModule
+
+__all__ = ["ModulePanel"]
+
+POLL_SECONDS = 0.25
+ERRORS = (DLError, ValueError, FileNotFoundError, RuntimeError, MemoryError)  # shown as messages
+
+
+class ModulePanel:
+    """State, controls and actions of one module (``module.key`` prefixes its state variables)."""
+
+    def __init__(self, app, module: WebModule):
+        self.app, self.module, self.key = app, module, module.key
+        self.parameters = {p.name: p for p in module.parameters}
+        self.job = None
+        self._logic = None
+        state = app.server.state
+        for name, value in defaults(module.parameters).items():
+            state[self.var(name)] = value
+            state[self.var(name, "items")] = []
+        for name, value in (("busy", False), ("progress", 0), ("status", ""), ("message", ""), ("messageType", "info"),
+                            ("estimate", ""), ("estimateFits", True), ("rows", []), ("headers", []), ("models", [])):
+            state[self.var(name)] = value
+
+    # --- state ----------------------------------------------------------------------------------------------
+    def var(self, name: str, suffix: str = "") -> str:
+        return f"{self.key}_{name}" + (f"_{suffix}" if suffix else "")
+
+    @property
+    def state(self):
+        return self.app.server.state
+
+    @property
+    def logic(self):
+        if self._logic is None:
+            self._logic = self.module.engine(self.app.scene)
+        return self._logic
+
+    def values(self) -> types.SimpleNamespace:
+        """The settings as the module's jobs read them: node IDs resolved to nodes, numbers checked."""
+        scene, values = self.app.scene, {}
+        for name, p in self.parameters.items():
+            value = self.state[self.var(name)]
+            if p.kind == "node":
+                values[name] = scene.GetNodeByID(value) if value else None
+            elif p.kind == "nodes":
+                values[name] = [scene.GetNodeByID(i) for i in value or [] if scene.GetNodeByID(i) is not None]
+            else:
+                values[name] = checkValue(p, p.default if value in (None, "") and p.kind != "str" else value)
+        return types.SimpleNamespace(**values)
+
+    def refreshNodes(self) -> None:
+        """Node choices from the scene; a selection whose node is gone is cleared."""
+        for name, p in self.parameters.items():
+            if p.kind not in ("node", "nodes"):
+                continue
+            items = [{"title": node.GetName(), "value": node.GetID()} for node in self.app.nodesOf(p.nodeClasses)]
+            ids = {item["value"] for item in items}
+            self.state[self.var(name, "items")] = items
+            selected = self.state[self.var(name)]
+            if p.kind == "node" and selected and selected not in ids:
+                self.state[self.var(name)] = None
+            elif p.kind == "nodes" and selected and not set(selected) <= ids:
+                self.state[self.var(name)] = [i for i in selected if i in ids]
+
+    def refreshModels(self) -> None:
+        from DLCommon import ModelCatalog
+
+        task = self.module.modelTask
+        self.state[self.var("models")] = [e.id for e in ModelCatalog().list()
+                                          if task is None or (e.spec or {}).get("task", "other") in (task, "other")]
+
+    def selectFirst(self, name: str, className: str) -> None:
+        """Pre-select the first node of ``className`` for an empty node setting (as the Slicer widgets do)."""
+        if not self.state[self.var(name)]:
+            node = next(iter(self.app.nodesOf((className,))), None)
+            self.state[self.var(name)] = node.GetID() if node else None
+
+    def say(self, message: str, kind: str = "info") -> None:
+        self.state[self.var("message")], self.state[self.var("messageType")] = message, kind
+
+    # --- actions ----------------------------------------------------------------------------------------------
+    def _missing(self, action: Action, p) -> str | None:
+        empty = [self.parameters[n].label or n for n in action.required if not getattr(p, n)]
+        return f"Select {', '.join(empty)} first." if empty else None
+
+    def _action(self, key: str) -> Action:
+        return next(a for _, _, _, actions in self.module.sections for a in actions if a.key == key)
+
+    async def run(self, key: str) -> None:
+        """Start ``key``'s job (or run an immediate action) and follow it to the end."""
+        if self.job is not None:
+            return self.say("A run is in progress: wait for it or cancel it.", "warning")
+        action = self._action(key)
+        with self.state:
+            self.say("")
+            self.state[self.var("rows")] = []
+        try:
+            p = self.values()
+            missing = self._missing(action, p)
+            if missing:
+                raise DLError(missing, fix="pick them in the panel, or load data / sample data first")
+            if action.immediate:
+                return self._finish(action, p, action.run(self.logic, p))
+            self.job = action.run(self.logic, p)
+        except ERRORS as error:
+            with self.state:
+                return self.say(f"{action.title} could not start: {error}", "error")
+        except Exception as error:  # a defect: say so, keep serving
+            logging.exception("%s %s", self.module.title, action.title)
+            with self.state:
+                return self.say(f"{action.title} failed unexpectedly: {error!r}", "error")
+        await self._follow(action, p)
+
+    async def _follow(self, action: Action, p) -> None:
+        job = self.job
+        with self.state:
+            self.state[self.var("busy")], self.state[self.var("progress")] = True, 0
+            self.state[self.var("status")] = job.statusText()
+        job.start()
+        try:
+            while not job.poll():  # poll() applies the result to the scene on this (the server's) thread
+                with self.state:
+                    self.state[self.var("progress")] = round(100 * job.fraction)
+                    self.state[self.var("status")] = job.statusText()
+                await asyncio.sleep(POLL_SECONDS)
+        finally:
+            self.job = None
+        with self.state:
+            self.state[self.var("busy")] = False
+            self.state[self.var("status")] = ""
+            if job.state.value == "succeeded":
+                self._finish(action, p, job.output if job.output is not None else job.result)
+            elif job.state.value == "cancelled" or isinstance(job.error, JobCancelled):
+                self.say(f"{action.title} was cancelled; the scene is unchanged.", "warning")
+            else:
+                self.say(f"{action.title} failed: {job.error}", "error")
+                if not isinstance(job.error, ERRORS):
+                    logging.error("%s %s failed", self.module.title, action.title, exc_info=job.error)
+            self.app.refreshNodes()
+
+    def _finish(self, action: Action, p, output: Any) -> None:
+        try:
+            outcome: Outcome = action.finished(p, output)
+            saved = self.app.show(outcome)
+        except ERRORS as error:
+            return self.say(f"{action.title} finished, but its result could not be shown: {error}", "error")
+        if outcome.modelId:
+            self.refreshModels()
+            self.state[self.var("modelId")] = outcome.modelId
+        if outcome.rows:
+            self.state[self.var("headers")] = [{"title": c, "key": c} for c in outcome.rows[0]]
+            self.state[self.var("rows")] = outcome.rows
+        self.say(outcome.message + (f" Saved: {', '.join(saved)}." if saved else ""), "success")
+        self.app.refreshNodes()
+
+    def estimate(self) -> None:
+        """Memory and time of every action whose inputs are set, measured without running it."""
+        lines, fits = [], True
+        try:
+            p = self.values()
+        except ERRORS as error:
+            return self.say(str(error), "error")
+        for _, visible, _, actions in self.module.sections:
+            for action in actions:
+                if action.immediate or self._missing(action, p):
+                    continue
+                try:
+                    estimate = action.run(self.logic, p).resourceEstimate()
+                    lines.append(f"{action.title}: {estimate.describe()}" if estimate else f"{action.title}: -")
+                    fits = fits and (estimate is None or estimate.fits)
+                except ERRORS as error:
+                    lines.append(f"{action.title}: {error}")
+                    fits = False
+        self.state[self.var("estimate")] = "\n".join(lines) or "Select the inputs first."
+        self.state[self.var("estimateFits")] = fits
+
+    def cancel(self) -> None:
+        if self.job is not None:
+            self.job.cancel()
+            self.state[self.var("status")] = "Cancelling..."
+
+    # --- controls ---------------------------------------------------------------------------------------------
+    def _condition(self, expression: str) -> str:
+        """``{name}`` in a section's visible-if condition -> that setting's state variable."""
+        return expression.format(**{name: self.var(name) for name in self.parameters})
+
+    def _showIf(self, condition: str) -> dict:
+        return {"v_show": (self._condition(condition),)} if condition else {}
+
+    def control(self, name: str) -> None:
+        p = self.parameters[name]
+        common = dict(label=p.label or name, v_model=(self.var(name),), density="compact", hide_details="auto",
+                      hint=p.tooltip, classes=f"mb-2 param-{self.key}-{name}", disabled=(self.var("busy"),))
+        if name == "modelId":
+            v.VSelect(items=(self.var("models"),), clearable=True, **common)
+        elif p.kind in ("node", "nodes"):
+            v.VSelect(items=(self.var(name, "items"),), item_title="title", item_value="value", clearable=True,
+                      multiple=p.kind == "nodes", chips=p.kind == "nodes", **common)
+        elif p.kind == "choice":
+            v.VSelect(items=(list(p.choices),), **common)
+        elif p.kind == "bool":
+            v.VCheckbox(**common)
+        elif p.kind in ("int", "float"):
+            v.VTextField(type="number", min=p.minimum, max=p.maximum, step=1 if p.kind == "int" else "any",
+                         persistent_hint=False, **{**common, "hint": f"{p.tooltip} ({p.minimum} to {p.maximum})"})
+        else:
+            v.VTextField(**common)
+
+    def build(self) -> None:
+        """The panel's widgets (call inside the drawer's container)."""
+        shown = set(self.parameters) - set(self.module.hidden)
+        for title, visible, names, actions in self.module.sections:
+            with v.VCard(variant="flat", classes="mb-2", **self._showIf(visible)):
+                v.VCardSubtitle(title, classes="px-0 text-uppercase")
+                for name in names:
+                    if name in shown:
+                        self.control(name)
+                with html.Div(classes="d-flex flex-wrap ga-2 mt-1"):
+                    for action in actions:
+                        v.VBtn(action.title, color="primary", size="small", disabled=(self.var("busy"),),
+                               classes=f"action-{self.key}-{action.key}", **self._showIf(action.visible),
+                               click=(self.app.runAction, f"['{self.key}', '{action.key}']"))
+        with html.Div(classes="d-flex flex-wrap ga-2 my-2"):
+            v.VBtn("Estimate", size="small", variant="tonal", disabled=(self.var("busy"),),
+                   classes=f"action-{self.key}-estimate", click=(self.app.estimate, f"['{self.key}']"))
+            v.VBtn("Cancel", size="small", variant="tonal", color="error", disabled=(f"!{self.var('busy')}",),
+                   classes=f"action-{self.key}-cancel", click=(self.app.cancel, f"['{self.key}']"))
+        html.Pre(f"{{{{ {self.var('estimate')} }}}}", v_show=(self.var("estimate"),),
+                 classes=f"text-caption estimate-{self.key}", style="white-space: pre-wrap;",
+                 **{":class": f"{self.var('estimateFits')} ? '' : 'text-error'"})
+        v.VProgressLinear(model_value=(self.var("progress"),), v_show=(self.var("busy"),), color="primary", height=6,
+                          classes=f"my-1 progress-{self.key}")
+        html.Div(f"{{{{ {self.var('status')} }}}}", classes=f"text-caption status-{self.key}")
+        v.VAlert(text=(self.var("message"),), type=(self.var("messageType"),), v_show=(self.var("message"),),
+                 density="compact", variant="tonal", classes=f"my-2 message-{self.key}", style="white-space: pre-wrap;")
+        v.VDataTable(items=(self.var("rows"),), headers=(self.var("headers"),), v_show=(f"{self.var('rows')}.length",),
+                     density="compact", classes=f"rows-{self.key}", hide_default_footer=True)
