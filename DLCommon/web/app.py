@@ -136,7 +136,7 @@ class MedDLWebApp(TrameApp):
             return self.say(f"Sample '{name}' could not be loaded: {error}", "error")
         with self.state:
             self._shown(nodes)
-            self.say(f"Loaded sample: {', '.join(node.GetName() for node in nodes)}.", "success")
+            self.say(f"Loaded sample '{name}': {', '.join(node.GetName() for node in nodes)}.", "success")
 
     # --- actions (the panels' buttons call these with the module key) ----------------------------------------
     async def runAction(self, moduleKey: str, actionKey: str) -> None:
@@ -170,10 +170,10 @@ class MedDLWebApp(TrameApp):
             with v.VNavigationDrawer(permanent=True, width=430, location="left"):
                 v.VAlert(text=("appMessage",), type=("appMessageType",), v_show=("appMessage",), density="compact",
                          variant="tonal", closable=True, classes="ma-2 app-message")
-                with v.VTabs(v_model=("module",), density="compact", grow=True):
+                with v.VTabs(v_model=("module",), grow=True, stacked=True, height=56):
                     for panel in self.panels.values():
                         v.VTab(panel.module.title, value=panel.key, prepend_icon=panel.module.icon,
-                               classes=f"tab-{panel.key}")
+                               classes=f"tab-{panel.key} text-caption", min_width=0)
                 with v.VWindow(v_model=("module",), classes="pa-3"):
                     for panel in self.panels.values():
                         with v.VWindowItem(value=panel.key):

@@ -53,8 +53,11 @@ class WebModule:
 
 
 def _trained(p, result) -> Outcome:
-    model = result.catalogId or str(result.modelPath)
-    return Outcome(f"Trained '{model}' in {len(result.history)} epochs; it is selected for Apply.", modelId=model)
+    model, history = result.catalogId or str(result.modelPath), result.history
+    facts = [f"{len(history.trainLoss)} epochs in {history.seconds:.0f} s"]
+    if history.bestMetric is not None:
+        facts.append(f"best validation metric {history.bestMetric:.3f} (epoch {history.bestEpoch})")
+    return Outcome(f"Trained '{model}': {', '.join(facts)}. It is selected for Apply.", modelId=model)
 
 
 def segmentModule() -> WebModule:

@@ -164,7 +164,9 @@ class ModulePanel:
         try:
             outcome: Outcome = action.finished(p, output)
             saved = self.app.show(outcome)
-        except ERRORS as error:
+        except Exception as error:  # noqa: BLE001 - the run itself succeeded: say so, keep serving
+            if not isinstance(error, ERRORS):
+                logging.exception("%s %s: showing the result", self.module.title, action.title)
             return self.say(f"{action.title} finished, but its result could not be shown: {error}", "error")
         if outcome.modelId:
             self.refreshModels()
@@ -211,22 +213,28 @@ class ModulePanel:
 
     def control(self, name: str) -> None:
         p = self.parameters[name]
-        common = dict(label=p.label or name, v_model=(self.var(name),), density="compact", hide_details="auto",
-                      hint=p.tooltip, classes=f"mb-2 param-{self.key}-{name}", disabled=(self.var("busy"),))
+        # no hint line under a field: one that appears on focus moves the buttons below while they are clicked
+        common = dict(label=p.label or name, v_model=(self.var(name),), density="compact", hide_details=True,
+                      classes=f"mb-2 param-{self.key}-{name}", disabled=(self.var("busy"),))
+        tooltip = p.tooltip
         if name == "modelId":
-            v.VSelect(items=(self.var("models"),), clearable=True, **common)
+            control = v.VSelect(items=(self.var("models"),), clearable=True, **common)
         elif p.kind in ("node", "nodes"):
-            v.VSelect(items=(self.var(name, "items"),), item_title="title", item_value="value", clearable=True,
-                      multiple=p.kind == "nodes", chips=p.kind == "nodes", **common)
+            control = v.VSelect(items=(self.var(name, "items"),), item_title="title", item_value="value",
+                                clearable=True, multiple=p.kind == "nodes", chips=p.kind == "nodes", **common)
         elif p.kind == "choice":
-            v.VSelect(items=(list(p.choices),), **common)
+            control = v.VSelect(items=(list(p.choices),), **common)
         elif p.kind == "bool":
-            v.VCheckbox(**common)
+            control = v.VCheckbox(**common)
         elif p.kind in ("int", "float"):
-            v.VTextField(type="number", min=p.minimum, max=p.maximum, step=1 if p.kind == "int" else "any",
-                         persistent_hint=False, **{**common, "hint": f"{p.tooltip} ({p.minimum} to {p.maximum})"})
+            control = v.VTextField(type="number", min=p.minimum, max=p.maximum, step=1 if p.kind == "int" else "any",
+                                   **common)
+            tooltip = f"{tooltip} ({p.minimum:g} to {p.maximum:g})".strip()
         else:
-            v.VTextField(**common)
+            control = v.VTextField(**common)
+        if tooltip:
+            with control:
+                v.VTooltip(text=tooltip, activator="parent", location="end", open_delay=700, max_width=320)
 
     def build(self) -> None:
         """The panel's widgets (call inside the drawer's container)."""

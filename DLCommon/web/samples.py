@@ -60,10 +60,32 @@ def _thickSlices(scene) -> list:
     return [volumeFromTensor(MetaTensor(thick[None], affine=affine), None, scene, "MNI152 thick slices")]
 
 
+def _planeSlices(scene) -> list:
+    """Three one-slice volumes of the T1 through standard planes (for a 2D plane classifier)."""
+    import torch
+    from monai.data import MetaTensor
+
+    from DLCommon import volumeFromTensor
+
+    image, _ = _tissue()
+    affine = torch.as_tensor(image.affine)
+    nodes = []  # (name, tensor axis, RAS axis, RAS position in mm) of the planes in DLClassifyLib.planes
+    for name, axis, ras, position in (("MNI152 mid-sagittal slice", 1, 0, 0.0),
+                                      ("MNI152 trans-ventricular slice", 3, 2, 18.0),
+                                      ("MNI152 trans-thalamic slice", 2, 1, -18.0)):
+        index = int(round((position - float(affine[ras, 3])) / float(affine[ras, ras])))
+        sliceAffine = affine.clone()
+        sliceAffine[ras, 3] += index * affine[ras, ras]
+        plane = image.as_tensor().narrow(axis, index, 1)
+        nodes.append(volumeFromTensor(MetaTensor(plane, affine=sliceAffine), None, scene, name))
+    return nodes
+
+
 SAMPLES: dict[str, Callable] = {
     "MNI152 brain + tissue segmentation": _brain,
     "MNI152 deformed copy + its tissue": _deformed,
     "MNI152 with thick slices": _thickSlices,
+    "MNI152 standard-plane slices": _planeSlices,
 }
 
 
