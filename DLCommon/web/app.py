@@ -122,8 +122,8 @@ class MedDLWebApp(TrameApp):
             for path in write_client_files_to_dir(files, folder):
                 try:
                     loaded.append(loadFile(path, self.scene))
-                except ERRORS as error:
-                    problems.append(str(error))
+                except ERRORS as error:  # named as the user named it, not by its temporary copy
+                    problems.append(str(error).replace(str(Path(folder)) + "/", ""))
         with self.state:
             self._shown(loaded)
             names = ", ".join(node.GetName() for node in loaded)

@@ -17,6 +17,7 @@ from trame.widgets import html
 from trame.widgets import vuetify3 as v
 
 from DLCommon.errors import DLError, JobCancelled
+from DLCommon.jobs import JobState
 from DLCommon.parameters import checkValue, defaults
 
 from .modules import Action, Outcome, WebModule
@@ -109,9 +110,10 @@ class ModulePanel:
         return next(a for _, _, _, actions in self.module.sections for a in actions if a.key == key)
 
     async def run(self, key: str) -> None:
-        """Start ``key``'s job (or run an immediate action) and follow it to the end."""
+        """Start ``key``'s job, followed in the background (an immediate action runs to the end here)."""
         if self.job is not None:
-            return self.say("A run is in progress: wait for it or cancel it.", "warning")
+            with self.state:
+                return self.say("A run is in progress: wait for it or cancel it.", "warning")
         action = self._action(key)
         with self.state:
             self.say("")
@@ -131,7 +133,8 @@ class ModulePanel:
             logging.exception("%s %s", self.module.title, action.title)
             with self.state:
                 return self.say(f"{action.title} failed unexpectedly: {error!r}", "error")
-        await self._follow(action, p)
+        # follow it in a task of its own: the page's next requests (Cancel, Estimate...) are served meanwhile
+        self._follower = asyncio.ensure_future(self._follow(action, p))
 
     async def _follow(self, action: Action, p) -> None:
         job = self.job
@@ -150,9 +153,9 @@ class ModulePanel:
         with self.state:
             self.state[self.var("busy")] = False
             self.state[self.var("status")] = ""
-            if job.state.value == "succeeded":
+            if job.state == JobState.SUCCEEDED:
                 self._finish(action, p, job.output if job.output is not None else job.result)
-            elif job.state.value == "cancelled" or isinstance(job.error, JobCancelled):
+            elif job.state == JobState.CANCELLED or isinstance(job.error, JobCancelled):
                 self.say(f"{action.title} was cancelled; the scene is unchanged.", "warning")
             else:
                 self.say(f"{action.title} failed: {job.error}", "error")

@@ -236,8 +236,8 @@ def test_bad_input_gets_a_message_and_the_app_keeps_serving(page, server, tmp_pa
     broken.write_bytes(b"NRRD0004\ntype: float\ndimension: 3\nsizes: 10 10 10\nencoding: raw\n\n\x00\x01")
     page.locator(".load-files input[type=file]").set_input_files([str(notes), str(broken)])
     shown = page.locator(".app-message")
-    expect(shown).to_contain_text("notes.pdf is not a file MedDL reads", timeout=30_000)
-    expect(shown).to_contain_text("broken.nrrd could not be read as a volume")
+    expect(shown).to_contain_text("File 'notes.pdf' is not a file MedDL reads", timeout=30_000)
+    expect(shown).to_contain_text("File 'broken.nrrd' could not be read as a volume")
     # a run with missing inputs
     openTab(page, "segment")
     press(page, "segment", "apply")
