@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Sets up MedDL's headless environment in .venv at the repository root. Idempotent: a second run only
-# checks that nothing changed. `bash setup.sh test` also installs the test tools.
+# checks that nothing changed. `bash setup.sh test` also installs the test tools: pytest, Playwright, and for
+# the browser tests of `meddl web` Debian's chromium and xvfb (apt-get, as root or through sudo).
 #
 # PyTorch: an already importable torch is kept (the venv then sees the base Python's packages).
 # Otherwise MEDDL_TORCH (default torch==2.13.0) is installed; choose the build with MEDDL_TORCH_INDEX:
@@ -33,5 +34,14 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   "${pip[@]}" install -e ".${extras:+[$extras]}"
   echo "$want" > "$stamp"
 fi
-.venv/bin/python -c "import torch, monai, slicer, DLCommon" || { echo "setup: the environment is incomplete" >&2; exit 1; }
+if [ "$extras" = test ] && [ ! -x /usr/bin/chromium ]; then
+  sudo=$([ "$(id -u)" = 0 ] && echo "" || echo sudo)
+  if [ -n "$sudo" ] && ! command -v sudo >/dev/null; then
+    echo "setup: the browser tests need Debian's chromium and xvfb: apt-get install chromium xvfb" >&2
+  else
+    echo "setup: installing chromium and xvfb (apt-get) for the browser tests"
+    $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium xvfb >/dev/null
+  fi
+fi
+.venv/bin/python -c "import torch, monai, slicer, DLCommon, trame_slicer" || { echo "setup: the environment is incomplete" >&2; exit 1; }
 echo "setup: ready ($(.venv/bin/python -c 'import torch; print("torch", torch.__version__)'))"

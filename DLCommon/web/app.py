@@ -71,16 +71,23 @@ class MedDLWebApp(TrameApp):
             panel.refreshNodes()
 
     def show(self, outcome: Outcome) -> list[str]:
-        """Put ``outcome``'s volumes in the views; write its nodes to the output folder. Returns the file names."""
+        """Put ``outcome``'s volumes and segmentations (only those) in the views; write its nodes to the output
+        folder. Returns the file names."""
         display = self.slicerApp.display_manager
         if outcome.background is not None:
             display.show_volume(outcome.background, do_reset_views=True)
+        if outcome.foreground is not None and outcome.foregroundColors:
+            outcome.foreground.GetDisplayNode().SetAndObserveColorNodeID(outcome.foregroundColors)
         display.show_volume_in_slice_foreground(outcome.foreground)
         for view in self.slicerApp.view_manager.get_slice_views():
             view.set_foreground_opacity(0.5 if outcome.foreground is not None else 0.0)
-        for node in outcome.saved:
-            if node.IsA("vtkMRMLSegmentationNode"):
-                node.CreateClosedSurfaceRepresentation()  # so the 3D view shows it too
+        if outcome.background is not None:
+            for segmentation in self.nodesOf(("vtkMRMLSegmentationNode",)):
+                shown = any(segmentation is node for node in outcome.saved)
+                if segmentation.GetDisplayNode() is not None:
+                    segmentation.GetDisplayNode().SetVisibility(shown)
+                if shown:
+                    segmentation.CreateClosedSurfaceRepresentation()  # so the 3D view shows it too
         return self.save(outcome.saved) if self.outputDir else []
 
     def save(self, nodes) -> list[str]:
@@ -178,6 +185,10 @@ class MedDLWebApp(TrameApp):
                     for panel in self.panels.values():
                         with v.VWindowItem(value=panel.key):
                             panel.build()
+                with v.Template(v_slot_append=True):  # stays in sight while the settings scroll
+                    for panel in self.panels.values():
+                        with html.Div(v_show=(f"module === '{panel.key}'",), classes="px-3 pb-2 border-t"):
+                            panel.buildStatus()
             with v.VMain():
                 with html.Div(style="display: flex; flex: 1; height: calc(100vh - 48px);"):
                     self.layoutManager.initialize_layout_grid(self.ui)

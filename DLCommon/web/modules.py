@@ -20,6 +20,7 @@ class Outcome:
     message: str
     background: Any = None  # volume node for the slice views' background (and the 3D view)
     foreground: Any = None  # volume node blended over it
+    foregroundColors: str | None = None  # its color table node ID (e.g. a heat map for a saliency map)
     rows: list[dict] = dataclasses.field(default_factory=list)
     saved: list = dataclasses.field(default_factory=list)  # nodes written to the output folder
     modelId: str | None = None  # a newly trained catalog model, selected for Apply
@@ -159,7 +160,8 @@ def classifyModule() -> WebModule:
                  for column in _columns(out.table)} for row in range(out.table.GetTable().GetNumberOfRows())]
         saliency = out.saliency[0] if out.saliency else None
         return Outcome(f"{p.inputVolume.GetName()}: {name} ({100 * probability:.0f}%)", background=p.inputVolume,
-                       foreground=saliency, rows=rows, saved=list(out.saliency))
+                       foreground=saliency, foregroundColors="vtkMRMLColorTableNodeRainbow", rows=rows,
+                       saved=list(out.saliency))
 
     def classifySlice(logic, p):
         scene = p.inputVolume.GetScene() if p.inputVolume is not None else None

@@ -177,7 +177,7 @@ class ModulePanel:
         if outcome.rows:
             self.state[self.var("headers")] = [{"title": c, "key": c} for c in outcome.rows[0]]
             self.state[self.var("rows")] = outcome.rows
-        self.say(outcome.message + (f" Saved: {', '.join(saved)}." if saved else ""), "success")
+        self.say(outcome.message + (f"\nSaved: {', '.join(saved)}." if saved else ""), "success")
         self.app.refreshNodes()
 
     def estimate(self) -> None:
@@ -253,18 +253,21 @@ class ModulePanel:
                         v.VBtn(action.title, color="primary", size="small", disabled=(self.var("busy"),),
                                classes=f"action-{self.key}-{action.key}", **self._showIf(action.visible),
                                click=(self.app.runAction, f"['{self.key}', '{action.key}']"))
+
+    def buildStatus(self) -> None:
+        """Estimate / Cancel, progress with ETA, the last message and result table (the drawer's fixed foot)."""
         with html.Div(classes="d-flex flex-wrap ga-2 my-2"):
             v.VBtn("Estimate", size="small", variant="tonal", disabled=(self.var("busy"),),
                    classes=f"action-{self.key}-estimate", click=(self.app.estimate, f"['{self.key}']"))
             v.VBtn("Cancel", size="small", variant="tonal", color="error", disabled=(f"!{self.var('busy')}",),
                    classes=f"action-{self.key}-cancel", click=(self.app.cancel, f"['{self.key}']"))
-        html.Pre(f"{{{{ {self.var('estimate')} }}}}", v_show=(self.var("estimate"),),
-                 classes=f"text-caption estimate-{self.key}", style="white-space: pre-wrap;",
-                 **{":class": f"{self.var('estimateFits')} ? '' : 'text-error'"})
+        html.Pre(f"{{{{ {self.var('estimate')} }}}}", v_show=(self.var("estimate"),), style="white-space: pre-wrap;",
+                 classes=(f"'text-caption estimate-{self.key}' + ({self.var('estimateFits')} ? '' : ' text-error')",))
         v.VProgressLinear(model_value=(self.var("progress"),), v_show=(self.var("busy"),), color="primary", height=6,
                           classes=f"my-1 progress-{self.key}")
         html.Div(f"{{{{ {self.var('status')} }}}}", classes=f"text-caption status-{self.key}")
         v.VAlert(text=(self.var("message"),), type=(self.var("messageType"),), v_show=(self.var("message"),),
-                 density="compact", variant="tonal", classes=f"my-2 message-{self.key}", style="white-space: pre-wrap;")
+                 density="compact", variant="tonal", classes=f"my-2 message-{self.key}",
+                 style="white-space: pre-wrap; overflow-wrap: anywhere;")
         v.VDataTable(items=(self.var("rows"),), headers=(self.var("headers"),), v_show=(f"{self.var('rows')}.length",),
-                     density="compact", classes=f"rows-{self.key}", hide_default_footer=True)
+                     density="compact", classes=f"rows-{self.key}", hide_default_footer=True, max_height=180)

@@ -33,7 +33,9 @@ def test_top_level_cmake():
     for name in wired:
         assert (ROOT / name / "CMakeLists.txt").is_file(), name
     # the icon and screenshot URLs point into this repository
-    for url in re.findall(r'"(https://raw\.githubusercontent\.com/[^"]+)"', text):
+    urls = [url for quoted in re.findall(r'"(https://raw\.githubusercontent\.com/[^"]+)"', text) for url in quoted.split()]
+    assert len(urls) >= 5  # the icon, the demo overview and the browser workflows (space-separated, as Slicer reads them)
+    for url in urls:
         assert (ROOT / url.split("/main/", 1)[1]).is_file(), url
 
 

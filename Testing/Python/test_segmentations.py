@@ -83,3 +83,22 @@ def test_labels_from_scores_is_argmax_with_ties_to_the_lower_class():
     labels = labelsFromScores(scores)
     assert labels.dtype == torch.uint8 and torch.equal(labels.long(), scores.argmax(0))
     assert int(labels[0, 0, 0]) == 1
+
+
+def test_load_file_picks_the_node_kind_from_the_extension_and_refuses_other_files(scene, tmp_path):
+    from DLCommon.scene import nodeIds
+    from DLCommon.storage import loadFile
+
+    volume = makeVolume(scene, np.arange(24, dtype=np.float32).reshape(2, 3, 4), np.diag([1.0, 1.0, 2.0, 1.0]))
+    labels = torch.zeros(4, 3, 2, dtype=torch.int64)
+    labels[1:3, 1, :] = 1
+    saveNode(segmentationFromTensor(labels, volume, scene, ["lesion"]), tmp_path / "case.seg.nrrd")
+    saveNode(volume, tmp_path / "case.nii.gz")
+    assert loadFile(tmp_path / "case.seg.nrrd", scene).IsA("vtkMRMLSegmentationNode")
+    loaded = loadFile(tmp_path / "case.nii.gz", scene)
+    assert loaded.IsA("vtkMRMLScalarVolumeNode") and loaded.GetName() == "case"
+    (tmp_path / "report.pdf").write_bytes(b"%PDF")
+    before = nodeIds(scene)
+    with pytest.raises(DLError, match=r"File 'report.pdf' is not a file MedDL reads.*\.seg\.nrrd"):
+        loadFile(tmp_path / "report.pdf", scene)
+    assert nodeIds(scene) == before
