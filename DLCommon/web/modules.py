@@ -50,7 +50,7 @@ class WebModule:
     engine: Callable  # scene -> the module's Qt-free logic
     sections: list[tuple[str, str, tuple[str, ...], tuple[Action, ...]]]  # (title, visible-if, settings, actions)
     modelTask: str | None = None  # catalog filter of the modelId selector
-    hidden: tuple[str, ...] = ()  # settings the page does not show (e.g. Slicer-only live views)
+    desktopOnly: tuple[str, ...] = ()  # settings only the Slicer widget has (e.g. its "add pair" pickers)
 
 
 def _trained(p, result) -> Outcome:
@@ -79,7 +79,7 @@ def segmentModule() -> WebModule:
 
     return WebModule(
         "segment", "Segment", "mdi-brain", parameters.PARAMETERS, engine, modelTask="segmentation",
-        hidden=("trainingVolume", "trainingSegmentation"),
+        desktopOnly=("trainingVolume", "trainingSegmentation"),
         sections=[
             ("Segment", "", ("inputVolume", "modelId", "outputSegmentation", "probabilityVolumes", "entropyVolume",
                              "mirror"),
@@ -107,7 +107,7 @@ def registerModule() -> WebModule:
 
     return WebModule(
         "register", "Register", "mdi-vector-arrange-below", parameters.PARAMETERS, engine, modelTask="registration",
-        hidden=("trainingVolume", "trainingSegmentation"),
+        desktopOnly=("trainingVolume", "trainingSegmentation"),
         sections=[
             ("Register", "", ("fixedVolume", "movingVolume", "fixedMask", "movingMask", "initialTransform",
                               "movingSegmentation", "method", "modelId", "similarity", "fieldModel",
@@ -137,7 +137,7 @@ def synthesizeModule() -> WebModule:
 
     return WebModule(
         "synthesize", "Synthesize", "mdi-auto-fix", parameters.PARAMETERS, engine,
-        hidden=("sourceVolume", "targetVolume"),
+        desktopOnly=("sourceVolume", "targetVolume"),
         sections=[
             ("Synthesize", "", ("task", "inputVolume", "outputVolume", "trainingSteps", "anomalyMap"),
              (Action("apply", "Apply", parameters.applyJob, synthesized, ("inputVolume",),
@@ -179,7 +179,7 @@ def classifyModule() -> WebModule:
 
     return WebModule(
         "classify", "Classify", "mdi-tag-multiple", parameters.PARAMETERS, engine, modelTask="classification",
-        hidden=("liveClassify",),
+        desktopOnly=("liveClassify",),  # the page classifies the slice view on request
         sections=[
             ("Classify", "", ("inputVolume", "modelId", "outputTable", "saliency", "sliceView"),
              (Action("apply", "Apply", parameters.applyJob, classified, ("inputVolume", "modelId")),

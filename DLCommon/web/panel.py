@@ -124,7 +124,9 @@ class ModulePanel:
             if missing:
                 raise DLError(missing, fix="pick them in the panel, or load data / sample data first")
             if action.immediate:
-                return self._finish(action, p, action.run(self.logic, p))
+                output = action.run(self.logic, p)
+                with self.state:
+                    return self._finish(action, p, output)
             self.job = action.run(self.logic, p)
         except ERRORS as error:
             with self.state:
@@ -241,13 +243,11 @@ class ModulePanel:
 
     def build(self) -> None:
         """The panel's widgets (call inside the drawer's container)."""
-        shown = set(self.parameters) - set(self.module.hidden)
         for title, visible, names, actions in self.module.sections:
             with v.VCard(variant="flat", classes="mb-2", **self._showIf(visible)):
                 v.VCardSubtitle(title, classes="px-0 text-uppercase")
                 for name in names:
-                    if name in shown:
-                        self.control(name)
+                    self.control(name)
                 with html.Div(classes="d-flex flex-wrap ga-2 mt-1"):
                     for action in actions:
                         v.VBtn(action.title, color="primary", size="small", disabled=(self.var("busy"),),

@@ -1,11 +1,12 @@
 """Static checks of a Slicer scripted-module shell (Slicer itself cannot run here).
 
 A module folder ``<Name>/`` holds ``<Name>.py`` and ``Resources/UI/<Name>.ui``. The checks: the module file
-defines the module, widget, logic and test classes (and a ``@parameterNodeWrapper`` parameter node); every
-``SlicerParameterName`` used in the .ui is a field of that parameter node; every MRML widget receives the
-scene; every ``self.ui.<widget>`` the shell (or the shared DLCommon.shell mixin) uses exists in the .ui; nothing
-below the shell
-(``<Name>Lib/``) imports ``qt``, ``ctk`` or ``slicer.app``.
+defines the module, widget, logic and test classes (and a parameter node: a ``@parameterNodeWrapper`` class, or
+one built from the settings in ``<Name>Lib/parameters.py``); every ``SlicerParameterName`` used in the .ui is a
+field of that parameter node, and a spin box's range, first value and a combo box's items equal the setting's
+definition; every MRML widget receives the scene; every ``self.ui.<widget>`` the shell (or the shared
+DLCommon.shell mixin) uses exists in the .ui; nothing below the shell (``<Name>Lib/``) imports ``qt``, ``ctk`` or
+``slicer.app``.
 """
 
 from __future__ import annotations

@@ -69,3 +69,18 @@ def test_the_definitions_import_neither_torch_nor_qt():
             "print(sorted(m for m in ('torch', 'monai', 'qt') if m in sys.modules))") % (
         str(ROOT), str(ROOT), MODULES, MODULES)
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"
+
+
+def test_the_web_panels_show_every_setting_of_the_slicer_widgets():
+    """Each module's web panel is built from the same definitions: every setting is on the page once, or is
+    named as one only the Slicer widget has; every action's required settings exist."""
+    from DLCommon.web.modules import webModules
+
+    for module in webModules():
+        names = [name for _, _, settings, _ in module.sections for name in settings]
+        assert len(names) == len(set(names)), module.key
+        assert set(names) | set(module.desktopOnly) == {p.name for p in module.parameters}, module.key
+        assert not set(names) & set(module.desktopOnly), module.key
+        for _, _, _, actions in module.sections:
+            for action in actions:
+                assert set(action.required) <= set(names), (module.key, action.key)

@@ -15,8 +15,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import SCREENSHOTS
 from playwright.sync_api import Page, expect
+import webapp
+from webapp import SCREENSHOTS
+
+browser, display, page, server = webapp.browser, webapp.display, webapp.page, webapp.server  # the fixtures
+
+pytestmark = pytest.mark.web
 
 RUN_SECONDS = 240  # a training run on 2 CPU cores, with margin
 
@@ -95,24 +100,24 @@ def dice(a, b, label: int) -> float:
     return float(2 * (a & b).sum() / (a.sum() + b.sum()))
 
 
-def sampleLabels(name: str, reference: str):
-    """A sample's segmentation ``name`` as labels on volume ``reference``'s grid, made as the app makes it."""
-    import slicer
-
-    from DLCommon import tensorFromSegmentation
+def sampleNodes(name: str, scene) -> dict:
+    """The nodes of sample ``name``, made as the app makes them, by node name."""
     from DLCommon.web.samples import addSample
 
-    scene = slicer.vtkMRMLScene()
-    nodes = {node.GetName(): node for node in addSample(name, scene)}
-    return tensorFromSegmentation(nodes[reference + " tissue" if reference != "MNI152 T1" else "MNI152 tissue"],
-                                  nodes[reference])[0]
+    return {node.GetName(): node for node in addSample(name, scene)}
+
+
+def labels(segmentation, volume):
+    """``(I, J, K)`` labels of ``segmentation`` on ``volume``'s grid."""
+    from DLCommon import tensorFromSegmentation
+
+    return tensorFromSegmentation(segmentation, volume)[0]
 
 
 # --- workflows ---------------------------------------------------------------------------------------------------
 def test_segment_train_then_apply_on_a_held_out_copy(page, server, tmp_path):
     import slicer
 
-    from DLCommon import tensorFromSegmentation
     from DLCommon.storage import loadSegmentation, loadVolume
 
     loadSample(page, "MNI152 brain + tissue segmentation")
@@ -134,10 +139,10 @@ def test_segment_train_then_apply_on_a_held_out_copy(page, server, tmp_path):
     shown = message(page, "segment", "2 segments (grey matter, white matter)")
     saved = re.search(r"Saved: ([^,.]+\.seg\.nrrd)", shown).group(1)
     scene = slicer.vtkMRMLScene()
-    result = loadSegmentation(server.output / saved, scene)
-    volume = loadVolume(server.output / saved, scene, labelmap=True)  # the result's own grid
-    predicted = tensorFromSegmentation(result, volume)[0]
-    truth = sampleLabels("MNI152 deformed copy + its tissue", "MNI152 deformed")
+    predicted = labels(loadSegmentation(server.output / saved, scene),
+                       loadVolume(server.output / saved, scene, labelmap=True))  # on the result's own grid
+    nodes = sampleNodes("MNI152 deformed copy + its tissue", scene)
+    truth = labels(nodes["MNI152 deformed tissue"], nodes["MNI152 deformed"])
     assert predicted.shape == truth.shape
     assert dice(predicted, truth, 1) > 0.7 and dice(predicted, truth, 2) > 0.7  # grey, white matter
     assert viewIsNotBlank(page) > 10
@@ -147,7 +152,6 @@ def test_segment_train_then_apply_on_a_held_out_copy(page, server, tmp_path):
 def test_register_a_deformed_copy_to_the_template(page, server, tmp_path):
     import slicer
 
-    from DLCommon import tensorFromSegmentation
     from DLCommon.storage import loadSegmentation
 
     loadSample(page, "MNI152 brain + tissue segmentation")
@@ -164,13 +168,12 @@ def test_register_a_deformed_copy_to_the_template(page, server, tmp_path):
     assert after > afterAffine > before
     warped = re.search(r"Saved: .*?([^ ,]+\.seg\.nrrd)", report).group(1)
     scene = slicer.vtkMRMLScene()
-    from DLCommon.web.samples import addSample
-
-    nodes = {node.GetName(): node for node in addSample("MNI152 brain + tissue segmentation", scene)}
-    template = tensorFromSegmentation(nodes["MNI152 tissue"], nodes["MNI152 T1"])[0]
-    moved = tensorFromSegmentation(loadSegmentation(server.output / warped, scene), nodes["MNI152 T1"])[0]
-    unregistered = sampleLabels("MNI152 deformed copy + its tissue", "MNI152 deformed")
-    assert dice(moved, template, 2) > dice(unregistered, template, 2) + 0.1  # white matter now overlaps
+    template = sampleNodes("MNI152 brain + tissue segmentation", scene)
+    moved = labels(loadSegmentation(server.output / warped, scene), template["MNI152 T1"])
+    deformed = sampleNodes("MNI152 deformed copy + its tissue", scene)
+    unregistered = labels(deformed["MNI152 deformed tissue"], deformed["MNI152 deformed"])
+    reference = labels(template["MNI152 tissue"], template["MNI152 T1"])
+    assert dice(moved, reference, 2) > dice(unregistered, reference, 2) + 0.1  # white matter now overlaps
     assert viewIsNotBlank(page) > 10
     screenshot(page, "register", tmp_path)
 
@@ -191,12 +194,10 @@ def test_super_resolve_thick_slices(page, server, tmp_path):
     saved = re.search(r"Saved: ([^,]+\.nrrd)", done).group(1)
     scene = slicer.vtkMRMLScene()
     output = loadVolume(server.output / saved, scene)
-    from DLCommon.web.samples import addSample
-
-    sample = addSample("MNI152 with thick slices", scene)[0]
-    assert output.GetSpacing()[2] == pytest.approx(sample.GetSpacing()[2] / 3)  # 3x thinner slices
+    thick = sampleNodes("MNI152 with thick slices", scene)["MNI152 thick slices"]
+    assert output.GetSpacing()[2] == pytest.approx(thick.GetSpacing()[2] / 3)  # 3x thinner slices
     restored = tensorFromVolume(output)[0].numpy()
-    truth = tensorFromVolume(addSample("MNI152 brain + tissue segmentation", scene)[0])[0].numpy()
+    truth = tensorFromVolume(sampleNodes("MNI152 brain + tissue segmentation", scene)["MNI152 T1"])[0].numpy()
     truth = truth[:, :, : restored.shape[2]]
     assert np.corrcoef(restored.ravel(), truth.ravel())[0, 1] > 0.95
     assert viewIsNotBlank(page) > 10

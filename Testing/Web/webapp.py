@@ -1,4 +1,5 @@
-"""Browser tests of ``meddl web``: the app on 127.0.0.1, driven by Playwright on the system Chromium (under Xvfb).
+"""Fixtures of the browser tests of ``meddl web``: the app on 127.0.0.1, driven by Playwright on the system Chromium
+(under Xvfb). A module of its own, not a conftest.py: Testing/Python's conftest is imported by name elsewhere.
 
 Each test gets its own server (fresh scene, model catalog and output folder) and page. Needs Debian's
 ``chromium`` and ``xvfb`` (``bash setup.sh test`` installs them); elsewhere the tests are skipped, except in CI
@@ -23,12 +24,6 @@ CHROMIUM = os.environ.get("MEDDL_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 SCREENSHOTS = ROOT / "Resources" / "Screenshots"
-
-
-def pytest_collection_modifyitems(items):
-    for item in items:
-        if "Testing/Web" in str(item.fspath):
-            item.add_marker(pytest.mark.web)
 
 
 def _missing() -> str | None:
