@@ -48,7 +48,7 @@ class MedDLWebApp(TrameApp):
         self.panels = {module.key: ModulePanel(self, module) for module in webModules()}
         state = self.server.state
         state.trame__title = "MedDL"
-        state.update({"module": "segment", "appMessage": "", "appMessageType": "info", "loading": False,
+        state.update({"module": "segment", "appMessage": "", "appMessageType": "info",
                       "samples": list(SAMPLES), "layout": LAYOUT, "layouts": self.layoutManager.get_layout_ids()})
         state.change("layout")(lambda layout, **_: self.layoutManager.set_layout(layout))
         for panel in self.panels.values():
@@ -98,9 +98,13 @@ class MedDLWebApp(TrameApp):
             extension = _EXTENSIONS.get(node.GetClassName(), ".h5" if node.IsA("vtkMRMLTransformNode") else None)
             if extension is None:
                 continue
-            name = re.sub(r"[^\w.-]+", "_", node.GetName()).strip("_") + extension
-            saveNode(node, self.outputDir / name)
-            names.append(name)
+            stem = re.sub(r"[^\w.-]+", "_", node.GetName()).strip("_")
+            path, copy = self.outputDir / f"{stem}{extension}", 1
+            while path.exists():  # an earlier run's result stays: number this one
+                copy += 1
+                path = self.outputDir / f"{stem}_{copy}{extension}"
+            saveNode(node, path)
+            names.append(path.name)
         return names
 
     # --- data -------------------------------------------------------------------------------------------------
