@@ -81,11 +81,23 @@ def _planeSlices(scene) -> list:
     return nodes
 
 
+def _probe(scene) -> list:
+    """An ultrasound probe pose above the vertex, imaging the coronal plane y = -10 mm (with the brain sample's
+    tissue segmentation it makes a B-mode frame)."""
+    from DLCommon.geometry import vtkMatrixFromArray
+    from DLSynthesizeLib.ultrasound import probePose
+
+    probe = scene.AddNewNodeByClass("vtkMRMLLinearTransformNode", "ultrasound probe")
+    probe.SetMatrixTransformToParent(vtkMatrixFromArray(probePose([0, -10, 75], [0, -10, 0], [0, 1, 0]).numpy()))
+    return [probe]
+
+
 SAMPLES: dict[str, Callable] = {
     "MNI152 brain + tissue segmentation": _brain,
     "MNI152 deformed copy + its tissue": _deformed,
     "MNI152 with thick slices": _thickSlices,
     "MNI152 standard-plane slices": _planeSlices,
+    "Ultrasound probe above the MNI152 brain": _probe,
 }
 
 

@@ -178,7 +178,7 @@ def test_register_a_deformed_copy_to_the_template(page, server, tmp_path):
     screenshot(page, "register", tmp_path)
 
 
-def test_super_resolve_thick_slices(page, server, tmp_path):
+def test_synthesize_super_resolution_and_ultrasound(page, server, tmp_path):
     import slicer
 
     from DLCommon import tensorFromVolume
@@ -202,6 +202,20 @@ def test_super_resolve_thick_slices(page, server, tmp_path):
     assert np.corrcoef(restored.ravel(), truth.ravel())[0, 1] > 0.95
     assert viewIsNotBlank(page) > 10
     screenshot(page, "synthesize", tmp_path)
+    # ultrasound: a B-mode frame from the brain's tissue labels at the sample probe (no training: at once)
+    loadSample(page, "MNI152 brain + tissue segmentation")
+    loadSample(page, "Ultrasound probe above the MNI152 brain")
+    pick(page, "synthesize", "task", "ultrasound")
+    expect(page.locator(".action-synthesize-apply")).to_be_hidden()
+    pick(page, "synthesize", "inputVolume", "MNI152 T1")
+    pick(page, "synthesize", "tissueSegmentation", "MNI152 tissue")
+    pick(page, "synthesize", "probeTransform", "ultrasound probe")
+    press(page, "synthesize", "ultrasound")
+    shown = message(page, "synthesize", "'Simulated ultrasound' written", timeout=60)
+    frame = re.search(r"Saved: ([^,]+\.nrrd)", shown).group(1)
+    bMode = tensorFromVolume(loadVolume(server.output / frame, scene))[0].numpy()
+    assert 1 in bMode.shape and bMode.std() > 5  # one plane of speckle and echoes
+    assert viewIsNotBlank(page) > 10
 
 
 def test_classify_standard_planes_with_saliency(page, server, tmp_path):
