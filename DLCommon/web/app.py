@@ -199,7 +199,17 @@ class MedDLWebApp(TrameApp):
 
 
 def serve(port: int = 8080, host: str = "127.0.0.1", outputDir: str | None = None, openBrowser: bool = False) -> None:
-    """Start the server (blocks until it is stopped)."""
+    """Start the server (blocks until it is stopped); a DLError, before anything is built, if the port is taken."""
+    import socket
+
+    from DLCommon.errors import DLError
+
+    with socket.socket() as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            raise DLError(f"Port {port} on {host} cannot be used by meddl web ({error.strerror})",
+                          fix="pick another port with --port, or stop the program that uses it") from None
     logging.getLogger("trame_slicer").setLevel(logging.WARNING)
     app = MedDLWebApp(outputDir=outputDir)
     if outputDir:

@@ -95,3 +95,15 @@ def test_demo_writes_its_outputs(tmp_path):
 def test_no_command_prints_help(capsys):
     assert main([]) == 0
     assert "usage: meddl" in capsys.readouterr().out
+
+
+def test_web_refuses_a_port_in_use_before_starting(capsys):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["web", "--port", str(port)]) != 0
+    error = capsys.readouterr().err
+    assert f"Port {port} on 127.0.0.1 cannot be used by meddl web" in error and "--port" in error
