@@ -199,7 +199,8 @@ class MedDLWebApp(TrameApp):
 
 
 def serve(port: int = 8080, host: str = "127.0.0.1", outputDir: str | None = None, openBrowser: bool = False) -> None:
-    """Start the server (blocks until it is stopped); a DLError, before anything is built, if the port is taken."""
+    """Start the server (blocks until it is stopped); a DLError, before anything is built, if the port is taken
+    or the output folder cannot be written."""
     import socket
 
     from DLCommon.errors import DLError
@@ -210,9 +211,11 @@ def serve(port: int = 8080, host: str = "127.0.0.1", outputDir: str | None = Non
         except OSError as error:
             raise DLError(f"Port {port} on {host} cannot be used by meddl web ({error.strerror})",
                           fix="pick another port with --port, or stop the program that uses it") from None
+    if outputDir:  # made, and checked writable, before the app is built
+        from DLCommon.storage import checkWritable
+
+        checkWritable(Path(outputDir).expanduser() / "results.nrrd")
     logging.getLogger("trame_slicer").setLevel(logging.WARNING)
     app = MedDLWebApp(outputDir=outputDir)
-    if outputDir:
-        Path(outputDir).expanduser().mkdir(parents=True, exist_ok=True)
     print(f"MedDL web: http://{host}:{port}/", flush=True)
     app.server.start(port=port, host=host, open_browser=openBrowser, show_connection_info=False)

@@ -28,7 +28,8 @@ class Outcome:
 
 @dataclasses.dataclass
 class Action:
-    """A button: ``run(logic, p)`` returns a Job (``immediate``: a finished Outcome); ``required`` must be set."""
+    """A button: ``run(logic, p)`` returns a Job, or for an ``immediate`` action its output at once; the
+    ``required`` settings must be set first."""
 
     key: str
     title: str
@@ -126,8 +127,8 @@ def synthesizeModule() -> WebModule:
     def synthesized(p, out) -> Outcome:
         extra = [node for node in out.details.values() if hasattr(node, "GetID")]
         message = f"'{out.volume.GetName()}' written"
-        if "psnr" in out.details:
-            message += f" (PSNR {out.details['psnr']:.1f} dB)"
+        if "finalLoss" in out.details:  # the self-supervised tasks train on the input itself
+            message += f" (final training loss {out.details['finalLoss']:.4g})"
         return Outcome(message + ".", background=out.volume, saved=[out.volume] + extra)
 
     def engine(scene):
