@@ -270,7 +270,12 @@ def test_bad_input_gets_a_message_and_the_app_keeps_serving(page, server, tmp_pa
     expect(page.locator(".status-segment")).to_contain_text("%", timeout=60_000)
     press(page, "segment", "cancel")
     message(page, "segment", "was cancelled; the scene is unchanged", timeout=60)
-    assert not list(server.output.glob("*")) or all(p.suffix != ".pt" for p in server.output.iterdir())
+    assert not list(server.output.iterdir())  # no result written
+    catalog = tmp_path / "home" / "catalog.json"  # the server's MEDDL_HOME: no model registered
+    assert not catalog.exists() or "my-segmentation" not in catalog.read_text()
+    page.locator(".param-segment-inputVolume").click()  # the scene still holds the sample's one volume
+    expect(page.get_by_role("option")).to_have_count(1)
+    page.keyboard.press("Escape")
     # a run that fails: a 2D model on a 3D volume
     openTab(page, "classify")
     pick(page, "classify", "trainingData", "standard planes")
