@@ -48,10 +48,14 @@ def display():
     if os.environ.get("DISPLAY") or not shutil.which("Xvfb"):
         yield os.environ.get("DISPLAY")
         return
-    number = 90 + os.getpid() % 100
-    xvfb = subprocess.Popen(["Xvfb", f":{number}", "-screen", "0", "1600x1000x24", "-nolisten", "tcp"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(1.0)
+    read, write = os.pipe()  # Xvfb picks a free display number and writes it here
+    xvfb = subprocess.Popen(["Xvfb", "-displayfd", str(write), "-screen", "0", "1600x1000x24", "-nolisten", "tcp"],
+                            pass_fds=(write,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    os.close(write)
+    with os.fdopen(read) as numbers:
+        number = numbers.readline().strip()
+    if not number:
+        pytest.fail("Xvfb did not start")
     yield f":{number}"
     xvfb.terminate()
     xvfb.wait(10)
