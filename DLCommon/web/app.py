@@ -8,6 +8,7 @@ widgets. Results are shown in the views and, with ``--output``, written to that 
 
 from __future__ import annotations
 
+import base64
 import logging
 import re
 import tempfile
@@ -48,6 +49,9 @@ class MedDLWebApp(TrameApp):
         self.panels = {module.key: ModulePanel(self, module) for module in webModules()}
         state = self.server.state
         state.trame__title = "MedDL"
+        icon = Path(__file__).resolve().parents[2] / "Resources" / "Icons" / "MedDL.png"  # in a source checkout
+        if icon.is_file():
+            state.trame__favicon = "data:image/png;base64," + base64.b64encode(icon.read_bytes()).decode()
         state.update({"module": "segment", "appMessage": "", "appMessageType": "info",
                       "samples": list(SAMPLES), "layout": LAYOUT, "layouts": self.layoutManager.get_layout_ids()})
         state.change("layout")(lambda layout, **_: self.layoutManager.set_layout(layout))
