@@ -10,7 +10,23 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable
 
-__all__ = ["Action", "Outcome", "WebModule", "webModules"]
+__all__ = ["Action", "Outcome", "WebModule", "webModules", "When"]
+
+
+@dataclasses.dataclass(frozen=True)
+class When:
+    """A condition on one choice setting, for what the page shows: ``When("task", "ultrasound")``, or with
+    ``not_=True`` its negation. Checked in the browser (:meth:`javascript`) and on the server (:meth:`holds`)."""
+
+    setting: str
+    value: str
+    not_: bool = False
+
+    def holds(self, p) -> bool:
+        return (getattr(p, self.setting) == self.value) != self.not_
+
+    def javascript(self, variable: str) -> str:
+        return f"{variable} {'!==' if self.not_ else '==='} '{self.value}'"
 
 
 @dataclasses.dataclass
@@ -37,7 +53,7 @@ class Action:
     finished: Callable[[Any, Any], Outcome]  # (p, job output or result) -> Outcome
     required: tuple[str, ...] = ()
     immediate: bool = False
-    visible: str = ""  # JavaScript condition on the settings ({name} stands for a setting's state variable)
+    when: When | None = None  # shown (and run) only then
 
 
 @dataclasses.dataclass
@@ -49,7 +65,7 @@ class WebModule:
     icon: str
     parameters: tuple
     engine: Callable  # scene -> the module's Qt-free logic
-    sections: list[tuple[str, str, tuple[str, ...], tuple[Action, ...]]]  # (title, visible-if, settings, actions)
+    sections: list[tuple[str, When | None, tuple[str, ...], tuple[Action, ...]]]  # (title, shown if, settings, actions)
     modelTask: str | None = None  # catalog filter of the modelId selector
     desktopOnly: tuple[str, ...] = ()  # settings only the Slicer widget has (e.g. its "add pair" pickers)
 
@@ -82,10 +98,10 @@ def segmentModule() -> WebModule:
         "segment", "Segment", "mdi-brain", parameters.PARAMETERS, engine, modelTask="segmentation",
         desktopOnly=("trainingVolume", "trainingSegmentation"),
         sections=[
-            ("Segment", "", ("inputVolume", "modelId", "outputSegmentation", "probabilityVolumes", "entropyVolume",
+            ("Segment", None, ("inputVolume", "modelId", "outputSegmentation", "probabilityVolumes", "entropyVolume",
                              "mirror"),
              (Action("apply", "Apply", parameters.applyJob, segmented, ("inputVolume", "modelId")),)),
-            ("Train", "", ("trainingVolumes", "trainingSegmentations", "network", "loss", "epochs", "patchSize",
+            ("Train", None, ("trainingVolumes", "trainingSegmentations", "network", "loss", "epochs", "patchSize",
                            "trainingSpacing", "modelName", "fineTune"),
              (Action("train", "Train", parameters.trainJob, _trained, ("trainingVolumes", "trainingSegmentations",
                                                                        "modelName")),)),
@@ -110,12 +126,12 @@ def registerModule() -> WebModule:
         "register", "Register", "mdi-vector-arrange-below", parameters.PARAMETERS, engine, modelTask="registration",
         desktopOnly=("trainingVolume", "trainingSegmentation"),
         sections=[
-            ("Register", "", ("fixedVolume", "movingVolume", "fixedMask", "movingMask", "initialTransform",
+            ("Register", None, ("fixedVolume", "movingVolume", "fixedMask", "movingMask", "initialTransform",
                               "movingSegmentation", "method", "modelId", "similarity", "fieldModel",
                               "regularisationWeight", "iterations", "affineOnly", "outputTransform", "outputVolume",
                               "createJacobian", "applyToMoving"),
              (Action("apply", "Apply", parameters.applyJob, registered, ("fixedVolume", "movingVolume")),)),
-            ("Train", "", ("trainingVolumes", "trainingSegmentations", "network", "epochs", "labelWeight",
+            ("Train", None, ("trainingVolumes", "trainingSegmentations", "network", "epochs", "labelWeight",
                            "modelName"),
              (Action("train", "Train", parameters.trainJob, _trained, ("trainingVolumes", "modelName")),)),
         ])
@@ -140,12 +156,12 @@ def synthesizeModule() -> WebModule:
         "synthesize", "Synthesize", "mdi-auto-fix", parameters.PARAMETERS, engine,
         desktopOnly=("sourceVolume", "targetVolume"),
         sections=[
-            ("Synthesize", "", ("task", "inputVolume", "outputVolume", "trainingSteps", "anomalyMap"),
+            ("Synthesize", None, ("task", "inputVolume", "outputVolume", "trainingSteps", "anomalyMap"),
              (Action("apply", "Apply", parameters.applyJob, synthesized, ("inputVolume",),
-                     visible="{task} !== 'ultrasound'"),)),
-            ("Training pairs", "{task} === 'image-to-image'",
+                     when=When("task", "ultrasound", not_=True)),)),
+            ("Training pairs", When("task", "image-to-image"),
              ("sourceVolumes", "targetVolumes", "network", "dimensions", "loss"), ()),
-            ("Ultrasound", "{task} === 'ultrasound'",
+            ("Ultrasound", When("task", "ultrasound"),
              ("tissueSegmentation", "probeTransform", "probeGeometry", "depth", "frequency"),
              (Action("ultrasound", "Simulate", parameters.simulateUltrasound, synthesized,
                      ("tissueSegmentation", "probeTransform", "inputVolume"), immediate=True),)),
@@ -182,11 +198,11 @@ def classifyModule() -> WebModule:
         "classify", "Classify", "mdi-tag-multiple", parameters.PARAMETERS, engine, modelTask="classification",
         desktopOnly=("liveClassify",),  # the page classifies the slice view on request
         sections=[
-            ("Classify", "", ("inputVolume", "modelId", "outputTable", "saliency", "sliceView"),
+            ("Classify", None, ("inputVolume", "modelId", "outputTable", "saliency", "sliceView"),
              (Action("apply", "Apply", parameters.applyJob, classified, ("inputVolume", "modelId")),
               Action("slice", "Classify slice view", classifySlice, sliceClassified, ("inputVolume", "modelId"),
                      immediate=True))),
-            ("Train", "", ("trainingData", "trainingTable", "classNames", "encoding", "architecture", "dimensions",
+            ("Train", None, ("trainingData", "trainingTable", "classNames", "encoding", "architecture", "dimensions",
                            "inputSize", "epochs", "modelName"),
              (Action("train", "Train", parameters.trainJob, _trained, ("modelName",)),)),
         ])

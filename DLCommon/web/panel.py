@@ -106,20 +106,28 @@ class ModulePanel:
         empty = [self.parameters[n].label or n for n in action.required if not getattr(p, n)]
         return f"Select {', '.join(empty)} first." if empty else None
 
-    def _action(self, key: str) -> Action:
-        return next(a for _, _, _, actions in self.module.sections for a in actions if a.key == key)
+    def _action(self, key: str) -> tuple[Action, object]:
+        """The action ``key`` and its section's condition."""
+        return next((a, when) for _, when, _, actions in self.module.sections for a in actions if a.key == key)
+
+    @staticmethod
+    def _applies(action: Action, sectionWhen, p) -> bool:
+        """Whether the page shows ``action`` for settings ``p`` (its own and its section's condition)."""
+        return all(when.holds(p) for when in (action.when, sectionWhen) if when is not None)
 
     async def run(self, key: str) -> None:
         """Start ``key``'s job, followed in the background (an immediate action runs to the end here)."""
         if self.job is not None:
             with self.state:
                 return self.say("A run is in progress: wait for it or cancel it.", "warning")
-        action = self._action(key)
+        action, sectionWhen = self._action(key)
         with self.state:
             self.say("")
             self.state[self.var("rows")] = []
         try:
             p = self.values()
+            if not self._applies(action, sectionWhen, p):  # e.g. a stale page: the button is hidden now
+                raise DLError(f"{action.title} does not apply to these settings", fix="check the task")
             missing = self._missing(action, p)
             if missing:
                 raise DLError(missing, fix="pick them in the panel, or load data / sample data first")
@@ -189,9 +197,9 @@ class ModulePanel:
             p = self.values()
         except ERRORS as error:
             return self.say(str(error), "error")
-        for _, visible, _, actions in self.module.sections:
+        for _, when, _, actions in self.module.sections:
             for action in actions:
-                if action.immediate or self._missing(action, p):
+                if action.immediate or self._missing(action, p) or not self._applies(action, when, p):
                     continue
                 try:
                     estimate = action.run(self.logic, p).resourceEstimate()
@@ -209,12 +217,8 @@ class ModulePanel:
             self.state[self.var("status")] = "Cancelling..."
 
     # --- controls ---------------------------------------------------------------------------------------------
-    def _condition(self, expression: str) -> str:
-        """``{name}`` in a section's visible-if condition -> that setting's state variable."""
-        return expression.format(**{name: self.var(name) for name in self.parameters})
-
-    def _showIf(self, condition: str) -> dict:
-        return {"v_show": (self._condition(condition),)} if condition else {}
+    def _showIf(self, when) -> dict:
+        return {"v_show": (when.javascript(self.var(when.setting)),)} if when else {}
 
     def control(self, name: str) -> None:
         p = self.parameters[name]
@@ -243,15 +247,15 @@ class ModulePanel:
 
     def build(self) -> None:
         """The panel's widgets (call inside the drawer's container)."""
-        for title, visible, names, actions in self.module.sections:
-            with v.VCard(variant="flat", classes="mb-2", **self._showIf(visible)):
+        for title, when, names, actions in self.module.sections:
+            with v.VCard(variant="flat", classes="mb-2", **self._showIf(when)):
                 v.VCardSubtitle(title, classes="px-0 text-uppercase")
                 for name in names:
                     self.control(name)
                 with html.Div(classes="d-flex flex-wrap ga-2 mt-1"):
                     for action in actions:
                         v.VBtn(action.title, color="primary", size="small", disabled=(self.var("busy"),),
-                               classes=f"action-{self.key}-{action.key}", **self._showIf(action.visible),
+                               classes=f"action-{self.key}-{action.key}", **self._showIf(action.when),
                                click=(self.app.runAction, f"['{self.key}', '{action.key}']"))
 
     def buildStatus(self) -> None:

@@ -84,3 +84,15 @@ def test_the_web_panels_show_every_setting_of_the_slicer_widgets():
         for _, _, _, actions in module.sections:
             for action in actions:
                 assert set(action.required) <= set(names), (module.key, action.key)
+
+
+def test_a_page_condition_reads_the_same_in_the_browser_and_on_the_server():
+    import types
+
+    from DLCommon.web.modules import When
+
+    notUltrasound = When("task", "ultrasound", not_=True)
+    assert notUltrasound.holds(types.SimpleNamespace(task="denoise"))
+    assert not notUltrasound.holds(types.SimpleNamespace(task="ultrasound"))
+    assert notUltrasound.javascript("synthesize_task") == "synthesize_task !== 'ultrasound'"
+    assert When("task", "image-to-image").javascript("t") == "t === 'image-to-image'"
