@@ -33,7 +33,8 @@ class Parameter:
         choices: the allowed values of a ``choice``.
         nodeClasses: MRML class names a ``node`` / ``nodes`` setting accepts.
         tooltip: one sentence on what it does (and its unit).
-        group: which part of the panel it belongs to (e.g. ``"apply"``, ``"train"``).
+        group: the section of the panel it belongs to (e.g. ``"apply"``, ``"train"``; the web page shows each
+            group as one section, in definition order).
     """
 
     name: str

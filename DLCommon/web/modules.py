@@ -65,9 +65,13 @@ class WebModule:
     icon: str
     parameters: tuple
     engine: Callable  # scene -> the module's Qt-free logic
-    sections: list[tuple[str, When | None, tuple[str, ...], tuple[Action, ...]]]  # (title, shown if, settings, actions)
+    sections: list[tuple[str, str, When | None, tuple[Action, ...]]]  # (title, settings' group, shown if, actions)
     modelTask: str | None = None  # catalog filter of the modelId selector
     desktopOnly: tuple[str, ...] = ()  # settings only the Slicer widget has (e.g. its "add pair" pickers)
+
+    def settings(self, group: str) -> list[str]:
+        """The names of a section's settings: those of ``group``, in their definition order."""
+        return [p.name for p in self.parameters if p.group == group and p.name not in self.desktopOnly]
 
 
 def _trained(p, result) -> Outcome:
@@ -98,11 +102,9 @@ def segmentModule() -> WebModule:
         "segment", "Segment", "mdi-brain", parameters.PARAMETERS, engine, modelTask="segmentation",
         desktopOnly=("trainingVolume", "trainingSegmentation"),
         sections=[
-            ("Segment", None, ("inputVolume", "modelId", "outputSegmentation", "probabilityVolumes", "entropyVolume",
-                             "mirror"),
+            ("Segment", "apply", None,
              (Action("apply", "Apply", parameters.applyJob, segmented, ("inputVolume", "modelId")),)),
-            ("Train", None, ("trainingVolumes", "trainingSegmentations", "network", "loss", "epochs", "patchSize",
-                           "trainingSpacing", "modelName", "fineTune"),
+            ("Train", "train", None,
              (Action("train", "Train", parameters.trainJob, _trained, ("trainingVolumes", "trainingSegmentations",
                                                                        "modelName")),)),
         ])
@@ -126,13 +128,9 @@ def registerModule() -> WebModule:
         "register", "Register", "mdi-vector-arrange-below", parameters.PARAMETERS, engine, modelTask="registration",
         desktopOnly=("trainingVolume", "trainingSegmentation"),
         sections=[
-            ("Register", None, ("fixedVolume", "movingVolume", "fixedMask", "movingMask", "initialTransform",
-                              "movingSegmentation", "method", "modelId", "similarity", "fieldModel",
-                              "regularisationWeight", "iterations", "affineOnly", "outputTransform", "outputVolume",
-                              "createJacobian", "applyToMoving"),
+            ("Register", "apply", None,
              (Action("apply", "Apply", parameters.applyJob, registered, ("fixedVolume", "movingVolume")),)),
-            ("Train", None, ("trainingVolumes", "trainingSegmentations", "network", "epochs", "labelWeight",
-                           "modelName"),
+            ("Train", "train", None,
              (Action("train", "Train", parameters.trainJob, _trained, ("trainingVolumes", "modelName")),)),
         ])
 
@@ -156,13 +154,12 @@ def synthesizeModule() -> WebModule:
         "synthesize", "Synthesize", "mdi-auto-fix", parameters.PARAMETERS, engine,
         desktopOnly=("sourceVolume", "targetVolume"),
         sections=[
-            ("Synthesize", None, ("task", "inputVolume", "outputVolume", "trainingSteps", "anomalyMap"),
+            ("Synthesize", "apply", None,
              (Action("apply", "Apply", parameters.applyJob, synthesized, ("inputVolume",),
                      when=When("task", "ultrasound", not_=True)),)),
-            ("Training pairs", When("task", "image-to-image"),
-             ("sourceVolumes", "targetVolumes", "network", "dimensions", "loss"), ()),
-            ("Ultrasound", When("task", "ultrasound"),
-             ("tissueSegmentation", "probeTransform", "probeGeometry", "depth", "frequency"),
+            ("Training pairs", "pairs", When("task", "image-to-image"),
+             ()),
+            ("Ultrasound", "ultrasound", When("task", "ultrasound"),
              (Action("ultrasound", "Simulate", parameters.simulateUltrasound, synthesized,
                      ("tissueSegmentation", "probeTransform", "inputVolume"), immediate=True),)),
         ])
@@ -198,12 +195,11 @@ def classifyModule() -> WebModule:
         "classify", "Classify", "mdi-tag-multiple", parameters.PARAMETERS, engine, modelTask="classification",
         desktopOnly=("liveClassify",),  # the page classifies the slice view on request
         sections=[
-            ("Classify", None, ("inputVolume", "modelId", "outputTable", "saliency", "sliceView"),
+            ("Classify", "apply", None,
              (Action("apply", "Apply", parameters.applyJob, classified, ("inputVolume", "modelId")),
               Action("slice", "Classify slice view", classifySlice, sliceClassified, ("inputVolume", "modelId"),
                      immediate=True))),
-            ("Train", None, ("trainingData", "trainingTable", "classNames", "encoding", "architecture", "dimensions",
-                           "inputSize", "epochs", "modelName"),
+            ("Train", "train", None,
              (Action("train", "Train", parameters.trainJob, _trained, ("modelName",)),)),
         ])
 

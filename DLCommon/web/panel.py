@@ -108,7 +108,7 @@ class ModulePanel:
 
     def _action(self, key: str) -> tuple[Action, object]:
         """The action ``key`` and its section's condition."""
-        return next((a, when) for _, when, _, actions in self.module.sections for a in actions if a.key == key)
+        return next((a, when) for _, _, when, actions in self.module.sections for a in actions if a.key == key)
 
     @staticmethod
     def _applies(action: Action, sectionWhen, p) -> bool:
@@ -197,7 +197,7 @@ class ModulePanel:
             p = self.values()
         except ERRORS as error:
             return self.say(str(error), "error")
-        for _, when, _, actions in self.module.sections:
+        for _, _, when, actions in self.module.sections:
             for action in actions:
                 if action.immediate or self._missing(action, p) or not self._applies(action, when, p):
                     continue
@@ -247,10 +247,10 @@ class ModulePanel:
 
     def build(self) -> None:
         """The panel's widgets (call inside the drawer's container)."""
-        for title, when, names, actions in self.module.sections:
+        for title, group, when, actions in self.module.sections:
             with v.VCard(variant="flat", classes="mb-2", **self._showIf(when)):
                 v.VCardSubtitle(title, classes="px-0 text-uppercase")
-                for name in names:
+                for name in self.module.settings(group):
                     self.control(name)
                 with html.Div(classes="d-flex flex-wrap ga-2 mt-1"):
                     for action in actions:

@@ -77,7 +77,7 @@ def test_the_web_panels_show_every_setting_of_the_slicer_widgets():
     from DLCommon.web.modules import webModules
 
     for module in webModules():
-        names = [name for _, _, settings, _ in module.sections for name in settings]
+        names = [name for _, group, _, _ in module.sections for name in module.settings(group)]
         assert len(names) == len(set(names)), module.key
         assert set(names) | set(module.desktopOnly) == {p.name for p in module.parameters}, module.key
         assert not set(names) & set(module.desktopOnly), module.key
