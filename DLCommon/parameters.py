@@ -73,7 +73,8 @@ def checkValue(parameter: Parameter, value: Any) -> Any:
         try:
             number = int(float(value)) if p.kind == "int" else float(value)
         except (TypeError, ValueError):
-            raise DLError(f"{label}: '{value}' is not a number.", fix=f"Enter a number from {p.minimum} to {p.maximum}.")
+            raise DLError(f"{label}: '{value}' is not a number.",
+                          fix=f"Enter a number from {p.minimum} to {p.maximum}.") from None
         if (p.minimum is not None and number < p.minimum) or (p.maximum is not None and number > p.maximum):
             raise DLError(f"{label}: {number} is out of range.", fix=f"Enter a number from {p.minimum} to {p.maximum}.")
         return number

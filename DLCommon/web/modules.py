@@ -8,6 +8,7 @@ how a finished run is shown (:class:`Outcome`).
 from __future__ import annotations
 
 import dataclasses
+import importlib
 from typing import Any, Callable
 
 __all__ = ["Action", "Outcome", "WebModule", "webModules", "When"]
@@ -74,6 +75,11 @@ class WebModule:
         return [p.name for p in self.parameters if p.group == group and p.name not in self.desktopOnly]
 
 
+def _engine(module: str, className: str) -> Callable:
+    """``scene -> logic``: the module's Qt-free logic class, imported on first use (PyTorch loads then)."""
+    return lambda scene: getattr(importlib.import_module(module), className)(scene)
+
+
 def _trained(p, result) -> Outcome:
     model, history = result.catalogId or str(result.modelPath), result.history
     facts = [f"{len(history.trainLoss)} epochs in {history.seconds:.0f} s"]
@@ -93,13 +99,9 @@ def segmentModule() -> WebModule:
         return Outcome(" ".join([message] + list(out.warnings)), background=p.inputVolume,
                        saved=[segmentation] + list(out.probabilities) + ([out.entropy] if out.entropy else []))
 
-    def engine(scene):
-        from DLSegmentLib.logic import SegmentationLogic
-
-        return SegmentationLogic(scene)
-
     return WebModule(
-        "segment", "Segment", "mdi-brain", parameters.PARAMETERS, engine, modelTask="segmentation",
+        "segment", "Segment", "mdi-brain", parameters.PARAMETERS, _engine("DLSegmentLib.logic", "SegmentationLogic"),
+        modelTask="segmentation",
         desktopOnly=("trainingVolume", "trainingSegmentation"),
         sections=[
             ("Segment", "apply", None,
@@ -119,13 +121,9 @@ def registerModule() -> WebModule:
         saved = [node for node in (out.transform, out.warpedVolume, out.warpedSegmentation, out.jacobian) if node]
         return Outcome(formatReport(out.report), background=p.fixedVolume, foreground=out.warpedVolume, saved=saved)
 
-    def engine(scene):
-        from DLRegisterLib.logic import RegistrationLogic
-
-        return RegistrationLogic(scene)
-
     return WebModule(
-        "register", "Register", "mdi-vector-arrange-below", parameters.PARAMETERS, engine, modelTask="registration",
+        "register", "Register", "mdi-vector-arrange-below", parameters.PARAMETERS,
+        _engine("DLRegisterLib.logic", "RegistrationLogic"), modelTask="registration",
         desktopOnly=("trainingVolume", "trainingSegmentation"),
         sections=[
             ("Register", "apply", None,
@@ -145,13 +143,9 @@ def synthesizeModule() -> WebModule:
             message += f" (final training loss {out.details['finalLoss']:.4g})"
         return Outcome(message + ".", background=out.volume, saved=[out.volume] + extra)
 
-    def engine(scene):
-        from DLSynthesizeLib.logic import SynthesisLogic
-
-        return SynthesisLogic(scene)
-
     return WebModule(
-        "synthesize", "Synthesize", "mdi-auto-fix", parameters.PARAMETERS, engine,
+        "synthesize", "Synthesize", "mdi-auto-fix", parameters.PARAMETERS,
+        _engine("DLSynthesizeLib.logic", "SynthesisLogic"),
         desktopOnly=("sourceVolume", "targetVolume"),
         sections=[
             ("Synthesize", "apply", None,
@@ -186,13 +180,9 @@ def classifyModule() -> WebModule:
         name, probability, _ = out
         return Outcome(f"{p.sliceView} slice view: {name} ({100 * probability:.0f}%)")
 
-    def engine(scene):
-        from DLClassifyLib.logic import ClassificationLogic
-
-        return ClassificationLogic(scene)
-
     return WebModule(
-        "classify", "Classify", "mdi-tag-multiple", parameters.PARAMETERS, engine, modelTask="classification",
+        "classify", "Classify", "mdi-tag-multiple", parameters.PARAMETERS,
+        _engine("DLClassifyLib.logic", "ClassificationLogic"), modelTask="classification",
         desktopOnly=("liveClassify",),  # the page classifies the slice view on request
         sections=[
             ("Classify", "apply", None,

@@ -68,7 +68,8 @@ def test_the_definitions_import_neither_torch_nor_qt():
             "for m in %r: __import__(m + 'Lib.parameters')\n"
             "print(sorted(m for m in ('torch', 'monai', 'qt') if m in sys.modules))") % (
         str(ROOT), str(ROOT), MODULES, MODULES)
-    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert loaded == "[]"
 
 
 def test_the_web_panels_show_every_setting_of_the_slicer_widgets():
