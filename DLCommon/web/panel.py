@@ -16,7 +16,7 @@ from typing import Any
 from trame.widgets import html
 from trame.widgets import vuetify3 as v
 
-from DLCommon.errors import DLError, JobCancelled
+from DLCommon.errors import DLError
 from DLCommon.jobs import JobState
 from DLCommon.parameters import checkValue, defaults
 
@@ -165,13 +165,12 @@ class ModulePanel:
             self.state[self.var("status")] = ""
             if job.state == JobState.SUCCEEDED:
                 self._finish(action, p, job.output if job.output is not None else job.result)
-            elif job.state == JobState.CANCELLED or isinstance(job.error, JobCancelled):
+            elif job.state == JobState.CANCELLED:  # a Job sets it for every JobCancelled
                 self.say(f"{action.title} was cancelled; the scene is unchanged.", "warning")
-            else:
+            else:  # failed: the job's scene transaction left the scene as it was, so no node list changes
                 self.say(f"{action.title} failed: {job.error}", "error")
                 if not isinstance(job.error, ERRORS):
                     logging.error("%s %s failed", self.module.title, action.title, exc_info=job.error)
-            self.app.refreshNodes()
 
     def _finish(self, action: Action, p, output: Any) -> None:
         try:
