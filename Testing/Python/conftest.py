@@ -39,6 +39,31 @@ def scene():
     scene.Clear(1)
 
 
+GEOMETRY_ATOL_MM = 1e-9
+"""The precision MedDL promises for geometry: voxel positions, origins, spacings and IJK-to-RAS affines agree
+to 1e-9 mm (affine entries are mm per voxel index; the bottom row is compared too)."""
+
+
+def assertGeometryClose(actual, expected, err_msg: str = "") -> None:
+    """Assert that two geometries (4x4 affines, RAS positions, origins, spacings; mm) agree to 1e-9 mm.
+
+    Geometry passes through floating-point products (MRML keeps spacing, directions and origin apart and
+    multiplies them back; parent transforms are composed), so a last bit may differ (~2e-16) between runs,
+    machines and BLAS builds: bit equality would test that rounding, not the product. The tolerance is
+    absolute (``rtol=0``), so it does not grow with the distance from the RAS origin. Use bit equality only for
+    integers, labels and voxel values that are copied, not computed.
+
+    Accepts NumPy arrays, torch tensors (including MONAI MetaTensor affines) and scalars.
+    """
+    np.testing.assert_allclose(_float64(actual), _float64(expected), rtol=0, atol=GEOMETRY_ATOL_MM, err_msg=err_msg)
+
+
+def _float64(value) -> np.ndarray:
+    if hasattr(value, "detach"):  # torch.Tensor / MetaTensor
+        value = value.detach().cpu().numpy()
+    return np.asarray(value, dtype=np.float64)
+
+
 def randomRotation(rng: np.random.Generator) -> np.ndarray:
     """A random proper rotation (det +1), i.e. an oblique direction matrix."""
     q, r = np.linalg.qr(rng.normal(size=(3, 3)))
