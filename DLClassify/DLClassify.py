@@ -87,8 +87,8 @@ class DLClassifyWidget(ModuleWidgetMixin, ScriptedLoadableModuleWidget, VTKObser
         self.ui.saliencyCheckBox.connect("toggled(bool)", self.onSaliencyToggled)
         self.setupBatch()
         self.ui.modelComboBox.connect("currentTextChanged(QString)", self.onModelSelected)
-        self.refreshModels()
         self.initializeParameterNode()
+        self.refreshModels()  # after the parameter node exists: the shown model is adopted
 
     def cleanup(self) -> None:
         self._sliceTimer.stop()
@@ -154,7 +154,10 @@ class DLClassifyWidget(ModuleWidgetMixin, ScriptedLoadableModuleWidget, VTKObser
 
     def onLoadSample(self) -> None:
         with slicer.util.tryWithErrorDisplay(_("Could not load the MNI152 sample."), waitCursor=True):
-            ensureDependencies()
+            self.ensureDependencies()
+            from DLCommon.slicerdeps import ensureSampleDependencies
+
+            ensureSampleDependencies()  # nilearn ships the MNI152 template: installed when first asked for
             from DLCommon.sampledata import loadMNI152
 
             t1 = loadMNI152(slicer.mrmlScene)["t1"]
@@ -163,7 +166,7 @@ class DLClassifyWidget(ModuleWidgetMixin, ScriptedLoadableModuleWidget, VTKObser
 
     def onArchitectureTable(self) -> None:
         with slicer.util.tryWithErrorDisplay(_("Could not build the architectures."), waitCursor=True):
-            ensureDependencies()
+            self.ensureDependencies()
             from DLClassifyLib.architectures import architectureTable
 
             p = self._parameterNode
@@ -182,67 +185,39 @@ class DLClassifyWidget(ModuleWidgetMixin, ScriptedLoadableModuleWidget, VTKObser
             table.resizeColumnsToContents()
 
     def jobActions(self) -> list:
-        return [(_("Apply"), self.ui.applyButton, self.applyJob), (_("Train"), self.ui.trainButton, self.trainJob)]
-
-    def applyJob(self):
-        ensureDependencies()
-        return parameters.applyJob(self.logic, self._parameterNode)
+        return [(_("Apply"), self.ui.applyButton, "apply"), (_("Train"), self.ui.trainButton, "train")]
 
     def onApply(self) -> None:
-        with slicer.util.tryWithErrorDisplay(_("Classification could not start."), waitCursor=True):
-            self.startJob(self.applyJob(), self.ui.progressBar)
-
-    def batchJobFor(self, volumeNode):
-        ensureDependencies()
-        return parameters.applyJob(self.logic, self._parameterNode, volumeNode)
+        self.startAction("apply", self.ui.progressBar, _("Classification could not start."))
 
     def onPlot(self) -> None:
         p = self._parameterNode
         with slicer.util.tryWithErrorDisplay(_("Could not classify the slices."), waitCursor=True):
-            ensureDependencies()
+            self.ensureDependencies()
             chart = self.logic.plotSliceProbabilities(p.inputVolume, p.modelId)
             slicer.modules.plots.logic().ShowChartInLayout(chart)
 
-    def trainJob(self):
-        ensureDependencies()
-        return parameters.trainJob(self.logic, self._parameterNode)
-
     def onTrain(self) -> None:
-        with slicer.util.tryWithErrorDisplay(_("Training could not start."), waitCursor=True):
-            self.startJob(self.trainJob(), self.ui.trainProgressBar)
+        self.startAction("train", self.ui.trainProgressBar, _("Training could not start."))
+
+    def ensureDependencies(self) -> None:
+        if ensureDependencies():
+            self.dependenciesInstalled()
 
     def onSaliencyToggled(self, checked) -> None:
         if self._saliencyNode is not None and slicer.mrmlScene.IsNodePresent(self._saliencyNode):
             slicer.util.setSliceViewerLayers(foreground=self._saliencyNode, foregroundOpacity=0.4 if checked else 0.0)
 
-    def onJobFinished(self, job) -> None:
-        output = job.output
-        if output is not None and hasattr(output, "table"):  # classification
-            self._parameterNode.outputTable = output.table
-            selection = slicer.app.applicationLogic().GetSelectionNode()
-            selection.SetActiveTableID(output.table.GetID())
-            slicer.app.applicationLogic().PropagateTableSelection()
-            if output.saliency:
-                self._saliencyNode = output.saliency[0]
-                self._saliencyNode.GetDisplayNode().SetAndObserveColorNodeID("vtkMRMLColorTableNodeRainbow")
-                slicer.util.setSliceViewerLayers(background=self._parameterNode.inputVolume,
-                                                 foreground=self._saliencyNode, foregroundOpacity=0.4)
-            name, probability, _ = output.predictions[0]
-            self.ui.statusLabel.text = f"{self._parameterNode.inputVolume.GetName()}: {name} ({100 * probability:.0f}%)"
-        elif job.result is not None:  # training
-            self.refreshModels()
-            self._parameterNode.modelId = job.result.catalogId or self._parameterNode.modelId
-            report = job.result.report
-            self.ui.statusLabel.text = (f"Validation: accuracy {report['accuracy']:.3f}, balanced {report['balancedAccuracy']:.3f}"
-                                        f", MAE {report['mae']:.2f}; calibration error {report['eceBefore']:.3f} -> "
-                                        f"{report['eceAfter']:.3f}")
+    def onOutcome(self, actionKey: str, outcome, output) -> None:
+        if actionKey == "apply":
+            self._saliencyNode = outcome.foreground  # the Saliency check box shows / hides it
 
 
-def ensureDependencies() -> None:
-    """Install PyTorch and Resources/requirements.txt on first use, asking first."""
+def ensureDependencies() -> bool:
+    """Install PyTorch and Resources/DLClassify-requirements.txt on first use, asking first; True if it installed."""
     from DLCommon.slicerdeps import ensureDependencies as ensure
 
-    ensure(os.path.join(os.path.dirname(__file__), "Resources", "requirements.txt"), "DLClassify")
+    return ensure(os.path.join(os.path.dirname(__file__), "Resources", "DLClassify-requirements.txt"), "DL Classify")
 
 
 #
@@ -250,12 +225,11 @@ def ensureDependencies() -> None:
 #
 
 class DLClassifyLogic(ScriptedLoadableModuleLogic):
-    """The Python-console API: ``classify``, ``train``, ``trainPlanes``, ``classifySlice``,
-    ``plotSliceProbabilities`` and the Jobs behind them.
-
-    Thin delegation to :class:`DLClassifyLib.logic.ClassificationLogic` (Qt-free; see its docstrings), created
-    on first use so that this module loads before PyTorch is installed. Every method raises ``DLError`` on bad
-    input and leaves the scene unchanged when it fails or is cancelled.
+    """The Python-console API: the node-level methods of :class:`DLClassifyLib.logic.ClassificationLogic` (Qt-free;
+    see its docstrings): ``classify``, ``classifyJob``, ``train``, ``trainJob``, ``trainPlanes``, ``trainPlanesJob``,
+    ``classifySlice``, ``plotSliceProbabilities``. Created on first use so that this module loads before PyTorch is
+    installed. Every method raises ``DLError`` on bad input and leaves the scene unchanged when it fails or is
+    cancelled.
     """
 
     def __init__(self) -> None:
@@ -272,38 +246,10 @@ class DLClassifyLogic(ScriptedLoadableModuleLogic):
             self._engine = ClassificationLogic(slicer.mrmlScene)
         return self._engine
 
-    def classify(self, volumes, model, outputTable=None, saliency=False, device="auto", progress=None):
-        """Classify volume(s) with ``model`` (catalog id, file path or LoadedModel); returns the table and
-        saliency volumes."""
-        return self.engine().classify(volumes, model, outputTable, saliency, device, progress)
-
-    def classifyJob(self, *args, **kwargs):
-        return self.engine().classifyJob(*args, **kwargs)
-
-    def train(self, labelled, classNames=None, config=None, modelName="classifier", outputDir=None, register=True,
-              progress=None):
-        """Train on ``[(volumeNode, label), ...]`` or a table node with columns 'volume' and 'label'."""
-        return self.engine().train(labelled, classNames, config, modelName, outputDir, register, progress)
-
-    def trainJob(self, *args, **kwargs):
-        return self.engine().trainJob(*args, **kwargs)
-
-    def trainPlanes(self, volumeNode, config=None, perClass=50, deformedCopies=6, modelName="standard-planes",
-                    outputDir=None, register=True, progress=None):
-        """Train the standard-plane recogniser on a brain in MNI152 space (e.g. the MNI152 sample)."""
-        return self.engine().trainPlanes(volumeNode, config, perClass, deformedCopies, modelName, outputDir,
-                                         register, progress)
-
-    def trainPlanesJob(self, *args, **kwargs):
-        return self.engine().trainPlanesJob(*args, **kwargs)
-
-    def classifySlice(self, sliceNode, volumeNode, model, device="cpu"):
-        """``(class, probability, all probabilities)`` of the plane a slice view shows."""
-        return self.engine().classifySlice(sliceNode, volumeNode, model, device)
-
-    def plotSliceProbabilities(self, volumeNode, model, axis=None, chartNode=None, device="auto"):
-        """A plot chart of each class's probability along the volume's slices."""
-        return self.engine().plotSliceProbabilities(volumeNode, model, axis, chartNode, device)
+    def __getattr__(self, name: str):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self.engine(), name)  # the engine's API, with its signatures and docstrings
 
 
 #
@@ -313,6 +259,11 @@ class DLClassifyLogic(ScriptedLoadableModuleLogic):
 class DLClassifyTest(ScriptedLoadableModuleTest):
     def setUp(self):
         slicer.mrmlScene.Clear()
+        # every test imports torch / MONAI and reads the MNI152 sample: install them before anything is imported
+        from DLCommon.slicerdeps import ensureSampleDependencies
+
+        ensureDependencies()
+        ensureSampleDependencies()
 
     def runTest(self):
         self.setUp()
@@ -329,12 +280,11 @@ class DLClassifyTest(ScriptedLoadableModuleTest):
         from DLClassifyLib.planes import planeDataset
         from DLClassifyLib.trainer import ClassificationTrainingConfig
 
-        ensureDependencies()
         self.delayDisplay("Loading MNI152 sample data")
         t1 = loadMNI152(slicer.mrmlScene)["t1"]
         self.delayDisplay("Training a tiny standard-plane classifier")
         logic = DLClassifyLogic()
-        result = logic.trainPlanes(t1, ClassificationTrainingConfig(epochs=10, device="cpu"), register=False,
+        result = logic.trainPlanes(t1, ClassificationTrainingConfig(epochs=10, device="cpu"), addToCatalog=False,
                                    modelName="DLClassifySelfTest")
         self.delayDisplay("Held-out planes of deformed copies")
         image, labels = mni152Tissue(2.0)

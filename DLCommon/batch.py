@@ -6,6 +6,10 @@ over all items, one Cancel for the whole batch. Items are volume nodes of the sc
 a file is loaded into the scene for its turn, its results are saved to the output folder, and both are removed
 again, so a folder of hundreds of volumes does not fill the scene. A failed item is recorded (its job leaves
 the scene as it was) and the batch goes on; :func:`batchTable` lists every item's status.
+
+With an output folder the batch keeps a manifest there (``manifest.csv``, the columns of the command line's
+cohorts: :mod:`DLCommon.cohort`), rewritten after every item, and resumes from it: an item the manifest lists as
+done whose output files all exist is skipped, so after a crash or a Cancel the same batch does only what is left.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ class BatchItem:
 @dataclasses.dataclass
 class BatchOutcome:
     item: str
-    status: str  # "done", "failed" or "cancelled"
+    status: str  # "done", "skipped" (done by an earlier run: its outputs exist), "failed" or "cancelled"
     seconds: float
     error: str = ""
     outputs: list[str] = dataclasses.field(default_factory=list)
@@ -70,6 +74,8 @@ class BatchJob:
                           fix="choose an output folder for the results")
         self.items, self.makeJob, self.scene, self.name = list(items), makeJob, scene, name
         self.outputFolder = Path(outputFolder) if outputFolder else None
+        self.manifestPath = self.outputFolder / "manifest.csv" if self.outputFolder else None
+        self._done = self._doneBefore()
         self.outcomes: list[BatchOutcome] = []
         self.state = JobState.PENDING
         self.error: BaseException | None = None
@@ -97,9 +103,10 @@ class BatchJob:
     def statusText(self) -> str:
         done = len(self.outcomes)
         parts = [f"{self.name}: {self.state.value}", f"{done}/{len(self.items)} volumes"]
-        failed = sum(1 for o in self.outcomes if o.status == "failed")
-        if failed:
-            parts.append(f"{failed} failed")
+        for status in ("skipped", "failed"):
+            count = sum(1 for o in self.outcomes if o.status == status)
+            if count:
+                parts.append(f"{count} {status}" + (" (done before)" if status == "skipped" else ""))
         if self._current is not None and done < len(self.items):
             parts.append(f"{self.items[done].name}: {self._current.message}")
         fraction = self.fraction
@@ -157,6 +164,9 @@ class BatchJob:
         while len(self.outcomes) < len(self.items) and not self._cancelled:
             item = self.items[len(self.outcomes)]
             self._itemStarted = time.monotonic()
+            if item.name in self._done:  # resumed: an earlier run of this batch made its outputs
+                self._record(BatchOutcome(item.name, "skipped", 0.0, outputs=self._done[item.name]))
+                continue
             try:
                 node = item.node
                 if node is None:
@@ -168,7 +178,7 @@ class BatchJob:
                 return True
             except Exception as exc:  # noqa: BLE001 - a bad item (e.g. a 4D volume) is reported, not fatal
                 self._removeLoaded()
-                self.outcomes.append(BatchOutcome(item.name, "failed", time.monotonic() - self._itemStarted, str(exc)))
+                self._record(BatchOutcome(item.name, "failed", time.monotonic() - self._itemStarted, str(exc)))
         self._current = None
         return False
 
@@ -187,8 +197,31 @@ class BatchJob:
             self._loaded += _nodesOf(job.output) if job.state == JobState.SUCCEEDED else []
         self._removeLoaded()
         outcome.seconds = round(time.monotonic() - self._itemStarted, 2)
-        self.outcomes.append(outcome)
+        self._record(outcome)
         self._current = None
+
+    def _record(self, outcome: BatchOutcome) -> None:
+        """Add an item's outcome, and with an output folder rewrite the manifest (a crash keeps what was done)."""
+        self.outcomes.append(outcome)
+        if self.manifestPath is not None:
+            from .cohort import writeManifest
+
+            writeManifest(self.manifestPath, [{"item": o.item, "status": o.status, "seconds": o.seconds,
+                                               "error": o.error, "rank": 0, "output": "; ".join(o.outputs)}
+                                              for o in self.outcomes])
+
+    def _doneBefore(self) -> dict[str, list[str]]:
+        """``{item: output files}`` of the items an earlier run of this batch finished (all outputs still there)."""
+        if self.manifestPath is None:
+            return {}
+        from .cohort import readManifest
+
+        done = {}
+        for row in readManifest(self.manifestPath):
+            outputs = [o for o in (row.get("output") or "").split("; ") if o]
+            if row.get("status") in ("done", "skipped") and outputs and all(Path(o).exists() for o in outputs):
+                done[row["item"]] = outputs
+        return done
 
     def _save(self, output, item: BatchItem) -> list[str]:
         if self.outputFolder is None:

@@ -27,19 +27,12 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .errors import DLError
+from .locations import defaultCacheDir, defaultCatalogPath
 from .models import LoadedModel, ModelSpec, detectFormat, loadModel, sha256Of, verifySha256
 
 __all__ = ["CatalogEntry", "ModelCatalog", "defaultCacheDir", "defaultCatalogPath", "resolveModel"]
 
 ProgressCallback = Callable[[float, str], None]
-
-
-def defaultCacheDir() -> Path:
-    return Path(os.environ.get("MEDDL_CACHE", Path.home() / ".cache" / "meddl")).expanduser()
-
-
-def defaultCatalogPath() -> Path:
-    return Path(os.environ.get("MEDDL_HOME", Path.home() / ".meddl")).expanduser() / "catalog.json"
 
 
 @dataclasses.dataclass

@@ -4,34 +4,31 @@ Files are read and written with Slicer's own MRML storage nodes (from the ``slic
 NRRD, NIfTI, ``.seg.nrrd`` and ``.h5`` transforms behave exactly as in Slicer.
 
 Module libraries add their own sub-commands and demo parts through ``addCommands(subparsers)`` and
-``demo(scene, outputDir, progress)`` in ``<Module>Lib/cli.py`` (looked up in :data:`MODULE_CLIS`).
+``demo(scene, outputDir, progress)`` in their command-line part (``<Module>Lib/cli.py``, the ``cli`` of the
+module's :class:`~DLCommon.modules.ModuleDescription`); this file names no module: the installed ones are found
+through the registry (:func:`DLCommon.modules.registeredModules`, ``meddl.modules`` entry points).
+
+``meddl --help`` stays fast: building the parser imports no engine (torch, MONAI, Slicer / VTK); each
+command's handler imports what it needs when it runs.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import platform
 import sys
 import time
 from pathlib import Path
 
-__all__ = ["main", "buildParser", "MODULE_CLIS"]
-
-MODULE_CLIS = ["DLSegmentLib.cli", "DLRegisterLib.cli", "DLSynthesizeLib.cli", "DLClassifyLib.cli"]
+__all__ = ["buildParser", "main"]
 
 
 def _moduleClis() -> list:
-    found = []
-    for name in MODULE_CLIS:
-        try:
-            found.append(importlib.import_module(name))
-        except ModuleNotFoundError as exc:
-            if exc.name and name.startswith(exc.name.split(".")[0]):
-                continue  # that module is not installed / not built yet
-            raise
-    return found
+    """The command-line parts of the installed modules, in module order (cheap: they import no engine)."""
+    from .modules import registeredModules
+
+    return [description.cliModule() for description in registeredModules() if description.cli]
 
 
 def _quietVtk(verbose: bool) -> None:
@@ -92,12 +89,24 @@ def buildParser() -> argparse.ArgumentParser:
     web.add_argument("--open", action="store_true", help="open the page in this machine's browser")
     web.set_defaults(handler=_web)
 
+    # listed for --help; main() runs it before building this parser (a widget's child starts fast)
+    commands.add_parser("job", help="run a job a MedDL widget prepared in FOLDER (Slicer runs its jobs this way)"
+                        ).add_argument("folder")
+
     for module in _moduleClis():
         module.addCommands(commands)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["job"]:  # a Slicer widget's child process: straight to the job, no parser to build
+        if len(argv) != 2:
+            print("usage: meddl job FOLDER  (a folder with recipe.json, written by a MedDL widget)", file=sys.stderr)
+            return 2
+        from .process import runRecipe
+
+        return runRecipe(argv[1], quiet=lambda: _quietVtk(False))  # VTK loads after the first progress line
     parser = buildParser()
     args = parser.parse_args(argv)
     if not getattr(args, "handler", None):
@@ -276,8 +285,10 @@ def _demo(args) -> int:
     if panels:  # every module's result on one page
         from .montage import saveOverview
 
-        saveOverview(output / "overview.png", panels, title="MedDL demo on the embedded MNI152 data: "
-                                                            "segment, register, synthesize, classify")
+        from .modules import registeredModules
+
+        titles = ", ".join(m.title.lower() for m in registeredModules() if m.cli in {c.__name__ for c in modules})
+        saveOverview(output / "overview.png", panels, title=f"MedDL demo on the embedded MNI152 data: {titles}")
         summary["files"] = summary.get("files", []) + ["overview.png"]
     summary["seconds"] = round(time.monotonic() - started, 1)
     (output / "summary.json").write_text(json.dumps(summary, indent=2))

@@ -23,7 +23,7 @@ from .distributed import barrier, distributedContext
 from .errors import DLError
 
 __all__ = ["CohortItem", "CohortReport", "isCohortSource", "cohortItems", "partialPath", "runCohort",
-           "runCohortCommand", "inputFiles"]
+           "runCohortCommand", "inputFiles", "writeManifest", "readManifest", "MANIFEST_COLUMNS"]
 
 MANIFEST_COLUMNS = ["item", "status", "seconds", "error", "rank", "output"]
 
@@ -197,11 +197,30 @@ def runCohort(items: Sequence[CohortItem], process: Callable[[CohortItem, Path],
             log.unlink()
     order = {item.name: i for i, item in enumerate(items)}
     rows.sort(key=lambda row: order.get(row["item"], len(order)))
-    with open(manifestPath, "w", newline="") as stream:
-        writer = csv.DictWriter(stream, fieldnames=MANIFEST_COLUMNS)
+    writeManifest(manifestPath, rows)
+    return CohortReport(rows, manifestPath)
+
+
+def writeManifest(path: str | Path, rows: Sequence[dict]) -> Path:
+    """Write the manifest CSV (:data:`MANIFEST_COLUMNS`) atomically: a kill leaves the previous one whole."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = partialPath(path)
+    with open(partial, "w", newline="") as stream:
+        writer = csv.DictWriter(stream, fieldnames=MANIFEST_COLUMNS, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
-    return CohortReport(rows, manifestPath)
+    os.replace(partial, path)
+    return path
+
+
+def readManifest(path: str | Path) -> list[dict]:
+    """The rows of a manifest CSV ([] when there is none)."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    with open(path, newline="") as stream:
+        return list(csv.DictReader(stream))
 
 
 def runCohortCommand(items: Sequence[CohortItem], process: Callable[[CohortItem, Path], None],

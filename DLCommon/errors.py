@@ -6,7 +6,7 @@ Its message answers three questions, in this order: *which* node or file, *what*
 
 from __future__ import annotations
 
-__all__ = ["DLError", "JobCancelled"]
+__all__ = ["DLError", "SettingError", "JobCancelled", "nodeLabel"]
 
 
 class DLError(Exception):
@@ -26,7 +26,7 @@ class DLError(Exception):
 
     def __init__(self, what: str, node=None, file: str | None = None, fix: str | None = None):
         self.what = what
-        self.nodeName = _nodeLabel(node) if node is not None else None
+        self.nodeName = nodeLabel(node) if node is not None else None
         self.file = None if file is None else str(file)
         self.fix = fix
         super().__init__(self._compose())
@@ -42,11 +42,26 @@ class DLError(Exception):
         return text
 
 
+class SettingError(DLError, ValueError):
+    """A setting outside what it allows (an engine config's ``validate()``): names the setting, the value and
+    what is allowed. Also a ValueError, as MONAI's argument checks are.
+
+    Example::
+
+        raise SettingError("loss", "dicey", "one of ce, wce, dice, dl2, dicece")
+        # -> Setting 'loss' is 'dicey'; it must be one of ce, wce, dice, dl2, dicece. Fix: change the setting.
+    """
+
+    def __init__(self, setting: str, value, allowed: str):
+        self.setting, self.value = setting, value
+        super().__init__(f"is {value!r}; it must be {allowed}", node=f"Setting '{setting}'", fix="change the setting")
+
+
 class JobCancelled(Exception):
     """Raised inside a job (or training / inference loop) when the user asked to cancel it."""
 
 
-def _nodeLabel(node) -> str:
+def nodeLabel(node) -> str:
     """``"Volume 'MRHead'"`` for a MRML node; any other subject (e.g. ``"Device 'cuda'"``) as given."""
     getName = getattr(node, "GetName", None)
     if getName is None:

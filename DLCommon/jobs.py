@@ -1,36 +1,36 @@
 """Long-running work with progress, ETA and cancel, that never leaves a half-changed scene.
 
-A :class:`Job` has two parts:
+A :class:`Job` runs in four phases, each on a known thread (as MONAI's ``BundleWorkflow`` declares
+initialize / run / finalize):
 
-- ``work(context)`` does the heavy computation on tensors. It must not touch the MRML scene (read the
-  input nodes into tensors *before* creating the job). It calls ``context.report(fraction, message)``
-  regularly; that call raises :class:`~DLCommon.errors.JobCancelled` once :meth:`Job.cancel` was called.
-- ``apply(result)`` puts the result into the scene. It runs only after ``work`` succeeded, on the
-  thread that calls :meth:`Job.run` / :meth:`Job.poll` (Slicer's main thread), inside
-  :func:`~DLCommon.scene.sceneTransaction`: nodes it adds are removed again if it raises. Create new
-  nodes first and overwrite existing ones last, so a failure cannot leave an existing node half-written.
+1. **prepare** (the caller's thread; Slicer's main thread): the function that *makes* the job, e.g.
+   ``SegmentationLogic.segmentJob``. It checks the input nodes, reads them into tensors and returns the
+   :class:`Job`. It must be cheap (well under 0.2 s): nothing is estimated, trained or inferred here.
+2. **plan** (:meth:`Job.runPlan`; the worker thread or the ``meddl`` child process): measures the memory and
+   time of the run on this machine and picks the device (:mod:`DLCommon.resources`): a run that does not fit
+   moves to the CPU / a smaller window batch, or is refused with a :class:`~DLCommon.errors.DLError` that ends
+   the job as FAILED. The Estimate buttons run prepare + plan only (:meth:`Job.resourceEstimate`).
+3. **work** (:meth:`Job.runWork`; the worker or the child): the heavy computation on tensors. It never touches
+   the MRML scene, reads the plan from ``context.plan`` and calls ``context.report(fraction, message)``
+   regularly; that call raises :class:`~DLCommon.errors.JobCancelled` once :meth:`Job.cancel` was called.
+4. **apply** (:meth:`Job.runApply`; the main thread): puts the work's result into the scene, inside
+   :func:`~DLCommon.scene.sceneTransaction`: nodes it adds are removed again if it raises. Create new nodes
+   first and overwrite existing ones last, so a failure cannot leave an existing node half-written.
 
 So a cancelled or failed job adds no node and changes none.
 
-Driving a job from a Slicer widget without freezing the GUI (the widget shell, not DLCommon, imports qt)::
+In Slicer, a module widget runs plan + work in a ``meddl`` child process (:class:`~DLCommon.process.ProcessJob`:
+Slicer's PythonQt keeps the GIL on the main thread while Qt idles, so a worker thread would crawl there) and
+apply in Slicer, on the same Job object. Elsewhere (the Python console, ``meddl``, tests) :meth:`Job.run` runs
+all phases on the calling thread, and :meth:`Job.start` / :meth:`Job.poll` run plan + work in a thread::
 
-    self.job = Job(work, apply, scene=slicer.mrmlScene, name="Train")
-    self.job.start()                      # work runs in a worker thread
-    self.timer = qt.QTimer(); self.timer.setInterval(200)
-    self.timer.timeout.connect(self.onPoll); self.timer.start()
-
-    def onPoll(self):
-        self.ui.progressBar.value = int(100 * self.job.fraction)
-        self.ui.statusLabel.text = self.job.statusText()      # message + ETA
-        if self.job.poll():                # True when finished; runs apply() here, on the main thread
-            self.timer.stop()
-            if self.job.state == JobState.FAILED:
-                slicer.util.errorDisplay(str(self.job.error))
-
-    cancelButton.clicked.connect(lambda: self.job.cancel())
-
-PyTorch releases the GIL in its kernels, so the GUI stays responsive. Work that may crash the process or
-exhaust memory runs as a ``meddl`` subprocess instead (same engines; the shell polls its output).
+    job = logic.segmentJob(volume, "brain")   # prepare
+    job.start()                                # plan + work in a worker thread
+    while not job.poll():                      # poll() runs apply on this thread once work is done
+        print(job.statusText())                # message + ETA
+        time.sleep(0.2)
+    if job.state == JobState.FAILED:
+        print(job.error)
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ from typing import Any, Callable
 from .errors import JobCancelled
 from .scene import sceneTransaction
 
-__all__ = ["Job", "JobContext", "JobState", "formatSeconds", "keepHistory"]
+__all__ = ["Job", "JobContext", "JobState", "formatSeconds", "keepHistory", "statusText"]
 
 
 class JobState(enum.Enum):
@@ -55,10 +55,16 @@ class JobState(enum.Enum):
 
 
 class JobContext:
-    """Handed to ``work``: report progress, and learn about cancellation."""
+    """Handed to ``work``: the plan, progress reports, and cancellation."""
 
     def __init__(self, job: "Job"):
         self._job = job
+
+    @property
+    def plan(self):
+        """What the plan phase decided (a :class:`~DLCommon.resources.ResourceEstimate`: ``.device``,
+        ``.windowBatchSize``...), or None for a job without a plan."""
+        return self._job.resourceEstimate()
 
     @property
     def cancelRequested(self) -> bool:
@@ -81,28 +87,37 @@ class JobContext:
 
 
 class Job:
-    """A cancellable computation with progress, applied to the scene only on success.
+    """A cancellable computation with progress, applied to the scene only on success (see the module docstring).
 
     Args:
         work: ``work(context) -> result``; no scene access.
-        apply: ``apply(result) -> output`` that changes the scene; optional.
+        apply: ``apply(result) -> output`` that changes the scene; optional (the output is then the result).
         scene: the scene ``apply`` changes (for the rollback).
         name: shown in messages.
-        estimate: the memory and time the work needs (a :class:`~DLCommon.resources.ResourceEstimate`, or a
-            function that measures it on demand); shown before the run and as its first status.
+        plan: ``plan() -> ResourceEstimate``: measures the run and picks its device (the plan phase; may raise
+            a DLError to refuse the run). Runs once, in the worker, before ``work``.
+        estimate: ``estimate() -> ResourceEstimate``, a fuller estimate for the Estimate buttons when it costs
+            more than the plan (e.g. registration's time, from a short real run); default: the plan's.
+        transfer: ``transfer(result) -> result`` for a result that crosses from a child process to the parent:
+            it drops what cannot or need not travel (e.g. a trained network that is already saved to disk).
     """
 
     def __init__(self, work: Callable[[JobContext], Any], apply: Callable[[Any], Any] | None = None,
-                 scene=None, name: str = "Job", estimate=None):
+                 scene=None, name: str = "Job", plan: Callable[[], Any] | None = None,
+                 estimate: Callable[[], Any] | None = None, transfer: Callable[[Any], Any] | None = None):
         self.work = work
-        self._estimate = estimate
         self.apply = apply
         self.scene = scene
         self.name = name
+        self.transfer = transfer or (lambda result: result)
+        self._plan, self._estimate = plan, estimate
+        self._planned: Any = None
+        self._planDone = False
         self.state = JobState.PENDING
         self.result: Any = None
         self.output: Any = None
         self.error: BaseException | None = None
+        self.history = None  # the training curves so far (keepHistory), for a live plot
         self._fraction = 0.0
         self._message = ""
         self._started: float | None = None
@@ -140,27 +155,31 @@ class Job:
         return self.elapsed * (1.0 - fraction) / fraction
 
     def statusText(self) -> str:
-        eta = self.eta
-        parts = [f"{self.name}: {self.state.value}", f"{100 * self.fraction:.0f}%"]
-        if self.message:
-            parts.append(self.message)
-        if eta is not None:
-            parts.append(f"about {formatSeconds(eta)} left")
-        if self.error is not None:
-            parts.append(str(self.error))
-        return " - ".join(parts)
+        return statusText(self)
 
+    # --- the plan phase ------------------------------------------------------------------------------
     @property
     def measuredEstimate(self):
-        """The estimate if it is already known (measured when the job was made), else None."""
-        return None if callable(self._estimate) else self._estimate
+        """The plan if it was already made (None before the plan phase ran, and for a job without a plan)."""
+        return self._planned
+
+    def runPlan(self):
+        """The plan phase: measure the run on this machine and pick its device, once; returns the plan
+        (None for a job without one). Raises the plan's DLError when the run cannot fit."""
+        if not self._planDone:
+            self._planned = self._plan() if self._plan is not None else None
+            self._planDone = True
+        return self._planned
 
     def resourceEstimate(self):
-        """The :class:`~DLCommon.resources.ResourceEstimate` of this job (measured on first call if needed), or
-        None when the job has none."""
-        if callable(self._estimate):
+        """The memory and time this job needs here (the Estimate buttons): the fuller estimate if the job has
+        one, else its plan. Runs no work and changes no node."""
+        if self._estimate is not None:
+            if not callable(self._estimate):
+                return self._estimate
             self._estimate = self._estimate()
-        return self._estimate
+            return self._estimate
+        return self.runPlan()
 
     # --- control -------------------------------------------------------------------------------------
     def cancel(self) -> None:
@@ -168,47 +187,51 @@ class Job:
         self._cancelEvent.set()
 
     def run(self, progress: Callable[[float, str], None] | None = None) -> Any:
-        """Run work and apply on this thread; returns apply's output (or the work result).
+        """Run every phase on this thread; returns apply's output (or the work result).
 
         Args:
             progress: also called with every ``(fraction, message)`` report (e.g. a console progress bar).
 
-        Raises what ``work`` or ``apply`` raised (:class:`JobCancelled` when cancelled).
+        Raises what ``plan``, ``work`` or ``apply`` raised (:class:`JobCancelled` when cancelled).
         """
         self._observer = progress
-        self._runWork()
-        self._applyIfReady()
+        self.runWork()
+        self.runApply()
         if self.error is not None:
             raise self.error
         return self.output
 
     def start(self) -> None:
-        """Run ``work`` in a background thread; call :meth:`poll` from the main thread until it is True."""
+        """Run plan + work in a background thread; call :meth:`poll` from the main thread until it is True."""
         if self._thread is not None:
             raise RuntimeError(f"{self.name} was already started.")
-        self._thread = threading.Thread(target=self._runWork, name=f"MedDL {self.name}", daemon=True)
+        self._thread = threading.Thread(target=self.runWork, name=f"MedDL {self.name}", daemon=True)
         self._thread.start()
 
     def poll(self) -> bool:
         """True once the job has finished; on the first such call, runs ``apply`` (on this thread)."""
         if not self._workDone.is_set():
             return False
-        self._applyIfReady()
+        self.runApply()
         return True
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until ``work`` finished (then :meth:`poll` applies). Returns False on timeout."""
         return self._workDone.wait(timeout)
 
-    # --- internals -----------------------------------------------------------------------------------
-    def _runWork(self) -> None:
+    # --- the phases ----------------------------------------------------------------------------------
+    def runWork(self, progress: Callable[[float, str], None] | None = None) -> None:
+        """Plan + work (worker thread or child process); the outcome is in ``state``, ``result``, ``error``."""
+        if progress is not None:
+            self._observer = progress
         self._started = time.monotonic()
         self.state = JobState.RUNNING
         try:
             context = JobContext(self)
-            if self._estimate is not None and not callable(self._estimate):
-                context.report(0.0, self._estimate.describe())
             context.checkCancelled()
+            planned = self.runPlan()
+            if planned is not None and hasattr(planned, "describe"):
+                context.report(0.0, planned.describe())
             self.result = self.work(context)
             context.checkCancelled()
         except JobCancelled as exc:
@@ -219,7 +242,21 @@ class Job:
             self._finished = time.monotonic()
             self._workDone.set()
 
-    def _applyIfReady(self) -> None:
+    def finishWork(self, result: Any = None, error: BaseException | None = None, cancelled: bool = False) -> None:
+        """Record the outcome of plan + work that ran elsewhere (a child process), so that :meth:`runApply`
+        can follow on this side."""
+        self._started = self._started or time.monotonic()
+        if cancelled:
+            self.error, self.state = error or JobCancelled(f"{self.name} was cancelled"), JobState.CANCELLED
+        elif error is not None:
+            self.error, self.state = error, JobState.FAILED
+        else:
+            self.result, self.state = result, JobState.RUNNING
+        self._finished = time.monotonic()
+        self._workDone.set()
+
+    def runApply(self) -> None:
+        """The apply phase (main thread), once: the result into the scene, all or nothing."""
         if self._applied:
             return
         self._applied = True
@@ -243,6 +280,20 @@ class Job:
             self.error, self.state = exc, JobState.FAILED
 
 
+def statusText(job) -> str:
+    """``"Train brain: running - 40% - epoch 4/10 - about 1 min 30 s left"``: a job's status line (any object with
+    ``name``, ``state``, ``fraction``, ``message``, ``eta`` and ``error``: a Job or a ProcessJob)."""
+    parts = [f"{job.name}: {job.state.value}", f"{100 * job.fraction:.0f}%"]
+    if job.message:
+        parts.append(job.message)
+    eta = job.eta
+    if eta is not None:
+        parts.append(f"about {formatSeconds(eta)} left")
+    if job.error is not None:
+        parts.append(str(job.error))
+    return " - ".join(parts)
+
+
 def formatSeconds(seconds: float) -> str:
     """``75 -> "1 min 15 s"``."""
     seconds = int(round(seconds))
@@ -258,7 +309,6 @@ def formatSeconds(seconds: float) -> str:
 def keepHistory(job: Job) -> Callable:
     """An ``onEpoch`` callback for the training loop that keeps a snapshot of the history on ``job.history``
     (a shell's poll timer plots it live; the training thread never touches the scene)."""
-    job.history = None
 
     def keep(history) -> None:
         job.history = history.snapshot()

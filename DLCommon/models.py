@@ -346,7 +346,7 @@ def _bundleRoot(path: Path) -> Path:
     """The bundle directory; a zip is extracted (once, keyed by its checksum) into the model cache."""
     if path.is_dir():
         return path
-    from .catalog import defaultCacheDir
+    from .locations import defaultCacheDir
 
     target = defaultCacheDir() / "bundles" / sha256Of(path)[:16]
     if not target.exists():

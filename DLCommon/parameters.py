@@ -35,6 +35,10 @@ class Parameter:
         tooltip: one sentence on what it does (and its unit).
         group: the section of the panel it belongs to (e.g. ``"apply"``, ``"train"``; the web page shows each
             group as one section, in definition order).
+        output: a ``node`` setting the job writes into (an existing node the user chose to overwrite); a child
+            process gets an empty stand-in, and the result is written into the real node here.
+        configField: ``"Config.field"`` when the setting is an engine config's field (made by
+            :func:`DLCommon.settings.parameterOf`: the field is its one definition).
     """
 
     name: str
@@ -47,6 +51,8 @@ class Parameter:
     nodeClasses: tuple[str, ...] = ()
     tooltip: str = ""
     group: str = "apply"
+    output: bool = False
+    configField: str = ""
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -89,7 +95,7 @@ def annotationText(parameter: Parameter) -> str:
     """The annotation :func:`parameterNodeClass` gives the field, as source text (for static checks)."""
     p = parameter
     if p.kind in ("node", "nodes"):
-        text = p.nodeClasses[0] if len(p.nodeClasses) == 1 else f"Union[{', '.join(p.nodeClasses)}]"
+        text = p.nodeClasses[0] if len(p.nodeClasses) == 1 else f"Union[{', '.join(p.nodeClasses)}, None]"
         return f"list[{text}]" if p.kind == "nodes" else text
     if p.kind == "choice":
         return f"Annotated[str, Choice({list(p.choices)})]"
@@ -116,7 +122,10 @@ def parameterNodeClass(className: str, parameters: typing.Iterable[Parameter], c
     for p in parameters:
         if p.kind in ("node", "nodes"):
             classes = tuple(getattr(slicer, c) for c in p.nodeClasses)
-            nodeType = classes[0] if len(classes) == 1 else typing.Union[classes]
+            # a union of node classes needs None too: the wrapper writes every default when it wraps a node, and
+            # UnionSerializer finds no arm that writes None otherwise (Base/Python/slicer/parameterNodeWrapper/
+            # serializers.py, UnionSerializer._findBestSerializer; util.isNodeOrUnionOfNodes expects it)
+            nodeType = classes[0] if len(classes) == 1 else typing.Union[classes + (type(None),)]
             annotations[p.name] = list[nodeType] if p.kind == "nodes" else nodeType
             continue  # node fields default to None / [] in the wrapper
         if p.kind == "choice":

@@ -13,6 +13,7 @@ from .errors import DLError
 import torch
 
 __all__ = ["mni152Paths", "loadMNI152", "tissueLabels", "TISSUE_NAMES", "TISSUE_COLORS", "mni152Tissue",
+           "sampleTissue", "SAMPLE_SPACING",
            "randomCopy"]
 
 TISSUE_NAMES = ["grey matter", "white matter"]
@@ -73,6 +74,17 @@ def mni152Tissue(spacing: float | None = 2.0):
     labels = tissueLabels(gm[0], wm[0])
     scene.Clear(1)
     return image, labels
+
+
+SAMPLE_SPACING = 3.0  # mm: small enough for the samples' workflows (browser, demos) to train on a CPU
+_sampleTissue: list = []
+
+
+def sampleTissue():
+    """:func:`mni152Tissue` at :data:`SAMPLE_SPACING`, made once per process (callers copy before changing it)."""
+    if not _sampleTissue:
+        _sampleTissue.append(mni152Tissue(SAMPLE_SPACING))
+    return _sampleTissue[0]
 
 
 def randomCopy(image, labels: torch.Tensor, seed: int, deform: bool = True, bias: bool = True,

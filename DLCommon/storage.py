@@ -14,7 +14,7 @@ import slicer
 from .errors import DLError
 from .scene import sceneTransaction
 
-__all__ = ["loadVolume", "loadSegmentation", "loadTransform", "loadFile", "saveNode", "baseNameOf", "volumeFiles", "VOLUME_SUFFIXES"]
+__all__ = ["loadVolume", "loadSegmentation", "loadTransform", "loadFile", "loadNodeOfClass", "saveNode", "storageClassFor", "baseNameOf", "volumeFiles", "VOLUME_SUFFIXES"]
 
 
 def _read(scene, path: str | Path, nodeClass: str, storageClass: str, name: str | None, what: str):
@@ -78,7 +78,28 @@ _STORAGE_CLASSES = {
     "vtkMRMLScalarVolumeNode": "vtkMRMLVolumeArchetypeStorageNode",
     "vtkMRMLLabelMapVolumeNode": "vtkMRMLVolumeArchetypeStorageNode",
     "vtkMRMLVectorVolumeNode": "vtkMRMLVolumeArchetypeStorageNode",
+    "vtkMRMLTableNode": "vtkMRMLTableStorageNode",
 }
+
+
+def storageClassFor(node) -> str | None:
+    """The storage node class that reads and writes ``node`` (a node or a class name), or None."""
+    className = node if isinstance(node, str) else node.GetClassName()
+    if className in _STORAGE_CLASSES:
+        return _STORAGE_CLASSES[className]
+    probe = getattr(slicer, className, None)
+    if probe is not None and issubclass(probe, slicer.vtkMRMLTransformNode):
+        return "vtkMRMLTransformStorageNode"
+    return None
+
+
+def loadNodeOfClass(path: str | Path, scene, className: str, name: str | None = None):
+    """Load ``path`` into a new node of exactly ``className`` (e.g. a grid transform, a labelmap, a table)."""
+    storageClass = storageClassFor(className)
+    if storageClass is None:
+        raise DLError(f"cannot be read into a {className}", file=path, fix="use a volume, segmentation, transform "
+                                                                           "or table")
+    return _read(scene, path, className, storageClass, name, className.replace("vtkMRML", "").replace("Node", ""))
 
 
 def saveNode(node, path: str | Path, useCompression: bool = True) -> Path:
@@ -88,9 +109,7 @@ def saveNode(node, path: str | Path, useCompression: bool = True) -> Path:
     """
     path = checkWritable(path)
     scene = node.GetScene()
-    className = _STORAGE_CLASSES.get(node.GetClassName())
-    if className is None and node.IsA("vtkMRMLTransformNode"):
-        className = "vtkMRMLTransformStorageNode"
+    className = storageClassFor(node)
     if className is None:
         raise DLError("cannot be saved by MedDL", node=node, fix="save it from Slicer's Save dialog")
     storage = getattr(slicer, className)()
@@ -98,7 +117,8 @@ def saveNode(node, path: str | Path, useCompression: bool = True) -> Path:
         scene.AddNode(storage)
     try:
         storage.SetFileName(str(path))
-        storage.SetUseCompression(bool(useCompression))
+        if hasattr(storage, "SetUseCompression"):
+            storage.SetUseCompression(bool(useCompression))
         if not storage.WriteData(node):
             raise DLError(f"could not be written to {path}", node=node,
                           fix="check the extension (.nrrd, .nii.gz, .seg.nrrd, .h5) and write permission")

@@ -5,7 +5,7 @@ kept (and saved as a ``weights_only``-loadable state dict), the loss history for
 precision on CUDA, seeded determinism, and progress / cancel through a callback.
 
 Under ``torchrun`` (see :mod:`DLCommon.distributed`) the same loop trains with DistributedDataParallel:
-give it :class:`~DLCommon.batches.ShardedBatches` so every process sees its share of each global batch;
+give it :class:`~DLCommon.shardedbatches.ShardedBatches` so every process sees its share of each global batch;
 losses and validation scores are averaged over the processes, and only rank 0 saves checkpoints, reports
 progress and calls ``onEpoch``.
 
@@ -29,7 +29,7 @@ from typing import Callable, Iterable
 import torch
 
 from .distributed import allReduceSums, broadcastBuffers, distributedContext, distributedDevice, wrapForTraining
-from .errors import JobCancelled
+from .errors import SettingError, JobCancelled
 
 __all__ = ["TrainingConfig", "TrainingHistory", "TrainingResult", "trainModel", "saveTrainedModel"]
 
@@ -69,15 +69,15 @@ class TrainingConfig:
 
     def validate(self) -> None:
         if self.epochs < 1:
-            raise ValueError(f"epochs must be >= 1, got {self.epochs}.")
+            raise SettingError("epochs", self.epochs, "at least 1")
         if self.learningRate <= 0:
-            raise ValueError(f"learningRate must be > 0, got {self.learningRate}.")
+            raise SettingError("learningRate", self.learningRate, "above 0")
         if self.validationInterval < 1:
-            raise ValueError(f"validationInterval must be >= 1, got {self.validationInterval}.")
+            raise SettingError("validationInterval", self.validationInterval, "at least 1")
         if self.schedule not in ("constant", "cosine"):
-            raise ValueError(f"schedule must be 'constant' or 'cosine', got {self.schedule!r}.")
+            raise SettingError("schedule", self.schedule, "'constant' or 'cosine'")
         if self.patience is not None and self.patience < 1:
-            raise ValueError(f"patience must be >= 1 or None, got {self.patience}.")
+            raise SettingError("patience", self.patience, "at least 1, or None")
 
 
 @dataclasses.dataclass
@@ -230,7 +230,7 @@ def trainModel(network: torch.nn.Module, trainBatches: Iterable[Batch], lossFunc
 
 
 def saveTrainedModel(network: torch.nn.Module, outputDir: str | Path, modelName: str, spec, networkDef: dict | None,
-                     details: dict, register: bool = False, example: torch.Tensor | None = None
+                     details: dict, addToCatalog: bool = False, example: torch.Tensor | None = None
                      ) -> tuple[Path, str | None]:
     """Write a trained model where :func:`trainModel` left it, once per job (rank 0 under torchrun).
 
@@ -260,7 +260,7 @@ def saveTrainedModel(network: torch.nn.Module, outputDir: str | Path, modelName:
     (outputDir / f".{modelName}.best.pt").unlink(missing_ok=True)
     (outputDir / f"{modelName}.history.json").write_text(json.dumps(details, indent=2))
     catalogId = None
-    if register:
+    if addToCatalog:
         catalogId = ModelCatalog().importFile(modelPath, modelId=modelName, title=modelName, spec=spec).id
     return modelPath, catalogId
 

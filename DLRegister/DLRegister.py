@@ -77,8 +77,8 @@ class DLRegisterWidget(ModuleWidgetMixin, ScriptedLoadableModuleWidget, VTKObser
         self.ui.clearTrainingVolumesButton.connect("clicked(bool)", self.onClearTrainingVolumes)
         self.setupBatch()
         self.ui.modelComboBox.connect("currentTextChanged(QString)", self.onModelSelected)
-        self.refreshModels()
         self.initializeParameterNode()
+        self.refreshModels()  # after the parameter node exists: the shown model is adopted
 
     def _updateButtons(self, caller=None, event=None) -> None:
         p = self._parameterNode
@@ -94,7 +94,10 @@ class DLRegisterWidget(ModuleWidgetMixin, ScriptedLoadableModuleWidget, VTKObser
         if p:
             segmentations = list(p.trainingSegmentations)
             for index, volume in enumerate(p.trainingVolumes):
-                labels = f"  +  {segmentations[index].GetName()}" if index < len(segmentations) else ""
+                if volume is None:  # a deleted node reads None
+                    continue
+                labels = (f"  +  {segmentations[index].GetName()}"
+                          if index < len(segmentations) and segmentations[index] is not None else "")
                 self.ui.trainingListWidget.addItem(volume.GetName() + labels)
 
     # --- actions -------------------------------------------------------------------------------------------
@@ -119,53 +122,29 @@ class DLRegisterWidget(ModuleWidgetMixin, ScriptedLoadableModuleWidget, VTKObser
         self._parameterNode.trainingSegmentations = []
 
     def jobActions(self) -> list:
-        return [(_("Apply"), self.ui.applyButton, self.applyJob), (_("Train"), self.ui.trainButton, self.trainJob)]
-
-    def applyJob(self):
-        ensureDependencies()
-        return parameters.applyJob(self.logic, self._parameterNode)
+        return [(_("Apply"), self.ui.applyButton, "apply"), (_("Train"), self.ui.trainButton, "train")]
 
     def onApply(self) -> None:
-        with slicer.util.tryWithErrorDisplay(_("Registration could not start."), waitCursor=True):
-            job = self.applyJob()
-            self.ui.reportLabel.text = ""
-            self.startJob(job, self.ui.progressBar)
-
-    def batchJobFor(self, volumeNode):
-        """Register one more moving volume to the fixed volume: new transform and warped volume."""
-        ensureDependencies()
-        return parameters.applyJob(self.logic, self._parameterNode, volumeNode)
-
-    def trainJob(self):
-        ensureDependencies()
-        return parameters.trainJob(self.logic, self._parameterNode)
+        self.ui.reportLabel.text = ""
+        self.startAction("apply", self.ui.progressBar, _("Registration could not start."))
 
     def onTrain(self) -> None:
-        with slicer.util.tryWithErrorDisplay(_("Training could not start."), waitCursor=True):
-            self.startJob(self.trainJob(), self.ui.trainProgressBar)
+        self.startAction("train", self.ui.trainProgressBar, _("Training could not start."))
 
-    def onJobFinished(self, job) -> None:
-        from DLRegisterLib.logic import formatReport
+    def ensureDependencies(self) -> None:
+        if ensureDependencies():
+            self.dependenciesInstalled()
 
-        p = self._parameterNode
-        if hasattr(job.output, "transform"):
-            out = job.output
-            p.outputTransform, p.outputVolume = out.transform, out.warpedVolume
-            self.ui.reportLabel.text = formatReport(out.report)
-            if out.warpedVolume is not None:
-                slicer.util.setSliceViewerLayers(background=p.fixedVolume, foreground=out.warpedVolume,
-                                                 foregroundOpacity=0.5)
-        elif job.result is not None:  # training
-            self.refreshModels()
-            p.modelId = job.result.catalogId or p.modelId
-            p.method = "model"
+    def onOutcome(self, actionKey: str, outcome, output) -> None:
+        if actionKey == "apply":  # the report stays beside the Apply button
+            self.ui.reportLabel.text = outcome.message
 
 
-def ensureDependencies() -> None:
-    """Install PyTorch and Resources/requirements.txt on first use, asking first."""
+def ensureDependencies() -> bool:
+    """Install PyTorch and Resources/DLRegister-requirements.txt on first use, asking first; True if it installed."""
     from DLCommon.slicerdeps import ensureDependencies as ensure
 
-    ensure(os.path.join(os.path.dirname(__file__), "Resources", "requirements.txt"), "DLRegister")
+    return ensure(os.path.join(os.path.dirname(__file__), "Resources", "DLRegister-requirements.txt"), "DL Register")
 
 
 #
@@ -173,10 +152,9 @@ def ensureDependencies() -> None:
 #
 
 class DLRegisterLogic(ScriptedLoadableModuleLogic):
-    """The Python-console API: ``register(fixed, moving, ...)``, ``train(volumes, ...)`` and their Jobs.
-
-    Thin delegation to :class:`DLRegisterLib.logic.RegistrationLogic` (Qt-free; see its docstrings for the
-    options and Slicer's direction convention), created on first use so that this module loads before
+    """The Python-console API: the node-level methods of :class:`DLRegisterLib.logic.RegistrationLogic` (Qt-free;
+    see its docstrings for the options and Slicer's direction convention): ``register(fixed, moving, ...)``,
+    ``registerJob``, ``train(volumes, ...)``, ``trainJob``. Created on first use so that this module loads before
     PyTorch is installed. Every method raises ``DLError`` on bad input and leaves the scene unchanged when it
     fails or is cancelled.
     """
@@ -195,20 +173,10 @@ class DLRegisterLogic(ScriptedLoadableModuleLogic):
             self._engine = RegistrationLogic(slicer.mrmlScene)
         return self._engine
 
-    def register(self, fixedVolume, movingVolume, config=None, progress=None, **options):
-        """Register ``movingVolume`` to ``fixedVolume``; returns the output nodes and a report."""
-        return self.engine().register(fixedVolume, movingVolume, config, progress=progress, **options)
-
-    def registerJob(self, *args, **kwargs):
-        return self.engine().registerJob(*args, **kwargs)
-
-    def train(self, volumes, segmentations=None, config=None, modelName="registration", outputDir=None,
-              register=True, progress=None):
-        """Train a registration network on all ordered pairs of ``volumes``."""
-        return self.engine().train(volumes, segmentations, config, modelName, outputDir, register, progress)
-
-    def trainJob(self, *args, **kwargs):
-        return self.engine().trainJob(*args, **kwargs)
+    def __getattr__(self, name: str):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self.engine(), name)  # the engine's API, with its signatures and docstrings
 
 
 #
@@ -218,6 +186,11 @@ class DLRegisterLogic(ScriptedLoadableModuleLogic):
 class DLRegisterTest(ScriptedLoadableModuleTest):
     def setUp(self):
         slicer.mrmlScene.Clear()
+        # every test imports torch / MONAI and reads the MNI152 sample: install them before anything is imported
+        from DLCommon.slicerdeps import ensureSampleDependencies
+
+        ensureDependencies()
+        ensureSampleDependencies()
 
     def runTest(self):
         self.setUp()
@@ -230,7 +203,6 @@ class DLRegisterTest(ScriptedLoadableModuleTest):
         from DLRegisterLib.optimisation import RegistrationConfig
         from DLRegisterLib.quality import labelDice
 
-        ensureDependencies()
         self.delayDisplay("Making two deformed copies of the MNI152 T1 (4 mm)")
         image, labels = mni152Tissue(4.0)
         movingImage, movingLabels = randomCopy(image, labels, 1, bias=False)

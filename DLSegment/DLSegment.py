@@ -76,8 +76,8 @@ class DLSegmentWidget(ModuleWidgetMixin, ScriptedLoadableModuleWidget, VTKObserv
         self.ui.clearPairsButton.connect("clicked(bool)", self.onClearPairs)
         self.setupBatch()
         self.ui.modelComboBox.connect("currentTextChanged(QString)", self.onModelSelected)
-        self.refreshModels()
         self.initializeParameterNode()
+        self.refreshModels()  # after the parameter node exists: the shown model is adopted
 
     def initializeParameterNode(self) -> None:
         self.setParameterNode(self.logic.getParameterNode())
@@ -96,7 +96,8 @@ class DLSegmentWidget(ModuleWidgetMixin, ScriptedLoadableModuleWidget, VTKObserv
         self.ui.pairsListWidget.clear()
         if p:
             for volume, segmentation in zip(p.trainingVolumes, p.trainingSegmentations):
-                self.ui.pairsListWidget.addItem(f"{volume.GetName()}  +  {segmentation.GetName()}")
+                if volume is not None and segmentation is not None:  # a deleted node reads None
+                    self.ui.pairsListWidget.addItem(f"{volume.GetName()}  +  {segmentation.GetName()}")
 
     # --- actions -------------------------------------------------------------------------------------------
     def onImportModel(self) -> None:
@@ -116,43 +117,24 @@ class DLSegmentWidget(ModuleWidgetMixin, ScriptedLoadableModuleWidget, VTKObserv
         self._parameterNode.trainingSegmentations = []
 
     def jobActions(self) -> list:
-        return [(_("Apply"), self.ui.applyButton, self.applyJob), (_("Train"), self.ui.trainButton, self.trainJob)]
-
-    def applyJob(self):
-        ensureDependencies()
-        return parameters.applyJob(self.logic, self._parameterNode)
+        return [(_("Apply"), self.ui.applyButton, "apply"), (_("Train"), self.ui.trainButton, "train")]
 
     def onApply(self) -> None:
-        with slicer.util.tryWithErrorDisplay(_("Segmentation could not start."), waitCursor=True):
-            self.startJob(self.applyJob(), self.ui.progressBar)
-
-    def batchJobFor(self, volumeNode):
-        ensureDependencies()
-        return parameters.applyJob(self.logic, self._parameterNode, volumeNode)
-
-    def trainJob(self):
-        ensureDependencies()
-        return parameters.trainJob(self.logic, self._parameterNode)
+        self.startAction("apply", self.ui.progressBar, _("Segmentation could not start."))
 
     def onTrain(self) -> None:
-        with slicer.util.tryWithErrorDisplay(_("Training could not start."), waitCursor=True):
-            self.startJob(self.trainJob(), self.ui.trainProgressBar)
+        self.startAction("train", self.ui.trainProgressBar, _("Training could not start."))
 
-    def onJobFinished(self, job) -> None:
-        if hasattr(job.output, "segmentation"):
-            self._parameterNode.outputSegmentation = job.output.segmentation
-            if job.output.warnings:  # e.g. the model reads the axes in another order than this volume
-                slicer.util.warningDisplay("\n\n".join(job.output.warnings), windowTitle=_("Check the result"))
-        elif job.result is not None:  # training
-            self.refreshModels()
-            self._parameterNode.modelId = job.result.catalogId or self._parameterNode.modelId
+    def ensureDependencies(self) -> None:
+        if ensureDependencies():
+            self.dependenciesInstalled()
 
 
-def ensureDependencies() -> None:
-    """Install PyTorch and Resources/requirements.txt on first use, asking first."""
+def ensureDependencies() -> bool:
+    """Install PyTorch and Resources/DLSegment-requirements.txt on first use, asking first; True if it installed."""
     from DLCommon.slicerdeps import ensureDependencies as ensure
 
-    ensure(os.path.join(os.path.dirname(__file__), "Resources", "requirements.txt"), "DLSegment")
+    return ensure(os.path.join(os.path.dirname(__file__), "Resources", "DLSegment-requirements.txt"), "DL Segment")
 
 
 #
@@ -160,11 +142,10 @@ def ensureDependencies() -> None:
 #
 
 class DLSegmentLogic(ScriptedLoadableModuleLogic):
-    """The Python-console API: ``segment(volume, model, ...)``, ``train(pairs, config, ...)`` and their Jobs.
-
-    Thin delegation to :class:`DLSegmentLib.logic.SegmentationLogic` (Qt-free; see its docstrings), created
-    on first use so that this module loads before PyTorch is installed. Every method raises ``DLError`` on
-    bad input and leaves the scene unchanged when it fails or is cancelled.
+    """The Python-console API: the node-level methods of :class:`DLSegmentLib.logic.SegmentationLogic` (Qt-free;
+    see its docstrings): ``segment(volume, model, ...)``, ``segmentJob``, ``train(pairs, config, ...)``,
+    ``trainJob``. Created on first use so that this module loads before PyTorch is installed. Every method raises
+    ``DLError`` on bad input and leaves the scene unchanged when it fails or is cancelled.
     """
 
     def __init__(self) -> None:
@@ -181,24 +162,10 @@ class DLSegmentLogic(ScriptedLoadableModuleLogic):
             self._engine = SegmentationLogic(slicer.mrmlScene)
         return self._engine
 
-    def segment(self, inputVolume, model, outputSegmentation=None, probabilityVolumes=False, entropyVolume=False,
-                device="auto", overlap=0.25, progress=None, mirror=False):
-        """Segment ``inputVolume`` with ``model`` (catalog id, file path or LoadedModel); ``mirror``: average with
-        the left-right mirrored prediction."""
-        return self.engine().segment(inputVolume, model, outputSegmentation, probabilityVolumes, entropyVolume,
-                                     device, overlap, progress, mirror)
-
-    def segmentJob(self, *args, **kwargs):
-        return self.engine().segmentJob(*args, **kwargs)
-
-    def train(self, pairs, config=None, modelName="segmentation", validationPairs=(), baseModel=None,
-              outputDir=None, register=True, progress=None):
-        """Train (or fine-tune ``baseModel``) on ``[(volumeNode, segmentationNode), ...]``."""
-        return self.engine().train(pairs, config, modelName, validationPairs, baseModel, outputDir, register,
-                                   progress)
-
-    def trainJob(self, *args, **kwargs):
-        return self.engine().trainJob(*args, **kwargs)
+    def __getattr__(self, name: str):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self.engine(), name)  # the engine's API, with its signatures and docstrings
 
 
 #
@@ -208,6 +175,11 @@ class DLSegmentLogic(ScriptedLoadableModuleLogic):
 class DLSegmentTest(ScriptedLoadableModuleTest):
     def setUp(self):
         slicer.mrmlScene.Clear()
+        # every test imports torch / MONAI and reads the MNI152 sample: install them before anything is imported
+        from DLCommon.slicerdeps import ensureSampleDependencies
+
+        ensureDependencies()
+        ensureSampleDependencies()
 
     def runTest(self):
         self.setUp()
@@ -221,7 +193,6 @@ class DLSegmentTest(ScriptedLoadableModuleTest):
         from DLCommon.sampledata import TISSUE_COLORS, TISSUE_NAMES, loadMNI152, tissueLabels
         from DLSegmentLib.trainer import SegmentationTrainingConfig
 
-        ensureDependencies()
         self.delayDisplay("Loading MNI152 sample data")
         nodes = loadMNI152(slicer.mrmlScene)
         labels = tissueLabels(tensorFromVolume(nodes["gm"])[0], tensorFromVolume(nodes["wm"])[0])
@@ -231,7 +202,7 @@ class DLSegmentTest(ScriptedLoadableModuleTest):
         logic = DLSegmentLogic()
         config = SegmentationTrainingConfig(epochs=4, batchesPerEpoch=8, patchSize=(32, 32, 32), features=8,
                                             spacing=(4.0, 4.0, 4.0), device="cpu")
-        result = logic.train([(nodes["t1"], reference)], config, modelName="DLSegmentSelfTest", register=False)
+        result = logic.train([(nodes["t1"], reference)], config, modelName="DLSegmentSelfTest", addToCatalog=False)
         self.delayDisplay("Segmenting")
         output = logic.segment(nodes["t1"], result.model)
         predicted, names, _ = tensorFromSegmentation(output.segmentation, nodes["t1"])

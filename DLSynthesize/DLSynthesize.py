@@ -93,12 +93,8 @@ class DLSynthesizeWidget(ModuleWidgetMixin, ScriptedLoadableModuleWidget, VTKObs
         self.ui.pairsListWidget.clear()
         if p:
             for source, target in zip(p.sourceVolumes, p.targetVolumes):
-                self.ui.pairsListWidget.addItem(f"{source.GetName()}  ->  {target.GetName()}")
-
-    def batchJobFor(self, volumeNode):
-        """Super-resolve or denoise one more volume with the current settings (each trains on its own volume)."""
-        ensureDependencies()
-        return parameters.selfSupervisedJob(self.logic, self._parameterNode, volumeNode)
+                if source is not None and target is not None:  # a deleted node reads None
+                    self.ui.pairsListWidget.addItem(f"{source.GetName()}  ->  {target.GetName()}")
 
     def onAddPair(self) -> None:
         p = self._parameterNode
@@ -115,34 +111,28 @@ class DLSynthesizeWidget(ModuleWidgetMixin, ScriptedLoadableModuleWidget, VTKObs
     def jobActions(self) -> list:
         if self._parameterNode and self._parameterNode.task == "ultrasound":  # immediate, no job
             return []
-        return [(_("Apply"), self.ui.applyButton, self.applyJob)]
-
-    def applyJob(self):
-        """The job Apply starts for the current task (training on the scene's data, then applying)."""
-        ensureDependencies()
-        return parameters.applyJob(self.logic, self._parameterNode)
+        return [(_("Apply"), self.ui.applyButton, "apply")]
 
     def onApply(self) -> None:
         p = self._parameterNode
+        if p.task != "ultrasound":  # training on the scene's data, then applying: a child process
+            self.startAction("apply", self.ui.progressBar, _("Synthesis could not start."))
+            return
         with slicer.util.tryWithErrorDisplay(_("Synthesis could not start."), waitCursor=True):
-            if p.task == "ultrasound":  # a frame takes well under a second: no background job needed
-                ensureDependencies()
-                result = parameters.simulateUltrasound(self.logic, p)
-                p.outputVolume = result.volume
-                slicer.util.setSliceViewerLayers(background=result.volume)
-                return
-            self.startJob(self.applyJob(), self.ui.progressBar)
+            self.ensureDependencies()  # a frame takes well under a second: at once, in Slicer
+            self.showOutcome("ultrasound", parameters.simulateUltrasound(self.logic, p))
 
-    def onJobFinished(self, job) -> None:
-        self._parameterNode.outputVolume = job.output.volume
-        slicer.util.setSliceViewerLayers(background=job.output.volume)
+    def ensureDependencies(self) -> None:
+        if ensureDependencies():
+            self.dependenciesInstalled()
 
 
-def ensureDependencies() -> None:
-    """Install PyTorch and Resources/requirements.txt on first use, asking first."""
+def ensureDependencies() -> bool:
+    """Install PyTorch and Resources/DLSynthesize-requirements.txt on first use, asking first; True if it installed."""
     from DLCommon.slicerdeps import ensureDependencies as ensure
 
-    ensure(os.path.join(os.path.dirname(__file__), "Resources", "requirements.txt"), "DLSynthesize")
+    return ensure(os.path.join(os.path.dirname(__file__), "Resources", "DLSynthesize-requirements.txt"),
+                  "DL Synthesize")
 
 
 #
@@ -150,11 +140,10 @@ def ensureDependencies() -> None:
 #
 
 class DLSynthesizeLogic(ScriptedLoadableModuleLogic):
-    """The Python-console API: ``superResolve``, ``imageToImageJob``, ``simulateUltrasound`` (and Jobs).
-
-    Thin delegation to :class:`DLSynthesizeLib.logic.SynthesisLogic` (Qt-free; see its docstrings), created on
-    first use so that this module loads before PyTorch is installed. Bad input raises ``DLError`` and leaves the
-    scene unchanged.
+    """The Python-console API: the node-level methods of :class:`DLSynthesizeLib.logic.SynthesisLogic` (Qt-free;
+    see its docstrings): ``superResolve``, ``superResolveJob``, ``denoiseJob``, ``imageToImageJob``,
+    ``simulateUltrasound``. Created on first use so that this module loads before PyTorch is installed. Bad input
+    raises ``DLError`` and leaves the scene unchanged.
     """
 
     def __init__(self) -> None:
@@ -171,24 +160,10 @@ class DLSynthesizeLogic(ScriptedLoadableModuleLogic):
             self._engine = SynthesisLogic(slicer.mrmlScene)
         return self._engine
 
-    def superResolve(self, inputVolume, config=None, outputVolume=None, progress=None):
-        """Thin slices from a thick-slice volume (self-supervised)."""
-        return self.engine().superResolve(inputVolume, config, outputVolume, progress)
-
-    def superResolveJob(self, *args, **kwargs):
-        return self.engine().superResolveJob(*args, **kwargs)
-
-    def imageToImageJob(self, *args, **kwargs):
-        return self.engine().imageToImageJob(*args, **kwargs)
-
-    def denoiseJob(self, *args, **kwargs):
-        return self.engine().denoiseJob(*args, **kwargs)
-
-    def simulateUltrasound(self, source, probeTransform, referenceVolume=None, config=None, modality="mr",
-                           outputVolume=None):
-        """A B-mode frame in the probe's plane from tissue labels or a CT / MR volume."""
-        return self.engine().simulateUltrasound(source, probeTransform, referenceVolume, config, modality,
-                                                outputVolume)
+    def __getattr__(self, name: str):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self.engine(), name)  # the engine's API, with its signatures and docstrings
 
 
 #
@@ -198,6 +173,11 @@ class DLSynthesizeLogic(ScriptedLoadableModuleLogic):
 class DLSynthesizeTest(ScriptedLoadableModuleTest):
     def setUp(self):
         slicer.mrmlScene.Clear()
+        # every test imports torch / MONAI and reads the MNI152 sample: install them before anything is imported
+        from DLCommon.slicerdeps import ensureSampleDependencies
+
+        ensureDependencies()
+        ensureSampleDependencies()
 
     def runTest(self):
         self.setUp()
@@ -222,7 +202,6 @@ class DLSynthesizeTest(ScriptedLoadableModuleTest):
         from DLCommon import tensorFromVolume, volumeFromTensor
         from DLSynthesizeLib.superresolution import SuperResolutionConfig, degradeAlongAxis, upsampleAlongAxis
 
-        ensureDependencies()
         image, _ = self._mni(2.0)
         count = (image.shape[3] - 1) // 2 * 2 + 1
         truth = image.as_tensor()[0, :, :, :count]

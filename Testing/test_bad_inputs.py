@@ -8,7 +8,6 @@ other exception. ``python Testing/test_bad_inputs.py`` prints the count (recorde
 
 from __future__ import annotations
 
-import hashlib
 import sys
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "Python"))
 
-from conftest import makeVolume, obliqueAffine  # noqa: E402 - Testing/Python's helpers (fixtures: Testing/conftest.py)
+from conftest import makeVolume, obliqueAffine, sceneSnapshot  # noqa: E402 - Testing/Python's helpers (fixtures: Testing/conftest.py)
 
 from DLCommon import DLError  # noqa: E402
 from DLCommon.errors import JobCancelled  # noqa: E402
@@ -162,22 +161,6 @@ ON_INPUT_GRID = {"segment", "denoise"}  # outputs that must share the input's vo
 
 # --- the checks ------------------------------------------------------------------------------------------
 
-def snapshot(scene) -> dict:
-    """What must not change on failure: every node's identity and content."""
-    import slicer
-
-    state = {}
-    for index in range(scene.GetNumberOfNodes()):
-        node = scene.GetNthNode(index)
-        entry = [node.GetName(), node.GetClassName()]
-        if node.IsA("vtkMRMLVolumeNode") and node.GetImageData() is not None:
-            array = slicer.util.arrayFromVolume(node)
-            entry += [hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest(),
-                      str([node.GetOrigin(), node.GetSpacing()])]
-        if node.IsA("vtkMRMLSegmentationNode"):
-            entry.append(node.GetSegmentation().GetNumberOfSegments())
-        state[node.GetID()] = entry
-    return state
 
 
 def expectClearError(error: DLError) -> None:
@@ -187,12 +170,12 @@ def expectClearError(error: DLError) -> None:
 
 def runCase(scene, call) -> object:
     """Run ``call``; a DLError must be clear and leave the scene as it was. Returns the result or the error."""
-    before = snapshot(scene)
+    before = sceneSnapshot(scene)
     try:
         return call()
     except DLError as error:
         expectClearError(error)
-        assert snapshot(scene) == before, "a failed call changed the scene"
+        assert sceneSnapshot(scene) == before, "a failed call changed the scene"
         return error
 
 
@@ -319,11 +302,11 @@ def test_cancel_mid_run_adds_nothing(scene, models):
     from DLSegmentLib.logic import SegmentationLogic
 
     volume = goodVolume(scene)
-    before = snapshot(scene)
+    before = sceneSnapshot(scene)
     job = SegmentationLogic(scene).segmentJob(volume, models["segment1"], device="cpu")
     with pytest.raises(JobCancelled):
         job.run(lambda fraction, message: job.cancel())
-    assert snapshot(scene) == before
+    assert sceneSnapshot(scene) == before
 
 
 def test_simulated_cuda_out_of_memory_falls_back(scene, models, monkeypatch):

@@ -8,10 +8,14 @@ from pathlib import Path
 
 __all__ = ["addCommands", "demo", "readLabelCsv"]
 
+# The choices of train-classify, kept here so that building the parser imports no torch (``meddl --help`` stays
+# fast); Testing/Python/test_cli_startup.py checks they equal the engine's lists.
+ENCODINGS = ("nominal", "binary", "ordinal")  # encodings.ENCODINGS
+
 
 def addCommands(commands) -> None:
-    from .architectures import ARCHITECTURES
-    from .encodings import ENCODINGS
+    # = architectures.ARCHITECTURES (test_classify checks it), without importing torch
+    from .parameters import ARCHITECTURE_NAMES
 
     classify = commands.add_parser("classify", help="classify a volume (or every volume in a folder); writes a CSV")
     classify.add_argument("--model", required=True, help="catalog id or model file")
@@ -35,7 +39,7 @@ def addCommands(commands) -> None:
     train.add_argument("--encoding", choices=ENCODINGS, default="nominal")
     train.add_argument("--classes", nargs="+", help="the classes, in order (ordinal: lowest first); "
                                                     "default: the CSV's labels (ordinal: integer labels)")
-    train.add_argument("--arch", choices=sorted(ARCHITECTURES), default="tiny")
+    train.add_argument("--arch", choices=sorted(ARCHITECTURE_NAMES), default="tiny")
     train.add_argument("--input-size", type=int, nargs="+",
                        help="network input grid (2 sizes: 2D, 3: 3D); default 64 x 64 (x 64 for 3D inputs)")
     train.add_argument("--epochs", type=int, default=30)
@@ -43,8 +47,9 @@ def addCommands(commands) -> None:
     train.add_argument("--learning-rate", type=float, help="Adam learning rate (default: the architecture's)")
     train.add_argument("--no-augment", action="store_true", help="no random rotations / contrast / noise")
     train.add_argument("--output-model", help="folder for the model (.pt + .json) and its curves PNG")
-    train.add_argument("--name", default="classifier", help="model name (and catalog id with --register)")
-    train.add_argument("--register", action="store_true", help="add the model to the catalog")
+    train.add_argument("--name", default="classifier", help="model name (and catalog id with --add-to-catalog)")
+    train.add_argument("--add-to-catalog", "--register", dest="add_to_catalog", action="store_true",
+                       help="add the model to the catalog (--register: its former name)")
     train.add_argument("--device", default="auto")
     train.set_defaults(handler=_trainClassify, dryRun=True)
 
@@ -227,7 +232,7 @@ def _trainClassify(args) -> int:
             from DLCommon.sampledata import loadMNI152
 
             job = ClassificationLogic(scene).trainPlanesJob(loadMNI152(scene)["t1"], config, modelName=args.name,
-                                                            outputDir=output, register=args.register)
+                                                            outputDir=output, addToCatalog=args.add_to_catalog)
             if args.dry_run:
                 scene.Clear(1)
                 return 0 if printEstimate(job.resourceEstimate(), planes=True) else 2
@@ -247,7 +252,7 @@ def _trainClassify(args) -> int:
                 return 0 if printEstimate(estimate, images=len(images)) else 2
             prepared = torch.stack([prepareImage(image, config.inputSize, int(images[0].shape[0]), path.name).as_tensor()
                                     for image, (path, _) in zip(images, labelled)])
-            result = trainClassifier(prepared, labels, classNames, config, output, args.name, register=args.register,
+            result = trainClassifier(prepared, labels, classNames, config, output, args.name, addToCatalog=args.add_to_catalog,
                                      progress=progress)
         scene.Clear(1)
     if not isMainProcess():  # under torchrun rank 0 writes the outputs
@@ -287,7 +292,7 @@ def demo(scene, output: Path, progress) -> dict:
     logic = ClassificationLogic(scene)
     config = ClassificationTrainingConfig(epochs=10, device="cpu")
     result = logic.trainPlanes(t1, config, modelName="standard-planes-demo",
-                               outputDir=output / "classify-model", register=False,
+                               outputDir=output / "classify-model", addToCatalog=False,
                                progress=lambda f, m: progress(0.02 + 0.75 * f, "classify: " + m))
     progress(0.8, "classify: held-out planes of deformed copies")
     image, labels = mni152Tissue(2.0)

@@ -15,7 +15,7 @@ from typing import Sequence
 import torch
 from monai.data import MetaTensor
 
-from DLCommon.batches import ShardedBatches
+from DLCommon.shardedbatches import ShardedBatches
 from DLCommon import DLError
 from DLCommon.sampling import sampleAtWorld, worldGrid
 
@@ -130,7 +130,7 @@ class ClassificationBatches(ShardedBatches):
     """Re-iterable shuffled batches ``(images (B, C, *S), labels (B,))`` with optional augmentation.
 
     Each sample's augmentation is seeded by its index and the epoch, so distributed training draws the
-    same batches as one process (see :class:`DLCommon.batches.ShardedBatches`).
+    same batches as one process (see :class:`DLCommon.shardedbatches.ShardedBatches`).
 
     Args:
         images: ``(N, C, *S)`` prepared (normalised) inputs.

@@ -26,8 +26,11 @@ from DLCommon import DLError, Job, tensorFromVolume, volumeFromTensor
 from DLCommon.catalog import defaultCacheDir, resolveModel
 from DLCommon.geometry import arrayFromVTKMatrix, ijkToRasMatrix
 from DLCommon.jobs import keepHistory
+from DLCommon.errors import nodeLabel
 from DLCommon.resources import fitOrSwitch
-from DLCommon.scene import SceneLogic, sceneTransaction
+from DLCommon.transfer import withoutNetwork
+from DLCommon.scene import sceneTransaction
+from DLCommon.scenelogic import SceneLogic
 from DLCommon.volumes import checkFinite, checkVolume
 
 from .classifier import (checkClassifier, classProbabilities, estimateClassification, inputSizeOf, prepareFor,
@@ -172,7 +175,7 @@ class ClassificationLogic(SceneLogic):
     # --- training -----------------------------------------------------------------------------------------
     def trainJob(self, labelled, classNames: Sequence[str] | None = None,
                  config: ClassificationTrainingConfig | None = None, modelName: str = "classifier",
-                 outputDir: str | Path | None = None, register: bool = True) -> Job:
+                 outputDir: str | Path | None = None, addToCatalog: bool = True) -> Job:
         """A :class:`Job` training a classifier on ``[(volumeNode, label), ...]`` or a table node (see
         :meth:`samplesFromTable`); 2D models take single-slice volumes. It adds no node."""
         config = config or ClassificationTrainingConfig()
@@ -193,33 +196,36 @@ class ClassificationLogic(SceneLogic):
             checkImage(image, config.inputSize, int(images[0].shape[0]) if images else None, volume.GetName())
             images.append(image)
         channels = int(images[0].shape[0])
-        estimate = fitOrSwitch(lambda device: estimateClassifierTraining(
-            len(images), channels, len(classNames), dataclasses.replace(config, device=str(device)),
-            sum(4 * image.numel() for image in images)), config.device, volumes[0], _TRAINING_FIX)
-        config = dataclasses.replace(config, device=estimate.device)
+        subject, names = nodeLabel(volumes[0]), [v.GetName() for v in volumes]  # the worker reads no node
         directory = Path(outputDir) if outputDir else defaultCacheDir() / "trained" / modelName
 
+        def plan():
+            return fitOrSwitch(lambda device: estimateClassifierTraining(
+                len(images), channels, len(classNames), dataclasses.replace(config, device=str(device)),
+                sum(4 * image.numel() for image in images)), config.device, subject, _TRAINING_FIX)
+
         def work(context) -> ClassificationTrainingResult:
-            prepared = torch.stack([prepareImage(image, config.inputSize, channels, v.GetName()).as_tensor()
-                                    for image, v in zip(images, volumes)])
+            prepared = torch.stack([prepareImage(image, config.inputSize, channels, name).as_tensor()
+                                    for image, name in zip(images, names)])
             context.report(0.02, "prepared the images")
-            return trainClassifier(prepared, indices, classNames, config, directory, modelName, register=register,
+            return trainClassifier(prepared, indices, classNames, dataclasses.replace(config, device=context.plan.device),
+                                   directory, modelName, addToCatalog=addToCatalog,
                                    progress=lambda f, m: context.report(0.02 + 0.98 * f, m),
                                    onEpoch=keepHistory(job))
 
-        job = Job(work, None, name=f"Train {modelName}", estimate=estimate)
+        job = Job(work, None, name=f"Train {modelName}", plan=plan, transfer=withoutNetwork)
         return job
 
     def train(self, labelled, classNames: Sequence[str] | None = None,
               config: ClassificationTrainingConfig | None = None, modelName: str = "classifier",
-              outputDir: str | Path | None = None, register: bool = True,
+              outputDir: str | Path | None = None, addToCatalog: bool = True,
               progress: Progress | None = None) -> ClassificationTrainingResult:
         """Train a classifier on labelled volumes (see :meth:`trainJob`)."""
-        return self.trainJob(labelled, classNames, config, modelName, outputDir, register).run(progress)
+        return self.trainJob(labelled, classNames, config, modelName, outputDir, addToCatalog).run(progress)
 
     def trainPlanesJob(self, volumeNode, config: ClassificationTrainingConfig | None = None, perClass: int = 50,
                        deformedCopies: int = 6, modelName: str = "standard-planes",
-                       outputDir: str | Path | None = None, register: bool = True) -> Job:
+                       outputDir: str | Path | None = None, addToCatalog: bool = True) -> Job:
         """A :class:`Job` training the standard-plane recogniser on planes of ``volumeNode`` (a brain in
         MNI152 space, e.g. the MNI152 T1 sample) and of randomly deformed copies of it."""
         checkVolume(volumeNode)
@@ -231,10 +237,13 @@ class ClassificationLogic(SceneLogic):
                                      inputSize=(PLANE_SIZE, PLANE_SIZE))
         planes = len(PLANE_CLASSES) * perClass * (deformedCopies + 1)
         copies = 4 * image[:1].numel() // 8 * (deformedCopies + 2)  # 2 mm copies: an eighth of the 1 mm voxels each
-        estimate = fitOrSwitch(lambda device: estimateClassifierTraining(
-            planes, 1, len(PLANE_CLASSES), dataclasses.replace(config, device=str(device)), copies), config.device,
-            volumeNode, _TRAINING_FIX)
-        config = dataclasses.replace(config, device=estimate.device)
+        subject = nodeLabel(volumeNode)
+
+        def plan():
+            return fitOrSwitch(lambda device: estimateClassifierTraining(
+                planes, 1, len(PLANE_CLASSES), dataclasses.replace(config, device=str(device)), copies), config.device,
+                subject, _TRAINING_FIX)
+
         directory = Path(outputDir) if outputDir else defaultCacheDir() / "trained" / modelName
 
         def work(context) -> ClassificationTrainingResult:
@@ -250,21 +259,22 @@ class ClassificationLogic(SceneLogic):
                 volumes.append((copy.as_tensor(), coarse.affine))
                 context.report(0.05 * (seed + 1) / max(deformedCopies, 1), "making deformed copies")
             images, labels = planeDataset(volumes, perClass, seed=config.seed)
-            return trainClassifier(normaliseImages(images, 2), labels, PLANE_CLASSES, config, directory, modelName,
-                                   register=register,
+            return trainClassifier(normaliseImages(images, 2), labels, PLANE_CLASSES,
+                                   dataclasses.replace(config, device=context.plan.device), directory, modelName,
+                                   addToCatalog=addToCatalog,
                                    options={"plane": {"size": PLANE_SIZE, "spacing": PLANE_SPACING}},
                                    description="standard-plane recogniser (MNI152 planes) trained by MedDL",
                                    progress=lambda f, m: context.report(0.06 + 0.94 * f, m), onEpoch=keepHistory(job))
 
-        job = Job(work, None, name=f"Train {modelName}", estimate=estimate)
+        job = Job(work, None, name=f"Train {modelName}", plan=plan, transfer=withoutNetwork)
         return job
 
     def trainPlanes(self, volumeNode, config: ClassificationTrainingConfig | None = None, perClass: int = 50,
                     deformedCopies: int = 6, modelName: str = "standard-planes", outputDir: str | Path | None = None,
-                    register: bool = True, progress: Progress | None = None) -> ClassificationTrainingResult:
+                    addToCatalog: bool = True, progress: Progress | None = None) -> ClassificationTrainingResult:
         """Train the standard-plane recogniser (see :meth:`trainPlanesJob`)."""
         return self.trainPlanesJob(volumeNode, config, perClass, deformedCopies, modelName, outputDir,
-                                   register).run(progress)
+                                   addToCatalog).run(progress)
 
     # --- inference ----------------------------------------------------------------------------------------
     def classifyJob(self, volumes: Sequence, model, outputTable=None, saliency: bool = False,
@@ -285,12 +295,15 @@ class ClassificationLogic(SceneLogic):
             images.append(image)
         scene = self.scene(volumes[0])
         classNames, temperature = loaded.spec.labelNames, temperatureOf(loaded)
-        estimate = fitOrSwitch(lambda onDevice: estimateClassification(loaded, images, onDevice, saliency), device,
-                               volumes[0], "classify fewer volumes at once, or crop them")
-        device = estimate.device
+        subject, names = nodeLabel(volumes[0]), [v.GetName() for v in volumes]  # the worker reads no node
+
+        def plan():
+            return fitOrSwitch(lambda onDevice: estimateClassification(loaded, images, onDevice, saliency), device,
+                               subject, "classify fewer volumes at once, or crop them")
 
         def work(context):
-            prepared = [prepareFor(loaded, image, v.GetName()) for image, v in zip(images, volumes)]
+            device = context.plan.device
+            prepared = [prepareFor(loaded, image, name) for image, name in zip(images, names)]
             context.report(0.3, "classifying")
             probabilities = classProbabilities(loaded, torch.stack([p.as_tensor() for p in prepared]), device)
             maps = []
@@ -311,7 +324,7 @@ class ClassificationLogic(SceneLogic):
             predictions = [(row["class"], row["probability"], p) for row, p in zip(rows, probabilities)]
             return ClassifyResult(table=table, saliency=saliencyNodes, predictions=predictions)
 
-        return Job(work, apply, scene=scene, name=f"Classify with {loaded.spec.name}", estimate=estimate)
+        return Job(work, apply, scene=scene, name=f"Classify with {loaded.spec.name}", plan=plan)
 
     def classify(self, volumes, model, outputTable=None, saliency: bool = False, device: str = "auto",
                  progress: Progress | None = None) -> ClassifyResult:

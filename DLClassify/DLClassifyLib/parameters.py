@@ -18,7 +18,7 @@ PARAMETERS = (
     Parameter("inputVolume", "node", label="Input volume", nodeClasses=VOLUME,
               tooltip="Volume (3D model) or single-slice volume (2D model) to classify."),
     Parameter("modelId", "str", "", label="Model", tooltip="Classifier from the verified catalog."),
-    Parameter("outputTable", "node", label="Output table", nodeClasses=TABLE,
+    Parameter("outputTable", "node", output=True, label="Output table", nodeClasses=TABLE,
               tooltip="Table to overwrite with class and calibrated probabilities; none: a new table."),
     Parameter("saliency", "bool", False, label="Saliency map",
               tooltip="Where the classifier looked (Grad-CAM; occlusion sensitivity for a ViT), as a volume."),
@@ -66,3 +66,12 @@ def trainJob(logic, p):
         return logic.trainPlanesJob(p.inputVolume, config, modelName=p.modelName)
     classes = [c.strip() for c in p.classNames.split(",") if c.strip()] or None
     return logic.trainJob(p.trainingTable, classes, config, modelName=p.modelName)
+
+
+def carriedNodes(p, action: str) -> list:
+    """The volumes a training table names (a child process loads them with the table)."""
+    if action != "train" or p.trainingData != "labelled volumes" or p.trainingTable is None:
+        return []
+    from DLClassifyLib.logic import ClassificationLogic
+
+    return [volume for volume, _ in ClassificationLogic(p.trainingTable.GetScene()).samplesFromTable(p.trainingTable)]

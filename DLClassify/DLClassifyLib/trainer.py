@@ -8,6 +8,8 @@ size, temperature), loadable with :func:`DLCommon.loadModel` and importable into
 
 from __future__ import annotations
 
+from DLCommon.errors import SettingError
+
 import dataclasses
 import math
 from pathlib import Path
@@ -66,13 +68,13 @@ class ClassificationTrainingConfig:
 
     def validate(self) -> None:
         if self.encoding not in ENCODINGS:
-            raise ValueError(f"encoding must be one of {ENCODINGS}, got {self.encoding!r}.")
+            raise SettingError("encoding", self.encoding, f"one of {', '.join(ENCODINGS)}")
         if self.architecture not in ARCHITECTURES:
-            raise ValueError(f"architecture must be one of {sorted(ARCHITECTURES)}, got {self.architecture!r}.")
+            raise SettingError("architecture", self.architecture, f"one of {', '.join(sorted(ARCHITECTURES))}")
         if len(self.inputSize) not in (2, 3) or min(self.inputSize) < 16:
-            raise ValueError(f"inputSize must be 2 or 3 sizes >= 16, got {list(self.inputSize)}.")
+            raise SettingError("inputSize", list(self.inputSize), "2 or 3 sizes of at least 16")
         if not 0.0 <= self.validationFraction < 1.0:
-            raise ValueError(f"validationFraction must be in [0, 1), got {self.validationFraction}.")
+            raise SettingError("validationFraction", self.validationFraction, "at least 0 and below 1")
 
 
 @dataclasses.dataclass
@@ -129,7 +131,7 @@ def estimateClassifierTraining(count: int, channels: int, numClasses: int, confi
 def trainClassifier(images: torch.Tensor, labels: torch.Tensor, classNames: Sequence[str],
                     config: ClassificationTrainingConfig, outputDir: str | Path, modelName: str = "classifier",
                     validationImages: torch.Tensor | None = None, validationLabels: torch.Tensor | None = None,
-                    register: bool = False, options: dict[str, Any] | None = None, description: str = "",
+                    addToCatalog: bool = False, options: dict[str, Any] | None = None, description: str = "",
                     progress: Callable[[float, str], None] | None = None,
                     onEpoch: Callable[[TrainingHistory], None] | None = None) -> ClassificationTrainingResult:
     """Train, calibrate and save a classifier.
@@ -141,7 +143,7 @@ def trainClassifier(images: torch.Tensor, labels: torch.Tensor, classNames: Sequ
         config: :class:`ClassificationTrainingConfig`.
         outputDir: where ``<modelName>.pt`` + ``.json`` and ``<modelName>.history.json`` are written.
         validationImages / validationLabels: held-out data; default: a stratified split of the training data.
-        register: import the model into the catalog under ``modelName``.
+        addToCatalog: import the model into the catalog under ``modelName``.
         options: extra entries of the spec's ``options`` (e.g. how plane images are sampled).
         progress: ``progress(fraction, message)``; may raise ``JobCancelled``.
         onEpoch: ``onEpoch(history)`` after each epoch (live curves).
@@ -204,7 +206,7 @@ def trainClassifier(images: torch.Tensor, labels: torch.Tensor, classNames: Sequ
                               "inputSize": list(config.inputSize), "temperature": temperature, **(options or {})})
     modelPath, catalogId = saveTrainedModel(network, outputDir, modelName, spec, {"name": className, "args": args},
                                             {"history": dataclasses.asdict(result.history), "validation": report},
-                                            register)
+                                            addToCatalog)
     loaded = LoadedModel(network=network, spec=spec, format="checkpoint", path=modelPath,
                          networkDef={"name": className, "args": args})
     return ClassificationTrainingResult(model=loaded, history=result.history, modelPath=modelPath, report=report,

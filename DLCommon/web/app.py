@@ -24,9 +24,11 @@ from trame_slicer.core import LayoutManager, SlicerApp
 from trame_slicer.rca_view import register_rca_factories
 from trame_server.utils.typed_state import TypedState
 
-from .modules import Outcome, webModules
+from DLCommon.frontend import Outcome
+from DLCommon.modules import registeredModules
+
 from .panel import ERRORS, ModulePanel
-from .samples import SAMPLES, addSample
+from .samples import addSample, samples
 
 __all__ = ["MedDLWebApp"]
 
@@ -46,14 +48,14 @@ class MedDLWebApp(TrameApp):
         register_rca_factories(self.slicerApp.view_manager, self.server)
         self.layoutManager = LayoutManager(self.scene, self.slicerApp.view_manager, self.server)
         self.layoutManager.register_layout_dict(LayoutManager.default_grid_configuration())
-        self.panels = {module.key: ModulePanel(self, module) for module in webModules()}
+        self.panels = {module.key: ModulePanel(self, module) for module in registeredModules() if module.sections}
         state = self.server.state
         state.trame__title = "MedDL"
         icon = Path(__file__).resolve().parents[2] / "Resources" / "Icons" / "MedDL.png"  # in a source checkout
         if icon.is_file():
             state.trame__favicon = "data:image/png;base64," + base64.b64encode(icon.read_bytes()).decode()
         state.update({"module": "segment", "appMessage": "", "appMessageType": "info",
-                      "samples": list(SAMPLES), "layout": LAYOUT, "layouts": self.layoutManager.get_layout_ids()})
+                      "samples": list(samples()), "layout": LAYOUT, "layouts": self.layoutManager.get_layout_ids()})
         state.change("layout")(lambda layout, **_: self.layoutManager.set_layout(layout))
         for panel in self.panels.values():
             panel.refreshModels()
@@ -157,8 +159,8 @@ class MedDLWebApp(TrameApp):
     async def runAction(self, moduleKey: str, actionKey: str) -> None:
         await self.panels[moduleKey].run(actionKey)
 
-    def estimate(self, moduleKey: str) -> None:
-        self.panels[moduleKey].estimate()
+    async def estimate(self, moduleKey: str) -> None:
+        await self.panels[moduleKey].estimate()
 
     def cancel(self, moduleKey: str) -> None:
         self.panels[moduleKey].cancel()

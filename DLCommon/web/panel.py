@@ -1,7 +1,8 @@
 """One module's panel in ``meddl web``: controls built from the module's settings, its jobs run in the background.
 
-Every control is made from a :class:`~DLCommon.parameters.Parameter` (the definitions the Slicer widget uses), so
-names, defaults, ranges and choices are the same in both. A run builds the module's own Job from the settings,
+The panel is the registered module's description (:class:`~DLCommon.modules.ModuleDescription`): its sections and
+actions (``<Module>Lib/frontend.py``), and every control made from a :class:`~DLCommon.parameters.Parameter` (the
+definitions the Slicer widget uses), so names, defaults, ranges and choices are the same in both. A run builds the module's own Job from the settings,
 shows its resource estimate, progress with ETA and a Cancel button, and on completion shows the result in the
 views (through the app) and in the panel. Any error becomes a message in the panel; the server keeps serving.
 """
@@ -20,18 +21,20 @@ from DLCommon.errors import DLError
 from DLCommon.jobs import JobState
 from DLCommon.parameters import checkValue, defaults
 
-from .modules import Action, Outcome, WebModule
+from DLCommon.frontend import Action, Outcome
+from DLCommon.modules import ModuleDescription
 
 __all__ = ["ModulePanel"]
 
 POLL_SECONDS = 0.25
-ERRORS = (DLError, ValueError, FileNotFoundError, RuntimeError, MemoryError)  # shown as messages
+# the user's to fix, shown as messages; anything else is a defect: logged with its traceback, and said to be one
+ERRORS = (DLError, FileNotFoundError, MemoryError)
 
 
 class ModulePanel:
     """State, controls and actions of one module (``module.key`` prefixes its state variables)."""
 
-    def __init__(self, app, module: WebModule):
+    def __init__(self, app, module: ModuleDescription):
         self.app, self.module, self.key = app, module, module.key
         self.parameters = {p.name: p for p in module.parameters}
         self.job = None
@@ -55,7 +58,7 @@ class ModulePanel:
     @property
     def logic(self):
         if self._logic is None:
-            self._logic = self.module.engine(self.app.scene)
+            self._logic = self.module.makeEngine(self.app.scene)
         return self._logic
 
     def values(self) -> types.SimpleNamespace:
@@ -106,9 +109,11 @@ class ModulePanel:
         empty = [self.parameters[n].label or n for n in action.required if not getattr(p, n)]
         return f"Select {', '.join(empty)} first." if empty else None
 
-    def _action(self, key: str) -> tuple[Action, object]:
-        """The action ``key`` and its section's condition."""
-        return next((a, when) for _, _, when, actions in self.module.sections for a in actions if a.key == key)
+    def make(self, action: Action, p):
+        """``action``'s job (prepare only: the plan runs in the job's worker), or an immediate action's output."""
+        if action.immediate:
+            return action.run(self.logic, p)
+        return self.module.makeJob(action.key, self.logic, p)
 
     @staticmethod
     def _applies(action: Action, sectionWhen, p) -> bool:
@@ -120,7 +125,7 @@ class ModulePanel:
         if self.job is not None:
             with self.state:
                 return self.say("A run is in progress: wait for it or cancel it.", "warning")
-        action, sectionWhen = self._action(key)
+        action, sectionWhen = self.module.action(key)
         with self.state:
             self.say("")
             self.state[self.var("rows")] = []
@@ -132,10 +137,10 @@ class ModulePanel:
             if missing:
                 raise DLError(missing, fix="pick them in the panel, or load data / sample data first")
             if action.immediate:
-                output = action.run(self.logic, p)
+                output = self.make(action, p)
                 with self.state:
                     return self._finish(action, p, output)
-            self.job = action.run(self.logic, p)
+            self.job = self.make(action, p)
         except ERRORS as error:
             with self.state:
                 return self.say(f"{action.title} could not start: {error}", "error")
@@ -180,35 +185,53 @@ class ModulePanel:
             if not isinstance(error, ERRORS):
                 logging.exception("%s %s: showing the result", self.module.title, action.title)
             return self.say(f"{action.title} finished, but its result could not be shown: {error}", "error")
-        if outcome.modelId:
+        if outcome.modelId:  # of the settings a run fills in, the page takes the new model (each run makes new nodes)
             self.refreshModels()
             self.state[self.var("modelId")] = outcome.modelId
         if outcome.rows:
             self.state[self.var("headers")] = [{"title": c, "key": c} for c in outcome.rows[0]]
             self.state[self.var("rows")] = outcome.rows
-        self.say(outcome.message + (f"\nSaved: {', '.join(saved)}." if saved else ""), "success")
+        message = " ".join([outcome.message] + outcome.warnings)
+        self.say(message + (f"\nSaved: {', '.join(saved)}." if saved else ""), "success")
         self.app.refreshNodes()
 
-    def estimate(self) -> None:
-        """Memory and time of every action whose inputs are set, measured without running it."""
-        lines, fits = [], True
+    async def estimate(self) -> None:
+        """Memory and time of every action whose inputs are set, measured without running it. The jobs are made
+        here (cheap); their plans run in a worker thread, so the page keeps answering every client meanwhile."""
         try:
             p = self.values()
         except ERRORS as error:
-            return self.say(str(error), "error")
-        for _, _, when, actions in self.module.sections:
-            for action in actions:
-                if action.immediate or self._missing(action, p) or not self._applies(action, when, p):
+            with self.state:
+                return self.say(str(error), "error")
+        jobs = []
+        for section in self.module.sections:
+            for action in section.actions:
+                if action.immediate or self._missing(action, p) or not self._applies(action, section.when, p):
                     continue
                 try:
-                    estimate = action.run(self.logic, p).resourceEstimate()
-                    lines.append(f"{action.title}: {estimate.describe()}" if estimate else f"{action.title}: -")
-                    fits = fits and (estimate is None or estimate.fits)
+                    jobs.append((action, self.make(action, p)))
                 except ERRORS as error:
-                    lines.append(f"{action.title}: {error}")
-                    fits = False
-        self.state[self.var("estimate")] = "\n".join(lines) or "Select the inputs first."
-        self.state[self.var("estimateFits")] = fits
+                    jobs.append((action, error))
+        lines, fits = await asyncio.get_running_loop().run_in_executor(None, self._estimates, jobs)
+        with self.state:
+            self.state[self.var("estimate")] = "\n".join(lines) or "Select the inputs first."
+            self.state[self.var("estimateFits")] = fits
+
+    @staticmethod
+    def _estimates(jobs: list) -> tuple[list[str], bool]:
+        """``(lines, all fit)`` of ``[(action, job or the error making it), ...]`` (runs the plans)."""
+        lines, fits = [], True
+        for action, job in jobs:
+            try:
+                if isinstance(job, Exception):
+                    raise job
+                estimate = job.resourceEstimate()
+                lines.append(f"{action.title}: {estimate.describe()}" if estimate else f"{action.title}: -")
+                fits = fits and (estimate is None or estimate.fits)
+            except ERRORS as error:
+                lines.append(f"{action.title}: {error}")
+                fits = False
+        return lines, fits
 
     def cancel(self) -> None:
         if self.job is not None:
@@ -246,13 +269,13 @@ class ModulePanel:
 
     def build(self) -> None:
         """The panel's widgets (call inside the drawer's container)."""
-        for title, group, when, actions in self.module.sections:
-            with v.VCard(variant="flat", classes="mb-2", **self._showIf(when)):
-                v.VCardSubtitle(title, classes="px-0 text-uppercase")
-                for name in self.module.settings(group):
+        for section in self.module.sections:
+            with v.VCard(variant="flat", classes="mb-2", **self._showIf(section.when)):
+                v.VCardSubtitle(section.title, classes="px-0 text-uppercase")
+                for name in self.module.settingsOf(section.group):
                     self.control(name)
                 with html.Div(classes="d-flex flex-wrap ga-2 mt-1"):
-                    for action in actions:
+                    for action in section.actions:
                         v.VBtn(action.title, color="primary", size="small", disabled=(self.var("busy"),),
                                classes=f"action-{self.key}-{action.key}", **self._showIf(action.when),
                                click=(self.app.runAction, f"['{self.key}', '{action.key}']"))

@@ -7,12 +7,15 @@ from pathlib import Path
 
 __all__ = ["addCommands", "demo"]
 
+# The choices of register / train-register, kept here so that building the parser imports no torch (``meddl
+# --help`` stays fast); Testing/Python/test_cli_startup.py checks they equal the engine's lists.
+SIMILARITIES = ("lncc", "ssd", "mi")  # similarity.SIMILARITIES
+FIELD_MODELS = ("ddf", "svf")  # fields.FIELD_MODELS
+REGULARISERS = ("bending", "diffusion")  # fields.REGULARISERS
+REGISTRATION_NETWORKS = ("localnet", "globalnet", "regunet")  # network.REGISTRATION_NETWORKS
+
 
 def addCommands(commands) -> None:
-    from .fields import FIELD_MODELS, REGULARISERS
-    from .network import REGISTRATION_NETWORKS
-    from .similarity import SIMILARITIES
-
     register = commands.add_parser("register", help="register a moving volume to a fixed volume (affine + deformable)")
     register.add_argument("--fixed", help="fixed (reference) volume file; or a cohort of them (folder / CSV)")
     register.add_argument("--moving", help="moving volume file; or a cohort of them (folder / CSV)")
@@ -61,8 +64,9 @@ def addCommands(commands) -> None:
     train.add_argument("--batch-size", type=int, default=2)
     train.add_argument("--learning-rate", type=float, default=1e-3)
     train.add_argument("--output-model", required=True, help="folder for the model (+ curves PNG)")
-    train.add_argument("--name", default="registration", help="model name (and catalog id with --register)")
-    train.add_argument("--register", action="store_true", help="add the model to the catalog")
+    train.add_argument("--name", default="registration", help="model name (and catalog id with --add-to-catalog)")
+    train.add_argument("--add-to-catalog", "--register", dest="add_to_catalog", action="store_true",
+                       help="add the model to the catalog (--register: its former name)")
     train.add_argument("--device", default="auto")
     train.set_defaults(handler=_trainRegister, dryRun=True)
 
@@ -265,7 +269,7 @@ def _trainRegister(args) -> int:
             bar.set_postfix_str(message.split(": ", 1)[-1][:50])
             bar.update(round(fraction * args.epochs) - bar.n)
 
-        result = trainRegistrationModel(images, config, output, args.name, labels=labels, register=args.register,
+        result = trainRegistrationModel(images, config, output, args.name, labels=labels, addToCatalog=args.add_to_catalog,
                                         progress=progress)
     if not isMainProcess():  # under torchrun rank 0 writes the outputs
         return 0

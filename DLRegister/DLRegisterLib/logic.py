@@ -26,8 +26,10 @@ from monai.data import MetaTensor
 from DLCommon.selfcheck import checkOutputGeometry
 from DLCommon import DLError, Job, pickDevice, tensorFromVolume
 from DLCommon.jobs import keepHistory
+from DLCommon.transfer import withoutNetwork
+from DLCommon.errors import nodeLabel
 from DLCommon.resources import fitOrSwitch
-from DLCommon.scene import SceneLogic
+from DLCommon.scenelogic import SceneLogic
 from DLCommon.catalog import defaultCacheDir, resolveModel
 from DLCommon.geometry import arrayFromVTKMatrix
 from DLCommon.segmentations import segmentationFromTensor, tensorFromSegmentation
@@ -153,11 +155,6 @@ class RegistrationLogic(SceneLogic):
         fixed, moving = tensorFromVolume(fixedVolume), tensorFromVolume(movingVolume)
         checkImage(fixed, f"The fixed volume '{fixedVolume.GetName()}'")  # refused now, with its name, not in the job
         checkImage(moving, f"The moving volume '{movingVolume.GetName()}'")
-        # refused (or moved to the CPU) before anything large is allocated
-        estimate = fitOrSwitch(lambda device: estimateRegistration(fixed, moving, config, device), config.device,
-                               movingVolume, "register on a coarser working grid (config.spacing / maxVoxels) or on a "
-                                             "machine with more memory")
-        config = dataclasses.replace(config, device=estimate.device)
         masks = maskFromNode(fixedMask, fixedVolume, "the fixed volume"), maskFromNode(movingMask, movingVolume,
                                                                                        "the moving volume")
         initialAffine, initialDisplacement = _initialTransform(initialTransform, fixedVolume)
@@ -172,14 +169,24 @@ class RegistrationLogic(SceneLogic):
         toWarp = labelsFromNode(warpSegmentation, movingVolume) if warpSegmentation is not None else None
         loaded = resolveModel(model, task="registration") if model is not None else None
 
+        subject = nodeLabel(movingVolume)
+
+        def plan():  # refused (or moved to the CPU) before anything large is allocated
+            return fitOrSwitch(lambda device: estimateRegistration(fixed, moving, config, device), config.device,
+                               subject, "register on a coarser working grid (config.spacing / maxVoxels) or on a "
+                                        "machine with more memory")
+
+        def estimate():  # the time too, measured by a short real run: only for the Estimate buttons
+            return estimateRegistration(fixed, moving, config, plan().device, timed=True)
+
         def work(context) -> dict:
-            context.report(0.0, estimate.describe())
-            runConfig, start, base = config, initialAffine, initialDisplacement
+            runConfig = dataclasses.replace(config, device=context.plan.device)
+            start, base = initialAffine, initialDisplacement
             if loaded is not None:
                 context.report(0.0, f"registration: predicting with {loaded.spec.name}")
                 start, base = predictDisplacement(loaded.network, fixed, moving, loaded.spec.roiSize, initialAffine,
-                                                  device=pickDevice(config.device))
-                runConfig = dataclasses.replace(config, affine=False)
+                                                  device=pickDevice(runConfig.device))
+                runConfig = dataclasses.replace(runConfig, affine=False)
             result = registerImages(fixed, moving, runConfig, masks[0], masks[1], labels[0], labels[1], start, base,
                                     progress=lambda f, m: context.report(0.95 * f, m))
             if loaded is not None:
@@ -230,9 +237,7 @@ class RegistrationLogic(SceneLogic):
                 top.SetAndObserveTransformNodeID(out.transform.GetID())
             return out
 
-        # the time too, measured by a short real run, only when asked for (a widget's Estimate button)
-        return Job(work, apply, scene=scene, name=f"Register {movingVolume.GetName()}",
-                   estimate=lambda: estimateRegistration(fixed, moving, config, estimate.device, timed=True))
+        return Job(work, apply, scene=scene, name=f"Register {movingVolume.GetName()}", plan=plan, estimate=estimate)
 
     def register(self, fixedVolume, movingVolume, config: RegistrationConfig | None = None, *,
                  progress: Progress | None = None, **options) -> RegisterResult:
@@ -242,7 +247,7 @@ class RegistrationLogic(SceneLogic):
     # --- training ----------------------------------------------------------------------------------------
     def trainJob(self, volumes: Sequence, segmentations: Sequence | None = None,
                  config: RegistrationTrainingConfig | None = None, modelName: str = "registration",
-                 outputDir: str | Path | None = None, register: bool = True) -> Job:
+                 outputDir: str | Path | None = None, addToCatalog: bool = True) -> Job:
         """A :class:`Job` training a registration network on all ordered pairs of ``volumes``; it adds no node.
 
         ``segmentations`` (one per volume, same segment names) make the training label-driven.
@@ -266,25 +271,28 @@ class RegistrationLogic(SceneLogic):
                                   fix="use the same segment names in the same order")
             labels = [r[0] for r in read]
         config = config or RegistrationTrainingConfig()
-        estimate = fitOrSwitch(lambda device: estimateRegistrationTraining(
-            images, dataclasses.replace(config, device=str(device))), config.device, volumes[0],
-            "train on a smaller network grid (config.shape) or batch, or on a machine with more memory")
-        config = dataclasses.replace(config, device=estimate.device)
+        subject = nodeLabel(volumes[0])
         directory = Path(outputDir) if outputDir else defaultCacheDir() / "trained" / modelName
 
-        def work(context) -> RegistrationTrainingResult:
-            return trainRegistrationModel(images, config, directory, modelName, labels=labels, register=register,
-                                          progress=context.report, onEpoch=keepHistory(job))
+        def plan():
+            return fitOrSwitch(lambda device: estimateRegistrationTraining(
+                images, dataclasses.replace(config, device=str(device))), config.device, subject,
+                "train on a smaller network grid (config.shape) or batch, or on a machine with more memory")
 
-        job = Job(work, None, name=f"Train {modelName}", estimate=estimate)
+        def work(context) -> RegistrationTrainingResult:
+            return trainRegistrationModel(images, dataclasses.replace(config, device=context.plan.device), directory,
+                                          modelName, labels=labels, addToCatalog=addToCatalog, progress=context.report,
+                                          onEpoch=keepHistory(job))
+
+        job = Job(work, None, name=f"Train {modelName}", plan=plan, transfer=withoutNetwork)
         return job
 
     def train(self, volumes: Sequence, segmentations: Sequence | None = None,
               config: RegistrationTrainingConfig | None = None, modelName: str = "registration",
-              outputDir: str | Path | None = None, register: bool = True,
+              outputDir: str | Path | None = None, addToCatalog: bool = True,
               progress: Progress | None = None) -> RegistrationTrainingResult:
         """Train a registration network on the volumes (see :meth:`trainJob`)."""
-        return self.trainJob(volumes, segmentations, config, modelName, outputDir, register).run(progress)
+        return self.trainJob(volumes, segmentations, config, modelName, outputDir, addToCatalog).run(progress)
 
 
 def formatReport(report: dict) -> str:

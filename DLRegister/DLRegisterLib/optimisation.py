@@ -19,6 +19,8 @@ fixed grid itself, or a coarser one for large volumes): exactly DLCommon's grid-
 
 from __future__ import annotations
 
+from DLCommon.errors import SettingError
+
 import dataclasses
 import math
 import time
@@ -86,16 +88,17 @@ class RegistrationConfig:
     device: str = "auto"
 
     def validate(self) -> None:
-        checks = [(self.similarity in SIMILARITIES, f"similarity must be one of {SIMILARITIES}"),
-                  (self.fieldModel in FIELD_MODELS, f"fieldModel must be one of {FIELD_MODELS}"),
-                  (self.regulariser in REGULARISERS, f"regulariser must be one of {REGULARISERS}"),
-                  (self.initialisation in ("centre", "none"), "initialisation must be 'centre' or 'none'"),
-                  (len(self.levels) == len(self.iterations), "levels and iterations need the same length"),
-                  ((self.regularisationWeight or 0) >= 0 and self.labelWeight >= 0, "weights must be >= 0"),
-                  (self.kernelSize % 2 == 1, "kernelSize must be odd")]
-        for ok, message in checks:
+        checks = [(self.similarity in SIMILARITIES, "similarity", f"one of {', '.join(SIMILARITIES)}"),
+                  (self.fieldModel in FIELD_MODELS, "fieldModel", f"one of {', '.join(FIELD_MODELS)}"),
+                  (self.regulariser in REGULARISERS, "regulariser", f"one of {', '.join(REGULARISERS)}"),
+                  (self.initialisation in ("centre", "none"), "initialisation", "'centre' or 'none'"),
+                  (len(self.levels) == len(self.iterations), "iterations", f"one count per level ({len(self.levels)})"),
+                  ((self.regularisationWeight or 0) >= 0, "regularisationWeight", "at least 0"),
+                  (self.labelWeight >= 0, "labelWeight", "at least 0"),
+                  (self.kernelSize % 2 == 1, "kernelSize", "odd")]
+        for ok, setting, allowed in checks:
             if not ok:
-                raise ValueError(f"{message} (got {self}).")
+                raise SettingError(setting, getattr(self, setting), allowed)
 
 
 @dataclasses.dataclass

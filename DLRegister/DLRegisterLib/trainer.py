@@ -12,6 +12,8 @@ cancel, best checkpoint, early stopping, AMP on CUDA). The model is saved as a c
 
 from __future__ import annotations
 
+from DLCommon.errors import SettingError
+
 import dataclasses
 import itertools
 import warnings
@@ -22,7 +24,7 @@ import torch
 from monai.losses import BendingEnergyLoss, DiceLoss
 from monai.networks.blocks import Warp
 
-from DLCommon.batches import ShardedBatches
+from DLCommon.shardedbatches import ShardedBatches
 from DLCommon import DLError, ModelSpec, TrainingConfig, trainModel
 from DLCommon.models import LoadedModel
 from DLCommon.training import TrainingHistory, saveTrainedModel
@@ -65,11 +67,11 @@ class RegistrationTrainingConfig:
 
     def validate(self) -> None:
         if self.network not in REGISTRATION_NETWORKS:
-            raise ValueError(f"network must be one of {REGISTRATION_NETWORKS}, got {self.network!r}.")
+            raise SettingError("network", self.network, f"one of {', '.join(REGISTRATION_NETWORKS)}")
         if self.similarity not in SIMILARITIES:
-            raise ValueError(f"similarity must be one of {SIMILARITIES}, got {self.similarity!r}.")
+            raise SettingError("similarity", self.similarity, f"one of {', '.join(SIMILARITIES)}")
         if len(self.shape) != 3:
-            raise ValueError(f"shape must have 3 values, got {self.shape}.")
+            raise SettingError("shape", self.shape, "3 values")
 
 
 @dataclasses.dataclass
@@ -135,7 +137,7 @@ def estimateRegistrationTraining(images: Sequence, config: RegistrationTrainingC
 def trainRegistrationModel(images: Sequence, config: RegistrationTrainingConfig, outputDir: str | Path,
                            modelName: str = "registration", labels: Sequence | None = None,
                            pairs: Sequence[tuple[int, int]] | None = None,
-                           validationPairs: Sequence[tuple[int, int]] | None = None, register: bool = False,
+                           validationPairs: Sequence[tuple[int, int]] | None = None, addToCatalog: bool = False,
                            progress: Callable[[float, str], None] | None = None,
                            onEpoch: Callable[[TrainingHistory], None] | None = None) -> RegistrationTrainingResult:
     """Train a registration network on ``images`` and save it to ``outputDir``.
@@ -146,7 +148,7 @@ def trainRegistrationModel(images: Sequence, config: RegistrationTrainingConfig,
         labels: optional integer label maps ``(I, J, K)``, one per image (same label values): label-driven.
         pairs: ``(fixed index, moving index)`` pairs; default all ordered pairs of different images.
         validationPairs: pairs held out for best-epoch selection (default: the training pairs).
-        register: import the model into the catalog under ``modelName``.
+        addToCatalog: import the model into the catalog under ``modelName``.
         progress / onEpoch: as in :func:`DLCommon.trainModel`.
     """
     config.validate()
@@ -195,7 +197,7 @@ def trainRegistrationModel(images: Sequence, config: RegistrationTrainingConfig,
                      description=f"{config.network} registration network trained by MedDL ({config.similarity}"
                                  f"{', label-driven' if labelValues else ', unsupervised'})")
     modelPath, catalogId = saveTrainedModel(network, outputDir, modelName, spec, {"name": className, "args": args},
-                                            dataclasses.asdict(result.history), register)
+                                            dataclasses.asdict(result.history), addToCatalog)
     loaded = LoadedModel(network=network, spec=spec, format="checkpoint", path=modelPath,
                          networkDef={"name": className, "args": args})
     return RegistrationTrainingResult(model=loaded, history=result.history, modelPath=modelPath, catalogId=catalogId)

@@ -8,11 +8,15 @@ from pathlib import Path
 
 __all__ = ["addCommands", "demo"]
 
+# the train-segment flags made from the training config's fields (DLCommon.settings: one definition)
+TRAINING_FLAGS = ("loss", "network", "epochs", "batchesPerEpoch", "batchSize", "learningRate", "features", "norm",
+                  "seed", "device")
 
 
 def addCommands(commands) -> None:
-    from .networks import NETWORKS
-    from .trainer import LOSS_NAMES
+    from DLCommon.settings import addArguments, defaultOf
+
+    from .config import SegmentationTrainingConfig
 
     segment = commands.add_parser("segment", help="segment a volume (or every volume in a folder) with a model")
     segment.add_argument("--model", required=True, help="catalog id or model file / bundle")
@@ -30,25 +34,17 @@ def addCommands(commands) -> None:
     train = commands.add_parser("train-segment", help="train a segmentation model on image / label files")
     train.add_argument("--images", nargs="+", required=True, help="training volumes")
     train.add_argument("--labels", nargs="+", required=True, help=".seg.nrrd or labelmap files, one per image")
-    train.add_argument("--loss", choices=LOSS_NAMES, default="dicece")
-    train.add_argument("--network", choices=sorted(NETWORKS), default="unet")
-    train.add_argument("--epochs", type=int, default=20)
-    train.add_argument("--patch", type=int, nargs="+", default=[64, 64, 64], help="patch size (2 or 3 values)")
+    addArguments(train, SegmentationTrainingConfig, TRAINING_FLAGS)
+    train.add_argument("--patch", type=int, nargs="+", default=list(defaultOf(SegmentationTrainingConfig, "patchSize")),
+                       help="patch size (2 or 3 values)")
     train.add_argument("--spacing", type=float, nargs=3, help="train at this voxel size (mm)")
-    train.add_argument("--batches-per-epoch", type=int, default=16)
-    train.add_argument("--batch-size", type=int, default=2)
-    train.add_argument("--features", type=int, default=16, help="width of the network's first level")
-    train.add_argument("--norm", choices=("batch", "instance", "group"), default="batch",
-                       help="normalisation layers (instance / group: independent of how a batch is split "
-                            "over torchrun processes on CPU)")
-    train.add_argument("--seed", type=int, default=0)
     train.add_argument("--intensity-range", type=float, nargs=2, metavar=("MIN", "MAX"),
                        help="scale this intensity window to 0..1 (e.g. CT: -200 300) instead of a per-image z-score")
     train.add_argument("--fine-tune", help="catalog id or model file to start from")
     train.add_argument("--output-model", required=True, help="folder for the trained model (+ curves PNG)")
-    train.add_argument("--name", default="segmentation", help="model name (and catalog id with --register)")
-    train.add_argument("--register", action="store_true", help="add the model to the catalog")
-    train.add_argument("--device", default="auto")
+    train.add_argument("--name", default="segmentation", help="model name (and catalog id with --add-to-catalog)")
+    train.add_argument("--add-to-catalog", "--register", dest="add_to_catalog", action="store_true",
+                       help="add the model to the catalog (--register: its former name)")
     train.set_defaults(handler=_trainSegment, dryRun=True)
 
 
@@ -77,27 +73,34 @@ def _segment(args) -> int:
     return runCohortCommand(items, process, folder / "manifest.csv", "segment")
 
 
-def _segmentDryRun(model, args) -> int:
-    """Print each input's resource estimate (as JSON lines); 2 when one would not fit this machine."""
-    import slicer
+def _applyJob(model, path: Path, args, scene):
+    """The job the DL Segment panel makes for these settings (``parameters.applyJob``), on ``path`` loaded into
+    ``scene``: the command, its ``--dry-run`` and the Slicer widget run the same job."""
+    import types
 
-    from DLCommon import DLError, tensorFromVolume
-    from DLCommon.resources import planInference
-    from DLCommon.cohort import inputFiles
     from DLCommon.storage import loadVolume
 
-    from .segmenter import checkModelInput
+    from . import MODULE
+
+    settings = types.SimpleNamespace(inputVolume=loadVolume(path, scene), modelId=model, outputSegmentation=None,
+                                     probabilityVolumes=bool(args.probabilities), entropyVolume=False,
+                                     mirror=args.mirror)
+    return MODULE.makeJob("apply", MODULE.makeEngine(scene), settings, device=args.device), settings.inputVolume
+
+
+def _segmentDryRun(model, args) -> int:
+    """Print each input's resource estimate (the job's plan, as JSON lines); 2 when one would not fit here."""
+    import slicer
+
+    from DLCommon import DLError
+    from DLCommon.cohort import inputFiles
 
     status = 0
     for path in inputFiles(args.input):
         scene = slicer.vtkMRMLScene()
         try:
-            image = tensorFromVolume(loadVolume(path, scene))
-            checkModelInput(model, image)
-            # the command computes class probabilities for the whole volume (_segmentFile): estimate that run
-            plan = planInference(model.network, image, model.spec, args.device, labelsOnly=False,
-                                 node=f"Volume '{path.name}'")
-            print(json.dumps({"input": str(path), **plan.toDict()}))
+            job, _ = _applyJob(model, path, args, scene)
+            print(json.dumps({"input": str(path), **job.resourceEstimate().toDict()}))
         except DLError as exc:
             print(json.dumps({"input": str(path), "fits": False, "text": str(exc)}))
             status = 2
@@ -107,40 +110,31 @@ def _segmentDryRun(model, args) -> int:
 
 
 def _segmentFile(model, path: Path, output: Path, args, name: str) -> None:
-    """Segment one volume file into ``output`` (.seg.nrrd), with its probabilities if asked."""
+    """Segment one volume file into ``output`` (.seg.nrrd) with the panel's job, and its class probabilities (one
+    4D file: background first) if asked."""
     import slicer
+    import torch
     from tqdm import tqdm
 
-    from DLCommon import saveNode, segmentationFromTensor, tensorFromVolume, volumeFromTensor
+    from DLCommon import saveNode, tensorFromVolume, volumeFromTensor
     from DLCommon.cohort import isCohortSource
-    from DLCommon.segmentations import labelsFromScores
-    from DLCommon.selfcheck import checkOutputGeometry, foregroundMask, orientationWarning
-    from DLCommon.storage import loadVolume
-
-    from .segmenter import predictProbabilities
 
     scene = slicer.vtkMRMLScene()
     try:
-        volume = loadVolume(path, scene)
-        image = tensorFromVolume(volume)
-        foreground = foregroundMask(image)
+        job, volume = _applyJob(model, path, args, scene)
         with tqdm(total=100, desc=Path(path).name, unit="%", leave=False) as bar:
-            probabilities = predictProbabilities(model, image, device=args.device,
-                                                 progress=lambda f, m: bar.update(100 * f - bar.n),
-                                                 mirror=args.mirror)
-        names = model.spec.labelNames or [f"label {i}" for i in range(1, probabilities.shape[0])]
-        segmentation = segmentationFromTensor(probabilities, volume, scene, names, model.spec.labelColors or None,
-                                              nodeName=f"{volume.GetName()} {model.spec.name}")
-        checkOutputGeometry(volume, segmentation)
-        warning = orientationWarning(labelsFromScores(probabilities), foreground)
-        if warning:
+            result = job.run(lambda f, m: bar.update(100 * f - bar.n))
+        for warning in result.warnings:
             print(f"meddl: warning: {Path(path).name}: {warning}", file=sys.stderr)
         if args.probabilities:
+            classes = torch.stack([tensorFromVolume(node)[0] for node in result.probabilities])
+            scores = torch.cat([(1 - classes.sum(0)).clamp(min=0)[None], classes])
             target = (Path(args.probabilities) / f"{name}_probabilities.nrrd" if isCohortSource(args.input)
                       else Path(args.probabilities))
-            saveNode(volumeFromTensor(probabilities, volume, scene, "probabilities"), target)
-        saveNode(segmentation, output)
-        print(f"{Path(path).name}: {', '.join(names)}")
+            saveNode(volumeFromTensor(scores, volume, scene, "probabilities"), target)
+        saveNode(result.segmentation, output)
+        segments = result.segmentation.GetSegmentation()
+        print(f"{Path(path).name}: {', '.join(segments.GetNthSegment(i).GetName() for i in range(segments.GetNumberOfSegments()))}")
     finally:
         scene.Clear(1)
 
@@ -153,17 +147,18 @@ def _trainSegment(args) -> int:
 
     from .data import samplesFromFiles
     from .logic import resolveModel
-    from .trainer import SegmentationTrainingConfig, trainSegmentationModel
+    from DLCommon.settings import valuesFrom
+
+    from .config import SegmentationTrainingConfig
+    from .trainer import trainSegmentationModel
 
     samples, names, colors = samplesFromFiles(args.images, args.labels)
     options = {}
     if args.intensity_range:
         low, high = args.intensity_range
         options["normalization"] = {"type": "range", "aMin": low, "aMax": high, "bMin": 0.0, "bMax": 1.0, "clip": False}
-    config = SegmentationTrainingConfig(network=args.network, loss=args.loss, epochs=args.epochs,
-                                        patchSize=args.patch, spacing=args.spacing, features=args.features,
-                                        batchesPerEpoch=args.batches_per_epoch, batchSize=args.batch_size,
-                                        norm=args.norm, seed=args.seed, device=args.device, **options)
+    config = SegmentationTrainingConfig(**valuesFrom(args, SegmentationTrainingConfig, TRAINING_FLAGS),
+                                        patchSize=args.patch, spacing=args.spacing, **options)
     base = resolveModel(args.fine_tune) if args.fine_tune else None
     if args.dry_run:
         from DLCommon.resources import printEstimate
@@ -179,7 +174,7 @@ def _trainSegment(args) -> int:
             bar.update(round(fraction * args.epochs) - bar.n)
 
         result = trainSegmentationModel(samples, names, colors, config, output, args.name, baseModel=base,
-                                        register=args.register, progress=progress)
+                                        addToCatalog=args.add_to_catalog, progress=progress)
     if not isMainProcess():  # under torchrun rank 0 writes the outputs
         return 0
     saveCurvesPng(historyCurves(result.history), output / f"{args.name}_curves.png", title=f"{args.name} ({args.loss})")

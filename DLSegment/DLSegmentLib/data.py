@@ -16,15 +16,15 @@ import torch
 from monai.data import MetaTensor
 
 from DLCommon import DLError, tensorFromSegmentation, tensorFromVolume
-from DLCommon.batches import ShardedBatches
+from DLCommon.shardedbatches import ShardedBatches
 from DLCommon.inference import preprocess
 from DLCommon.volumes import checkFinite
 from DLCommon.models import ModelSpec
 
+from .config import AUGMENTATIONS  # one list, in the config
+
 __all__ = ["SegmentationSample", "sampleFromNodes", "samplesFromFiles", "prepareSample", "PatchBatches",
            "AUGMENTATIONS", "checkFinite"]
-
-AUGMENTATIONS = ("affine", "elastic", "bias", "noise", "contrast")
 
 
 @dataclasses.dataclass
@@ -116,7 +116,7 @@ class PatchBatches(ShardedBatches):
 
     Patch centres are drawn class-balanced (MONAI ``RandCropByLabelClassesd``) so small structures are
     seen; augmentations are MONAI random transforms applied per patch. Each patch is seeded by its own
-    index (see :class:`DLCommon.batches.ShardedBatches`), so distributed training over N processes draws the
+    index (see :class:`DLCommon.shardedbatches.ShardedBatches`), so distributed training over N processes draws the
     same patches as one process. With ``fixed=True`` every pass yields the same patches (for validation).
 
     Args:

@@ -17,9 +17,11 @@ import dataclasses
 from pathlib import Path
 from typing import Callable, Sequence
 
+from DLCommon.errors import nodeLabel
 from DLCommon import DLError, Job, segmentationFromTensor, tensorFromVolume, volumeFromTensor
 from DLCommon.jobs import keepHistory
-from DLCommon.scene import SceneLogic
+from DLCommon.transfer import withoutNetwork
+from DLCommon.scenelogic import SceneLogic
 from DLCommon.catalog import defaultCacheDir, resolveModel
 from DLCommon.segmentations import labelsFromScores, updateSegmentationFromTensor
 from DLCommon.resources import fitOrSwitch, planInference
@@ -61,25 +63,29 @@ class SegmentationLogic(SceneLogic):
             raise DLError("is not in the input volume's scene", node=outputSegmentation, fix="pick another output")
         names = loaded.spec.labelNames
         checkModelInput(loaded, image)
-        plan, windowBatchSize = None, 4
-        if not loaded.spec.roiSize or len(loaded.spec.roiSize) == 3:
+        threeD = not loaded.spec.roiSize or len(loaded.spec.roiSize) == 3
+        labelsOnly = not (probabilityVolumes or entropyVolume or mirror)
+        subject = nodeLabel(inputVolume)  # the plan runs in the worker: it reads no node
+
+        def plan():
             # before any large allocation: refuse, or switch to a smaller window batch / the CPU, with the estimate
-            plan = planInference(loaded.network, image, loaded.spec, device, overlap=overlap,
-                                 labelsOnly=not (probabilityVolumes or entropyVolume or mirror), node=inputVolume)
-            device, windowBatchSize = plan.device, plan.windowBatchSize
+            return planInference(loaded.network, inputs["image"], loaded.spec, device, overlap=overlap,
+                                 labelsOnly=labelsOnly, node=subject) if threeD else None
+
         inputs = {"image": image}  # the worker takes it, so the input tensor is freed before apply (memory)
         del image
 
         def work(context):
+            runDevice, windowBatchSize = (context.plan.device, context.plan.windowBatchSize) if threeD else (device, 4)
             image = inputs.pop("image")
             foreground = foregroundMask(image)  # small and strided: kept while inference frees the image
             if probabilityVolumes or entropyVolume or mirror:
-                probabilities = predictProbabilities(loaded, image, device=device, overlap=overlap,
+                probabilities = predictProbabilities(loaded, image, device=runDevice, overlap=overlap,
                                                      windowBatchSize=windowBatchSize, progress=context.report,
                                                      mirror=mirror)
                 classes = probabilities.shape[0]
             else:  # labels only: no class-score volume for the whole image (memory)
-                probabilities, classes = predictLabels(loaded, image, device=device, overlap=overlap,
+                probabilities, classes = predictLabels(loaded, image, device=runDevice, overlap=overlap,
                                                        windowBatchSize=windowBatchSize, progress=context.report)
             if classes != len(names) + 1 and names:
                 raise DLError(f"produced {classes} classes but its spec names {len(names)} labels",
@@ -108,7 +114,7 @@ class SegmentationLogic(SceneLogic):
             checkOutputGeometry(inputVolume, result.segmentation)
             return result
 
-        return Job(work, apply, scene=scene, name=f"Segment {inputVolume.GetName()}", estimate=plan)
+        return Job(work, apply, scene=scene, name=f"Segment {inputVolume.GetName()}", plan=plan)
 
     def segment(self, inputVolume, model, outputSegmentation=None, probabilityVolumes: bool = False,
                 entropyVolume: bool = False, device: str = "auto", overlap: float = 0.25,
@@ -121,7 +127,7 @@ class SegmentationLogic(SceneLogic):
     # --- training ----------------------------------------------------------------------------------------
     def trainJob(self, pairs: Sequence[tuple], config: SegmentationTrainingConfig | None = None,
                  modelName: str = "segmentation", validationPairs: Sequence[tuple] = (), baseModel=None,
-                 outputDir: str | Path | None = None, register: bool = True) -> Job:
+                 outputDir: str | Path | None = None, addToCatalog: bool = True) -> Job:
         """A :class:`Job` that trains on ``[(volumeNode, segmentationNode), ...]``; it adds no node."""
         if not pairs:
             raise DLError("No training pair was given", fix="add at least one volume with its segmentation")
@@ -138,24 +144,25 @@ class SegmentationLogic(SceneLogic):
         base = resolveModel(baseModel) if baseModel is not None else None
         directory = Path(outputDir) if outputDir else defaultCacheDir() / "trained" / modelName
         config = config or SegmentationTrainingConfig()
-        # before the run: refuse, or move to the CPU, when one training step does not fit the device
-        estimate = fitOrSwitch(lambda device: estimateSegmentationTraining(
-            samples, len(names), dataclasses.replace(config, device=str(device)), base), config.device, pairs[0][0],
-            "train with a smaller patch size or batch size, or at a coarser spacing")
-        config = dataclasses.replace(config, device=estimate.device)
+        subject = nodeLabel(pairs[0][0])
+
+        def plan():  # refuse, or move to the CPU, when one training step does not fit the device
+            return fitOrSwitch(lambda device: estimateSegmentationTraining(
+                samples, len(names), dataclasses.replace(config, device=str(device)), base), config.device, subject,
+                "train with a smaller patch size or batch size, or at a coarser spacing")
 
         def work(context) -> SegmentationTrainingResult:
-            return trainSegmentationModel(samples, names, colors, config, directory, modelName,
-                                          validationSamples=validation or None, baseModel=base,
-                                          register=register, progress=context.report, onEpoch=keepHistory(job))
+            return trainSegmentationModel(samples, names, colors, dataclasses.replace(config, device=context.plan.device),
+                                          directory, modelName, validationSamples=validation or None, baseModel=base,
+                                          addToCatalog=addToCatalog, progress=context.report, onEpoch=keepHistory(job))
 
-        job = Job(work, None, name=f"Train {modelName}", estimate=estimate)
+        job = Job(work, None, name=f"Train {modelName}", plan=plan, transfer=withoutNetwork)
         return job
 
     def train(self, pairs: Sequence[tuple], config: SegmentationTrainingConfig | None = None,
               modelName: str = "segmentation", validationPairs: Sequence[tuple] = (), baseModel=None,
-              outputDir: str | Path | None = None, register: bool = True,
+              outputDir: str | Path | None = None, addToCatalog: bool = True,
               progress: Callable[[float, str], None] | None = None) -> SegmentationTrainingResult:
         """Train (or fine-tune) on scene pairs; returns the model, history and where it was saved."""
-        job = self.trainJob(pairs, config, modelName, validationPairs, baseModel, outputDir, register)
+        job = self.trainJob(pairs, config, modelName, validationPairs, baseModel, outputDir, addToCatalog)
         return job.run(progress)

@@ -7,13 +7,16 @@ panel's values. Imports neither torch nor qt (the Slicer shell imports it at mod
 from __future__ import annotations
 
 from DLCommon.parameters import Parameter
+from DLCommon.settings import defaultOf, parameterOf
+
+from DLSegmentLib.config import SegmentationTrainingConfig as Training  # absolute: the shell check loads this file alone
 
 VOLUME, SEGMENTATION = ("vtkMRMLScalarVolumeNode",), ("vtkMRMLSegmentationNode",)
 
 PARAMETERS = (
     Parameter("inputVolume", "node", label="Input volume", nodeClasses=VOLUME, tooltip="The volume to segment."),
     Parameter("modelId", "str", "", label="Model", tooltip="Catalog id of the segmentation model."),
-    Parameter("outputSegmentation", "node", label="Output segmentation", nodeClasses=SEGMENTATION,
+    Parameter("outputSegmentation", "node", output=True, label="Output segmentation", nodeClasses=SEGMENTATION,
               tooltip="Segmentation to overwrite; none: a new one."),
     Parameter("probabilityVolumes", "bool", False, label="Probability volumes",
               tooltip="Also create one probability volume per segment."),
@@ -26,13 +29,11 @@ PARAMETERS = (
     Parameter("trainingVolumes", "nodes", label="Training volumes", nodeClasses=VOLUME, group="train"),
     Parameter("trainingSegmentations", "nodes", label="Training segmentations", nodeClasses=SEGMENTATION,
               group="train"),
-    Parameter("network", "choice", "unet", label="Network", choices=("unet", "segresnet", "dynunet", "swinunetr"),
-              tooltip="MONAI network architecture.", group="train"),
-    Parameter("loss", "choice", "dicece", label="Loss", choices=("dicece", "ce", "wce", "dice", "dl2"),
-              tooltip="ce: voxel cross-entropy; wce: weighted cross-entropy; dice: soft Dice; dl2: Dice with the "
-                      "background term; dicece: Dice + cross-entropy.", group="train"),
-    Parameter("epochs", "int", 50, label="Epochs", minimum=1, maximum=10000, group="train"),
-    Parameter("patchSize", "int", 64, label="Patch size", minimum=16, maximum=256,
+    parameterOf(Training, "network", group="train"),
+    parameterOf(Training, "loss", group="train"),
+    parameterOf(Training, "epochs", group="train"),
+    # the panel's own: one edge of a cubic patch (the config takes any 2 or 3 sizes), its default the config's
+    Parameter("patchSize", "int", defaultOf(Training, "patchSize")[0], label="Patch size", minimum=16, maximum=256,
               tooltip="Edge of the cubic training patch, in voxels.", group="train"),
     Parameter("trainingSpacing", "float", 0.0, label="Spacing (mm)", minimum=0.0, maximum=20.0,
               tooltip="Resample to this isotropic spacing before training; 0: keep the volume's.", group="train"),
@@ -42,19 +43,18 @@ PARAMETERS = (
 )
 
 
-def applyJob(logic, p, volumeNode=None, outputSegmentation=None):
-    """The segmentation job for ``volumeNode`` (default: ``p.inputVolume`` into ``p.outputSegmentation``)."""
+def applyJob(logic, p, volumeNode=None, outputSegmentation=None, device: str = "auto"):
+    """The segmentation job for ``volumeNode`` (default: ``p.inputVolume`` into ``p.outputSegmentation``);
+    ``device``: ``meddl segment --device`` (the panels let MedDL choose)."""
     if volumeNode is None:
         volumeNode, outputSegmentation = p.inputVolume, p.outputSegmentation
     return logic.segmentJob(volumeNode, p.modelId, outputSegmentation, p.probabilityVolumes, p.entropyVolume,
-                            mirror=p.mirror)
+                            device=device, mirror=p.mirror)
 
 
 def trainJob(logic, p):
     """The training (or fine-tuning) job on the pairs ``p.trainingVolumes`` / ``p.trainingSegmentations``."""
-    from DLSegmentLib.trainer import SegmentationTrainingConfig
-
-    config = SegmentationTrainingConfig(network=p.network, loss=p.loss, epochs=p.epochs, patchSize=(p.patchSize,) * 3,
+    config = Training(network=p.network, loss=p.loss, epochs=p.epochs, patchSize=(p.patchSize,) * 3,
                                         spacing=(p.trainingSpacing,) * 3 if p.trainingSpacing > 0 else None)
     return logic.trainJob(list(zip(p.trainingVolumes, p.trainingSegmentations)), config, modelName=p.modelName,
                           baseModel=p.modelId if p.fineTune else None)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 import torch
 from monai.networks.utils import one_hot
@@ -18,59 +18,14 @@ from DLCommon import DLError, ModelSpec, TrainingConfig, trainModel
 from DLCommon.models import LoadedModel
 from DLCommon.training import TrainingHistory, saveTrainedModel
 
-from .data import AUGMENTATIONS, PatchBatches, SegmentationSample, prepareSample
+from .config import LOSS_NAMES, SegmentationTrainingConfig
+from .data import PatchBatches, SegmentationSample, prepareSample
 from .losses import LOSSES
 from .networks import buildNetwork
 from .segmenter import dicePerLabel
 
 __all__ = ["SegmentationTrainingConfig", "SegmentationTrainingResult", "trainSegmentationModel", "lossFunction",
            "meanForegroundDice", "estimateSegmentationTraining", "LOSS_NAMES"]
-
-LOSS_NAMES = ("ce", "wce", "dice", "dl2", "dicece")
-
-
-@dataclasses.dataclass
-class SegmentationTrainingConfig:
-    """Options of :func:`trainSegmentationModel` (defaults suit a small CPU run).
-
-    Attributes:
-        network: ``unet``, ``segresnet``, ``dynunet`` or ``swinunetr`` (ignored when fine-tuning).
-        features: width of the network's first level.
-        norm: normalisation layers (see :func:`~DLSegmentLib.networks.buildNetwork`).
-        patchSize: training patch (voxels); also the inference window.
-        spacing: voxel size (mm) to train at; None: the first image's.
-        normalization: intensity normalisation (see :class:`DLCommon.ModelSpec`).
-        loss: ``ce``, ``wce``, ``dice``, ``dl2`` (the seed's four) or ``dicece`` (MONAI DiceCELoss).
-        augmentations: subset of ``affine``, ``elastic``, ``bias``, ``noise``, ``contrast``.
-        epochs, batchesPerEpoch, batchSize, learningRate, patience, seed, device, schedule: training loop
-            options (see :class:`DLCommon.TrainingConfig`).
-        validationBatches: fixed validation patches per validation (from the validation samples).
-    """
-
-    network: str = "unet"
-    features: int = 16
-    norm: str = "batch"
-    patchSize: Sequence[int] = (64, 64, 64)
-    spacing: Sequence[float] | None = None
-    normalization: dict[str, Any] = dataclasses.field(default_factory=lambda: {"type": "zscore", "nonzero": True})
-    loss: str = "dicece"
-    augmentations: Sequence[str] = AUGMENTATIONS
-    epochs: int = 20
-    batchesPerEpoch: int = 16
-    batchSize: int = 2
-    learningRate: float = 2e-3
-    patience: int | None = None
-    seed: int = 0
-    device: str = "auto"
-    validationBatches: int = 8
-    schedule: str = "cosine"
-
-    def validate(self) -> None:
-        if self.loss not in LOSS_NAMES:
-            raise ValueError(f"loss must be one of {LOSS_NAMES}, got {self.loss!r}.")
-        if len(self.patchSize) not in (2, 3) or min(self.patchSize) < 8:
-            raise ValueError(f"patchSize must be 2 or 3 sizes >= 8, got {list(self.patchSize)}.")
-
 
 @dataclasses.dataclass
 class SegmentationTrainingResult:
@@ -120,7 +75,7 @@ def trainSegmentationModel(samples: Sequence[SegmentationSample], labelNames: Se
                            labelColors: Sequence[Sequence[float]] | None, config: SegmentationTrainingConfig,
                            outputDir: str | Path, modelName: str = "segmentation",
                            validationSamples: Sequence[SegmentationSample] | None = None,
-                           baseModel: LoadedModel | None = None, register: bool = False,
+                           baseModel: LoadedModel | None = None, addToCatalog: bool = False,
                            progress: Callable[[float, str], None] | None = None,
                            onEpoch: Callable[[TrainingHistory], None] | None = None) -> SegmentationTrainingResult:
     """Train (or fine-tune ``baseModel``) and save the model to ``outputDir``.
@@ -134,7 +89,7 @@ def trainSegmentationModel(samples: Sequence[SegmentationSample], labelNames: Se
         validationSamples: held-out samples for best-epoch selection / early stopping (Dice); default:
             fixed patches of the training samples.
         baseModel: a loaded model to fine-tune; it must have ``len(labelNames) + 1`` outputs.
-        register: import the result into the model catalog under ``modelName``.
+        addToCatalog: import the result into the model catalog under ``modelName``.
         progress: ``progress(fraction, message)``; may raise ``JobCancelled``.
         onEpoch: ``onEpoch(history)`` after each epoch (live loss curves).
     """
@@ -194,7 +149,7 @@ def trainSegmentationModel(samples: Sequence[SegmentationSample], labelNames: Se
     networkDef = {"name": className, "args": args} if className is not None else None
     # a fine-tuned TorchScript / bundle network stays self-contained as TorchScript
     modelPath, catalogId = saveTrainedModel(network, outputDir, modelName, spec, networkDef,
-                                            dataclasses.asdict(result.history), register,
+                                            dataclasses.asdict(result.history), addToCatalog,
                                             example=torch.zeros((1, channels) + tuple(spec.roiSize or config.patchSize)))
     loaded = LoadedModel(network=network, spec=spec, format="checkpoint" if className else "torchscript",
                          path=modelPath, networkDef=networkDef)

@@ -8,4 +8,18 @@
 - :mod:`.ultrasound`: B-mode ultrasound simulation from tissue labels or CT / MR and a probe pose.
 - :mod:`.logic`: the node-level API the Slicer module and the console use.
 - :mod:`.cli`: ``meddl super-resolve``, ``train-synthesis``, ``synthesize``, ``simulate-us`` and the demo part.
+
+Importing the package registers the module with MedDL (:mod:`DLCommon.modules`); it imports no torch.
 """
+
+from DLCommon.modules import ModuleDescription, registerModule
+
+from . import frontend, parameters
+
+MODULE = registerModule(ModuleDescription(
+    key="synthesize", package=__name__, title="Synthesize", parameters=parameters.PARAMETERS, order=4,
+    actions={"apply": parameters.applyJob,
+             "batch": lambda logic, p, volumeNode: parameters.selfSupervisedJob(logic, p, volumeNode)},
+    engine=f"{__name__}.logic:SynthesisLogic", cli=f"{__name__}.cli",
+    sections=frontend.SECTIONS, icon=frontend.ICON, modelTask=frontend.MODEL_TASK, desktopOnly=frontend.DESKTOP_ONLY,
+    samples=frontend.SAMPLES))

@@ -29,8 +29,9 @@ def addCommands(commands) -> None:
     train.add_argument("--loss", choices=("l1", "l2", "l1ssim"), default="l1")
     train.add_argument("--steps", type=int, default=600)
     train.add_argument("--output-model", required=True, help="folder for the model (.ts) and its curves PNG")
-    train.add_argument("--name", default="synthesis", help="model name (and catalog id with --register)")
-    train.add_argument("--register", action="store_true", help="add the model to the catalog")
+    train.add_argument("--name", default="synthesis", help="model name (and catalog id with --add-to-catalog)")
+    train.add_argument("--add-to-catalog", "--register", dest="add_to_catalog", action="store_true",
+                       help="add the model to the catalog (--register: its former name)")
     train.add_argument("--device", default="auto")
     train.set_defaults(handler=_trainSynthesis, dryRun=True)
 
@@ -144,7 +145,7 @@ def _trainSynthesis(args) -> int:
                                  f"{args.mode} trained by MedDL on {len(pairs)} pair(s)")
     saveCurvesPng(historyCurves(model.history), output / f"{args.name}_curves.png", title=f"{args.name} ({args.mode})")
     message = f"Model: {path}"
-    if args.register:
+    if args.add_to_catalog:
         message += f" (catalog id '{ModelCatalog().importFile(path, modelId=args.name, title=args.name).id}')"
     print(message)
     return 0
@@ -179,7 +180,7 @@ def _trainDenoiser(args) -> int:
     path = saveImageToImageModel(result.model, Path(args.output_model) / f"{args.name}.ts", args.name,
                                  f"self-supervised denoiser (noise level {result.noiseLevel:.3g})")
     message = f"Model: {path} (noise level {result.noiseLevel:.3g})"
-    if args.register:
+    if args.add_to_catalog:
         message += f" (catalog id '{ModelCatalog().importFile(path, modelId=args.name, title=args.name).id}')"
     print(message)
     scene.Clear(1)

@@ -10,6 +10,8 @@ range taken from all training targets, which the model keeps to map its output b
 
 from __future__ import annotations
 
+from DLCommon.errors import SettingError
+
 import dataclasses
 import math
 from pathlib import Path
@@ -19,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from monai.data import MetaTensor
 
-from DLCommon.batches import ShardedBatches
+from DLCommon.shardedbatches import ShardedBatches
 from DLCommon import DLError, TrainingConfig, trainModel
 from DLCommon.geometry import affinesClose
 
@@ -60,9 +62,9 @@ class ImageToImageConfig:
 
     def validate(self) -> None:
         if self.dimensions not in (2, 3):
-            raise ValueError(f"dimensions must be 2 or 3, got {self.dimensions}.")
+            raise SettingError("dimensions", self.dimensions, "2 or 3")
         if self.loss not in LOSSES:
-            raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}.")
+            raise SettingError("loss", self.loss, f"one of {', '.join(LOSSES)}")
 
 
 @dataclasses.dataclass

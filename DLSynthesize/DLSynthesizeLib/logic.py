@@ -18,9 +18,12 @@ import vtk
 from DLCommon.selfcheck import checkOutputGeometry
 from DLCommon import DLError, Job, tensorFromVolume
 from DLCommon.jobs import keepHistory
+from DLCommon.errors import nodeLabel
+from DLCommon.transfer import withoutNetwork
 from DLCommon.resources import ResourceEstimate, fitOrSwitch
 from DLCommon.geometry import affinesClose, arrayFromVTKMatrix
-from DLCommon.scene import SceneLogic, sceneTransaction
+from DLCommon.scene import sceneTransaction
+from DLCommon.scenelogic import SceneLogic
 from DLCommon.segmentations import tensorFromSegmentation
 from DLCommon.transforms import resampleVolume
 from DLCommon.volumes import checkVolume, updateVolumeFromTensor, volumeFromTensor
@@ -108,12 +111,15 @@ class SynthesisLogic(SceneLogic):
         image = tensorFromVolume(inputVolume)  # read before the job: the worker never touches the scene
         config = config or SuperResolutionConfig()
         throughPlaneAxis(image.affine)  # refuse isotropic input now, not after the job started
-        estimate = fitOrSwitch(lambda device: estimateSuperResolution(image, dataclasses.replace(config, device=str(device))),
-                               config.device, inputVolume, "crop the volume, or use fewer features / a smaller patch")
-        config = dataclasses.replace(config, device=estimate.device)
+        subject = nodeLabel(inputVolume)
+
+        def plan():
+            return fitOrSwitch(lambda device: estimateSuperResolution(image, dataclasses.replace(config, device=str(device))),
+                               config.device, subject, "crop the volume, or use fewer features / a smaller patch")
 
         def work(context) -> SuperResolutionResult:
-            return superResolve(image, config, progress=context.report, onEpoch=keepHistory(job))
+            return superResolve(image, dataclasses.replace(config, device=context.plan.device), progress=context.report,
+                                onEpoch=keepHistory(job))
 
         def apply(result: SuperResolutionResult) -> SynthesisResult:
             details = {"axis": "IJK"[result.axis], "factor": result.factor,
@@ -122,7 +128,7 @@ class SynthesisLogic(SceneLogic):
             return SynthesisResult(volume=node, details=details)
 
         job = Job(work, apply, scene=scene, name=f"Super-resolve {inputVolume.GetName()}",  # work keeps its curves
-                  estimate=estimate)
+                  plan=plan, transfer=withoutNetwork)
         return job
 
     def superResolve(self, inputVolume, config: SuperResolutionConfig | None = None, outputVolume=None,
@@ -141,12 +147,15 @@ class SynthesisLogic(SceneLogic):
         scene = self.scene(inputVolume)
         image = tensorFromVolume(inputVolume)
         config = config or DenoiseConfig()
-        estimate = fitOrSwitch(lambda device: estimateDenoise(image, dataclasses.replace(config, device=str(device))),
-                               config.device, inputVolume, "crop the volume, or train on fewer copies / smaller patches")
-        config = dataclasses.replace(config, device=estimate.device)
+        subject = nodeLabel(inputVolume)
+
+        def plan():
+            return fitOrSwitch(lambda device: estimateDenoise(image, dataclasses.replace(config, device=str(device))),
+                               config.device, subject, "crop the volume, or train on fewer copies / smaller patches")
 
         def work(context):
-            result = denoise(image, config, progress=context.report, onEpoch=keepHistory(job))
+            result = denoise(image, dataclasses.replace(config, device=context.plan.device), progress=context.report,
+                             onEpoch=keepHistory(job))
             return result, anomalyMap(result.model, image) if anomalyVolume else None
 
         def apply(outputs) -> SynthesisResult:
@@ -159,7 +168,7 @@ class SynthesisLogic(SceneLogic):
             return SynthesisResult(volume=node, details=details)
 
         job = Job(work, apply, scene=scene, name=f"Denoise {inputVolume.GetName()}",  # work keeps its curves
-                  estimate=estimate)
+                  plan=plan, transfer=withoutNetwork)
         return job
 
     # --- paired image-to-image --------------------------------------------------------------------------
@@ -203,11 +212,14 @@ class SynthesisLogic(SceneLogic):
             return combined("Image-to-image", training,
                             estimateImageToImageApply(network, onDevice, image.shape[1:], device))
 
-        estimate = fitOrSwitch(estimateOn, config.device, inputVolume, "use smaller patches, or fewer features")
-        config = dataclasses.replace(config, device=estimate.device)
+        subject = nodeLabel(inputVolume)
+
+        def plan():
+            return fitOrSwitch(estimateOn, config.device, subject, "use smaller patches, or fewer features")
 
         def work(context):
-            model = train(tensors, config, progress=lambda f, m: context.report(0.9 * f, m), onEpoch=keepHistory(job))
+            model = train(tensors, dataclasses.replace(config, device=context.plan.device),
+                          progress=lambda f, m: context.report(0.9 * f, m), onEpoch=keepHistory(job))
             return model, applyImageToImage(model, image)
 
         def apply(result) -> SynthesisResult:
@@ -217,7 +229,8 @@ class SynthesisLogic(SceneLogic):
             checkOutputGeometry(inputVolume, node)
             return SynthesisResult(volume=node, details=details)
 
-        job = Job(work, apply, scene=scene, name=f"Image-to-image {inputVolume.GetName()}", estimate=estimate)
+        job = Job(work, apply, scene=scene, name=f"Image-to-image {inputVolume.GetName()}", plan=plan,
+                  transfer=withoutNetwork)
         return job
 
     # --- ultrasound simulation -------------------------------------------------------------------------

@@ -6,6 +6,7 @@ panel's values. Imports neither torch nor qt (the Slicer shell imports it at mod
 
 from __future__ import annotations
 
+from DLCommon.errors import SettingError
 from DLCommon.parameters import Parameter
 
 VOLUME = ("vtkMRMLScalarVolumeNode",)
@@ -19,7 +20,7 @@ PARAMETERS = (
                       "(source, target) pairs; ultrasound: a B-mode image from tissue labels and a probe pose."),
     Parameter("inputVolume", "node", label="Input volume", nodeClasses=VOLUME,
               tooltip="The volume to process (ultrasound: the volume the tissue segmentation is drawn on)."),
-    Parameter("outputVolume", "node", label="Output volume", nodeClasses=VOLUME,
+    Parameter("outputVolume", "node", output=True, label="Output volume", nodeClasses=VOLUME,
               tooltip="Volume to write (none: a new one)."),
     Parameter("trainingSteps", "int", 600, label="Training steps", minimum=10, maximum=100000,
               tooltip="Training iterations (super-resolution, denoising and image-to-image)."),
@@ -52,8 +53,7 @@ PARAMETERS = (
 def selfSupervisedJob(logic, p, volumeNode, outputVolume=None):
     """Super-resolution or denoising of ``volumeNode`` (trained on the volume itself)."""
     if p.task not in SELF_SUPERVISED:
-        raise ValueError(f"Only super-resolution and denoising run volume by volume, not '{p.task}': pick one of "
-                         "those tasks.")
+        raise SettingError("task", p.task, "super-resolution or denoise to run volume by volume (Apply to all)")
     if p.task == "super-resolution":
         from DLSynthesizeLib.superresolution import SuperResolutionConfig
 
@@ -68,7 +68,7 @@ def applyJob(logic, p):
     if p.task in SELF_SUPERVISED:
         return selfSupervisedJob(logic, p, p.inputVolume, p.outputVolume)
     if p.task == "ultrasound":
-        raise ValueError("Ultrasound simulation runs at once (simulateUltrasound), not as a job.")
+        raise SettingError("task", p.task, "another task for Apply: ultrasound simulation runs at once (Simulate)")
     pairs = list(zip(p.sourceVolumes, p.targetVolumes))
     if p.network == "pix2pix":  # conditional GAN, 2D
         from DLSynthesizeLib.pix2pix import Pix2PixConfig

@@ -32,6 +32,7 @@ BENCHMARKS = {  # name: (script, arguments, what its ratio compares)
     "synthesize": ("bench_synthesize.py", [], "DLSynthesize super-resolution vs cubic B-splines"),
     "classify": ("bench_classify.py", [], "DLClassify standard planes and ordinal grading"),
     "segment-accuracy": ("bench_segment_accuracy.py", ["--losses", "dicece"], "DLSegment Dice on MNI152"),
+    "startup": ("bench_startup.py", [], "meddl --help and a meddl job child's first line vs python -c pass"),
 }
 
 

@@ -55,9 +55,45 @@ def _baseNamesIn(tree: ast.AST) -> set[str]:
     return {name for c in ast.walk(tree) if isinstance(c, ast.ClassDef) for name in _baseNames(c)}
 
 
-def _reachedUiNames(mixinTree: ast.AST, roots: set[str]) -> set[str]:
-    """The ``self.ui`` names used by the mixin's methods reachable (through ``self.<method>``) from ``roots``."""
+def _uiGuard(statement) -> str | None:
+    """``X`` for ``if hasattr(self.ui, "X"):`` or ``if ... and hasattr(self.ui, "X"):`` (the mixin's code for
+    widgets only some modules have), else None."""
+    test = getattr(statement, "test", None) if isinstance(statement, ast.If) else None
+    tests = test.values if isinstance(test, ast.BoolOp) and isinstance(test.op, ast.And) else [test]
+    for test in tests:
+        if isinstance(test, ast.Call) and getattr(test.func, "id", "") == "hasattr" and len(test.args) == 2 \
+                and isinstance(test.args[0], ast.Attribute) and test.args[0].attr == "ui" \
+                and isinstance(test.args[1], ast.Constant):
+            return test.args[1].value
+    return None
+
+
+def _withoutGuardedBlocks(function: ast.FunctionDef, widgets: set[str]) -> ast.FunctionDef:
+    """``function`` without the bodies of ``if hasattr(self.ui, "X")`` for an ``X`` that ``widgets`` lacks."""
+    import copy
+
+    pruned = copy.deepcopy(function)
+    for node in ast.walk(pruned):
+        for field in ("body", "orelse"):
+            block = getattr(node, field, None)
+            if isinstance(block, list):
+                kept = []
+                for statement in block:
+                    guard = _uiGuard(statement)
+                    if guard is not None and guard not in widgets:
+                        kept += statement.orelse
+                    else:
+                        kept.append(statement)
+                setattr(node, field, kept)
+    return pruned
+
+
+def _reachedUiNames(mixinTree: ast.AST, roots: set[str], widgets: set[str] | None = None) -> set[str]:
+    """The ``self.ui`` names used by the mixin's methods reachable (through ``self.<method>``) from ``roots``; code
+    under ``if hasattr(self.ui, "X")`` counts only when ``widgets`` (the .ui's) has X."""
     methods = {f.name: f for f in ast.walk(mixinTree) if isinstance(f, ast.FunctionDef)}
+    if widgets is not None:
+        methods = {name: _withoutGuardedBlocks(f, widgets) for name, f in methods.items()}
     reached, todo = set(), [r for r in roots if r in methods]
     while todo:
         method = todo.pop()
@@ -186,7 +222,7 @@ def checkModuleShell(folder: Path) -> list[str]:
     used = {(folder / f"{name}.py").name: _uiNames(shellTree)}
     mixin = ROOT / "DLCommon" / "shell.py"
     if mixin.is_file() and "ModuleWidgetMixin" in _baseNamesIn(shellTree):
-        used[mixin.name] = _reachedUiNames(ast.parse(mixin.read_text()), _selfNames(shellTree) | SLICER_CALLS)
+        used[mixin.name] = _reachedUiNames(ast.parse(mixin.read_text()), _selfNames(shellTree) | SLICER_CALLS, widgets)
     for source, names in used.items():
         problems += [f"{source} uses self.ui.{n}, which {uiFile.name} does not define" for n in sorted(names - widgets)]
     for libFile in sorted((folder / f"{name}Lib").rglob("*.py")) if (folder / f"{name}Lib").is_dir() else []:

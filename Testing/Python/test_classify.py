@@ -140,7 +140,7 @@ def planeModel(mni2mm, tmp_path_factory):
     scene = slicer.vtkMRMLScene()
     t1 = loadMNI152(scene)["t1"]
     result = ClassificationLogic(scene).trainPlanes(t1, QUICK,
-                                                    outputDir=tmp_path_factory.mktemp("planes"), register=False)
+                                                    outputDir=tmp_path_factory.mktemp("planes"), addToCatalog=False)
     yield result, scene, t1
     scene.Clear(1)
 
@@ -196,9 +196,16 @@ def test_slice_probability_plot_peaks_at_the_standard_planes(planeModel):
     logic = ClassificationLogic(scene)
     positions, probabilities, names = logic.sliceProbabilities(t1, result.model, device="cpu")
     assert len(positions) == 189 and probabilities.shape == (189, 5)
+    from DLClassifyLib.planes import STANDARD_TOLERANCE
+
     for name, level in (("axial trans-ventricular", 18.0), ("axial trans-cerebellar", -30.0)):
-        band = [z for z, p in zip(positions, probabilities[:, names.index(name)]) if p > 0.5]
-        assert band and abs(sum(band) / len(band) - level) <= 4.0, (name, band)  # the band centres on the plane
+        column = probabilities[:, names.index(name)]
+        band = [z for z, p in zip(positions, column) if p > 0.5]
+        peak = positions[int(column.argmax())]
+        # the recogniser labels a slice standard within STANDARD_TOLERANCE of the plane (planes.py) and is not
+        # trained between that and the 'other' margin, so its band may lean to one side; its peak may not
+        assert band and band[0] <= level <= band[-1], (name, band)
+        assert abs(peak - level) <= STANDARD_TOLERANCE[0], (name, peak)
     before = len(nodeIds(scene))
     chart = logic.plotSliceProbabilities(t1, result.model, device="cpu")
     assert chart.GetNumberOfPlotSeriesNodes() == 5
@@ -305,7 +312,7 @@ def test_train_from_a_table_node_and_classify_held_out_volumes(scene, sharpAndBl
                                           batchSize=4, device="cpu", validationFraction=0.25)
     logic = ClassificationLogic(scene)
     before = set(nodeIds(scene))
-    result = logic.train(table, config=config, modelName="sharpness", outputDir=tmp_path, register=True)
+    result = logic.train(table, config=config, modelName="sharpness", outputDir=tmp_path, addToCatalog=True)
     assert set(nodeIds(scene)) == before  # training adds no node
     assert result.model.spec.labelNames == ["blurred", "sharp"]
     assert ModelCatalog().get("sharpness").spec["labelNames"] == ["blurred", "sharp"]
@@ -358,7 +365,7 @@ def test_single_class_training_data_is_refused(scene, sharpAndBlurred):
              enumerate(sharpAndBlurred[:4])]
     with pytest.raises(DLError, match="one class only"):
         ClassificationLogic(scene).train(nodes, config=ClassificationTrainingConfig(inputSize=(32, 32, 32)),
-                                         register=False)
+                                         addToCatalog=False)
 
 
 def test_4d_and_wrong_dimension_input_gives_clear_errors_and_no_nodes(planeModel):

@@ -19,9 +19,9 @@ import numpy as np
 import torch
 
 from conftest import makeVolume
-from test_segment import NAMES, addCase
+from conftest import NAMES, addCase
 
-from DLCommon.batches import ShardedBatches
+from DLCommon.shardedbatches import ShardedBatches
 from DLCommon.cli import main
 from DLCommon.jobs import JobState
 from DLCommon.storage import loadSegmentation, saveNode
@@ -236,8 +236,9 @@ def test_batch_job_over_scene_volumes_and_a_folder(scene, tmp_path):
     outcomes = fromFolder.run()
     assert [o.status for o in outcomes] == ["done", "done"]
     assert scene.GetNumberOfNodes() == count  # loaded for their turn, then removed with their outputs
-    saved = sorted(p.name for p in (tmp_path / "results").iterdir())
+    saved = sorted(p.name for p in (tmp_path / "results").iterdir() if p.name != "manifest.csv")
     assert saved == ["file3_phantom-untrained_segmentation.seg.nrrd", "file4_phantom-untrained_segmentation.seg.nrrd"]
+    assert [row["status"] for row in manifestRows(tmp_path / "results" / "manifest.csv")] == ["done", "done"]
     segmentation = loadSegmentation(tmp_path / "results" / saved[0], scene)
     assert segmentation.GetSegmentation().GetNumberOfSegments() == 2
 

@@ -7,23 +7,11 @@ import threading
 import numpy as np
 import pytest
 import torch
-from conftest import makeVolume
+from conftest import makeVolume, sceneSnapshot
 
 from DLCommon import Job, JobState, volumeFromTensor
 from DLCommon.errors import JobCancelled
 from DLCommon.volumes import volumeArrayView
-
-
-def sceneSnapshot(scene) -> dict:
-    """Every node's ID, name and (for volumes) voxel checksum: what 'unchanged' means."""
-    snapshot = {}
-    for index in range(scene.GetNumberOfNodes()):
-        node = scene.GetNthNode(index)
-        entry = [node.GetName(), node.GetClassName()]
-        if node.IsA("vtkMRMLVolumeNode") and node.GetImageData() is not None:
-            entry.append(volumeArrayView(node).tobytes())
-        snapshot[node.GetID()] = entry
-    return snapshot
 
 
 @pytest.fixture

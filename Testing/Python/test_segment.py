@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import assertGeometryClose, makeVolume, obliqueAffine
+from conftest import COLORS, NAMES, addCase, assertGeometryClose, makeVolume, obliqueAffine, phantom
 
 from DLCommon import DLError, ModelCatalog, loadModel, segmentationFromTensor, tensorFromSegmentation, tensorFromVolume
 from monai.data import MetaTensor
@@ -15,33 +15,6 @@ from DLCommon.errors import JobCancelled
 from DLCommon.geometry import ijkToRasMatrix
 from DLSegmentLib.logic import SegmentationLogic
 from DLSegmentLib.trainer import SegmentationTrainingConfig
-
-NAMES = ["ball", "box"]
-COLORS = [(1.0, 0.2, 0.2), (0.2, 0.4, 1.0)]
-
-
-def phantom(seed: int, shape=(36, 32, 28)):
-    """A bright ball (label 1) and a darker box (label 2) on a noisy, biased background; (I, J, K)."""
-    rng = np.random.default_rng(seed)
-    grid = np.stack(np.meshgrid(*[np.arange(s) for s in shape], indexing="ij"))
-    centre = rng.uniform(9, 13, size=3)
-    labels = np.zeros(shape, np.int64)
-    labels[((grid - centre[:, None, None, None]) ** 2).sum(0) < rng.uniform(5, 7) ** 2] = 1
-    corner = rng.integers(15, 18, size=3)  # inside the volume: no structure touches the border
-    labels[corner[0]:corner[0] + 8, corner[1]:corner[1] + 8, corner[2]:corner[2] + 6] = 2
-    image = np.where(labels == 1, 100.0, np.where(labels == 2, 60.0, 20.0))
-    image = image * (1 + 0.1 * grid[0] / shape[0]) + rng.normal(0, 6, size=shape)
-    return image.astype(np.float32), labels
-
-
-def addCase(scene, seed, affine=None, name="case"):
-    image, labels = phantom(seed)
-    volume = makeVolume(scene, np.ascontiguousarray(image.transpose(2, 1, 0)), affine if affine is not None else np.eye(4),
-                        name=f"{name} {seed}")
-    segmentation = segmentationFromTensor(torch.from_numpy(labels), volume, scene, NAMES, COLORS,
-                                          nodeName=f"{name} {seed} labels")
-    return volume, segmentation, labels
-
 
 FAST = dict(network="unet", features=8, patchSize=(16, 16, 16), epochs=30, batchesPerEpoch=8, batchSize=4,
             learningRate=5e-3, device="cpu",
@@ -280,7 +253,7 @@ def test_2d_model_on_a_single_slice(scene, tmp_path):
     segmentation = segmentationFromTensor(torch.from_numpy(labels), volume, scene, NAMES[:1] + NAMES[1:], COLORS)
     config = SegmentationTrainingConfig(**{**FAST, "patchSize": (32, 32), "epochs": 12, "augmentations": ()})
     result = SegmentationLogic(scene).train([(volume, segmentation)], config, modelName="flat", outputDir=tmp_path,
-                                            register=False)
+                                            addToCatalog=False)
     output = SegmentationLogic(scene).segment(volume, result.model)
     predicted, _, _ = tensorFromSegmentation(output.segmentation, volume)
     assert (predicted.numpy() == labels).mean() > 0.9
@@ -328,7 +301,7 @@ def test_fine_tune_a_torchscript_model(trained, scene, tmp_path):
     volume, reference, _ = addCase(scene, 10)
     config = SegmentationTrainingConfig(**{**FAST, "epochs": 1, "batchesPerEpoch": 2})
     tuned = SegmentationLogic(scene).train([(volume, reference)], config, modelName="phantom-ts", baseModel=str(scripted),
-                                           outputDir=tmp_path / "out", register=False)
+                                           outputDir=tmp_path / "out", addToCatalog=False)
     assert tuned.modelPath.suffix == ".ts"
     reloaded = loadModel(tuned.modelPath)
     assert reloaded.format == "torchscript" and reloaded.spec.labelNames == NAMES and reloaded.spec.name == "phantom-ts"

@@ -116,7 +116,7 @@ def test_shape_mismatch_is_a_clear_error():
                          ids=lambda f: f.__name__)
 def test_each_loss_trains_a_segmentation_network(loss):
     from monai.networks.utils import one_hot
-    from test_training import blobBatches, dice, makeNetwork
+    from conftest import blobBatches, dice, makeNetwork
 
     from DLCommon import TrainingConfig, trainModel
 

@@ -40,7 +40,7 @@ class Widget(ModuleWidgetMixin):
     def __init__(self):
         self.ui = types.SimpleNamespace(statusLabel=types.SimpleNamespace(text=""), estimateLabel=Label())
         self.finished, self.updates, self.observed = [], 0, []
-        self._parameterNode = None
+        self._parameterNode = types.SimpleNamespace()  # the panel's parameter node (None once its scene closed)
 
     def addObserver(self, caller, event, callback):
         self.observed.append(event)
@@ -139,8 +139,8 @@ def test_estimate_shows_every_enabled_action_without_starting_it(widget, scene, 
 
     def makeJob(megabytes):
         def make():
-            job = Job(lambda context: 1, None, name="Train",
-                      estimate=resources.makeEstimate("Training", "cpu", megabytes * 2**20, 0, 90.0))
+            estimate = resources.makeEstimate("Training", "cpu", megabytes * 2**20, 0, 90.0)
+            job = Job(lambda context: 1, None, name="Train", plan=lambda: estimate)
             made.append(job)
             return job
         return make
@@ -149,17 +149,97 @@ def test_estimate_shows_every_enabled_action_without_starting_it(widget, scene, 
         raise DLError("is too large for this machine: needs about 9 GB", node="Volume 'big'", fix="crop it")
 
     enabled, disabled = types.SimpleNamespace(enabled=True), types.SimpleNamespace(enabled=False)
-    widget.jobActions = lambda: [("Apply", enabled, makeJob(300)), ("Train", disabled, makeJob(1)),
-                                 ("Batch", enabled, lambda: Job(lambda c: 1))]
+    factories = {"apply": makeJob(300), "train": makeJob(1), "batch": lambda: Job(lambda c: 1), "refused": refused}
+    widget.makeJob = lambda action: factories[action]()  # the module's actions, made here (prepare)
+    widget.jobActions = lambda: [("Apply", enabled, "apply"), ("Train", disabled, "train"), ("Batch", enabled, "batch")]
     before = scene.GetNumberOfNodes()
     widget.onEstimate()
     assert widget.ui.estimateLabel.text == ("Apply: Training: needs about 300.0 MB on cpu (4.0 GB free), "
                                             "about 1 min 30 s")
     assert widget.ui.estimateLabel.style == "" and len(made) == 1 and made[0].state.value == "pending"
     assert widget.isIdle and scene.GetNumberOfNodes() == before
-    widget.jobActions = lambda: [("Apply", enabled, refused)]
+    widget.jobActions = lambda: [("Apply", enabled, "refused")]
     widget.onEstimate()
     assert widget.ui.estimateLabel.text.startswith("Apply: Volume 'big' is too large for this machine")
     assert "c0392b" in widget.ui.estimateLabel.style
     drive(widget, makeJob(5)(), types.SimpleNamespace(value=0))
     assert widget.ui.estimateLabel.text.startswith("Running: Training: needs about 5.0 MB")
+
+
+# --- a module action from the panel: a meddl child process, followed by the poll timer ------------------------------
+
+@pytest.fixture
+def fakePanel(widget, scene, fakeModule, monkeypatch):
+    """The widget as the shell of the conftest's DLFakeLib module, with an input volume selected."""
+    import contextlib
+
+    import numpy as np
+    import slicer
+    from conftest import makeVolume, settingsOf
+
+    monkeypatch.setattr(slicer.util, "tryWithErrorDisplay", lambda *a, **k: contextlib.nullcontext())  # Qt
+    widget.moduleName, widget.logic = "DLFake", fakeModule.makeEngine(scene)
+    volume = makeVolume(scene, np.ones((3, 4, 5), np.float32), np.eye(4), name="Input")
+    widget._parameterNode = settingsOf(fakeModule, inputVolume=volume, steps=40, mode="slow")
+    return widget
+
+
+def pollUntilIdle(widget, bar, timeout=120):
+    import time
+
+    values, deadline = [], time.monotonic() + timeout
+    while widget._timer.running and time.monotonic() < deadline:
+        widget._timer.callback()
+        values.append(bar.value)
+        time.sleep(0.05)
+    return values
+
+
+def test_an_action_runs_in_a_child_process_with_progress_and_its_result_applied_here(fakePanel, scene):
+    from DLCommon.process import ProcessJob
+
+    bar = types.SimpleNamespace(value=0)
+    fakePanel.startAction("apply", bar)
+    assert isinstance(fakePanel._job, ProcessJob) and not fakePanel.isIdle
+    values = pollUntilIdle(fakePanel, bar)
+    assert values == sorted(values) and values[-1] == 100 and len(set(values)) > 3  # the bar moved, forwards
+    assert fakePanel.isIdle and "succeeded" in fakePanel.ui.statusLabel.text
+    output, = fakePanel.finished
+    assert output.GetName() == "Input offset" and output.GetScene() is scene
+    assert fakePanel.ui.estimateLabel.text.startswith("Running: Offset: needs about")  # the child's plan
+
+
+def test_cancel_in_the_panel_stops_the_child_and_changes_nothing(fakePanel, scene):
+    import time
+
+    import psutil
+
+    fakePanel._parameterNode.steps = 100000
+    before = scene.GetNumberOfNodes()
+    bar = types.SimpleNamespace(value=0)
+    fakePanel.startAction("apply", bar)
+    job = fakePanel._job
+    while job.fraction == 0:
+        fakePanel._timer.callback()
+        time.sleep(0.05)
+    started = time.monotonic()
+    fakePanel.onCancel()
+    pollUntilIdle(fakePanel, bar)
+    assert time.monotonic() - started < 2.0 and fakePanel.isIdle
+    assert "cancelled" in fakePanel.ui.statusLabel.text and fakePanel.finished == []
+    assert scene.GetNumberOfNodes() == before
+    assert not psutil.pid_exists(job.process.pid) or psutil.Process(job.process.pid).status() == psutil.STATUS_ZOMBIE
+
+
+def test_a_failing_child_shows_its_error_and_changes_nothing(fakePanel, scene, monkeypatch):
+    import slicer
+
+    shown = []
+    monkeypatch.setattr(slicer.util, "errorDisplay", lambda message, **kwargs: shown.append(message))
+    fakePanel._parameterNode.mode = "fail"
+    before = scene.GetNumberOfNodes()
+    bar = types.SimpleNamespace(value=0)
+    fakePanel.startAction("apply", bar)
+    pollUntilIdle(fakePanel, bar)
+    assert shown == ["Volume 'Input' cannot be offset. Fix: pick another volume."]
+    assert fakePanel.finished == [] and scene.GetNumberOfNodes() == before and fakePanel.isIdle

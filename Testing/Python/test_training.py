@@ -5,34 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 from monai.losses import DiceCELoss
-from monai.networks.nets import UNet
+
+from conftest import blobBatches, dice, makeNetwork
 
 from DLCommon import TrainingConfig, loadModel, saveCheckpoint, trainModel
-
-
-def blobBatches(count, seed):
-    """Bright spheres on noise: a real (tiny) segmentation problem."""
-    generator = torch.Generator().manual_seed(seed)
-    batches = []
-    grid = torch.stack(torch.meshgrid(*[torch.arange(16.0)] * 3, indexing="ij"))
-    for _ in range(count):
-        centre = torch.randint(5, 11, (3,), generator=generator).float()
-        radius = 3 + 2 * torch.rand(1, generator=generator)
-        mask = ((grid - centre[:, None, None, None]) ** 2).sum(0) < radius ** 2
-        image = mask.float() + 0.3 * torch.randn(16, 16, 16, generator=generator)
-        batches.append((image[None, None], mask[None, None].long()))
-    return batches
-
-
-def dice(prediction, target):
-    predicted = prediction.argmax(1, keepdim=True)
-    intersection = ((predicted == 1) & (target == 1)).sum().item()
-    return 2 * intersection / max((predicted == 1).sum().item() + (target == 1).sum().item(), 1)
-
-
-def makeNetwork():
-    torch.manual_seed(0)
-    return UNet(spatial_dims=3, in_channels=1, out_channels=2, channels=(8, 16), strides=(2,), num_res_units=1)
 
 
 def test_learns_selects_best_and_saves_safe_checkpoint(tmp_path):
@@ -78,8 +54,12 @@ def test_early_stopping():
 
 
 def test_bad_config_and_nan_loss():
-    with pytest.raises(ValueError, match="epochs must be >= 1"):
+    from DLCommon.errors import DLError, SettingError
+
+    with pytest.raises(SettingError) as refused:  # a DLError (what the front ends show) and a ValueError
         trainModel(makeNetwork(), [], torch.nn.MSELoss(), TrainingConfig(epochs=0))
+    assert isinstance(refused.value, DLError) and isinstance(refused.value, ValueError)
+    assert str(refused.value) == "Setting 'epochs' is 0; it must be at least 1. Fix: change the setting."
     batch = [(torch.full((1, 1, 16, 16, 16), float("nan")), torch.zeros(1, 2, 16, 16, 16))]
     with pytest.raises(FloatingPointError, match="lower the learning rate"):
         trainModel(makeNetwork(), batch, torch.nn.MSELoss(), TrainingConfig(epochs=1, device="cpu"))
