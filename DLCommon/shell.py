@@ -254,10 +254,10 @@ class ModuleWidgetMixin:
     def startJob(self, job, progressBar) -> None:
         """Start ``job`` (a ProcessJob, a BatchJob or an in-process Job); ``_poll`` shows progress and applies the
         result on this thread."""
+        job.start()  # first: if writing its inputs fails, the panel stays idle (the caller shows the error)
         self._job, self._progressBar = job, progressBar
         self._chartNode, self._plottedEpochs = None, 0
         self._shownPlan = None
-        job.start()
         self._timer.start()
         self._updateButtons()
 

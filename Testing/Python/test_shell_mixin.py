@@ -243,3 +243,17 @@ def test_a_failing_child_shows_its_error_and_changes_nothing(fakePanel, scene, m
     pollUntilIdle(fakePanel, bar)
     assert shown == ["Volume 'Input' cannot be offset. Fix: pick another volume."]
     assert fakePanel.finished == [] and scene.GetNumberOfNodes() == before and fakePanel.isIdle
+
+
+def test_a_job_whose_inputs_cannot_be_written_leaves_the_panel_idle(fakePanel, monkeypatch):
+    """Writing the child's inputs fails (a full disk, say): the error reaches the caller (Slicer shows it) and the
+    panel does not stay busy with a job that never started."""
+    from DLCommon.process import JobRecipe
+
+    def full(self, folder):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(JobRecipe, "write", full)
+    with pytest.raises(OSError, match="No space left"):
+        fakePanel.startAction("apply", types.SimpleNamespace(value=0))
+    assert fakePanel.isIdle and not fakePanel._timer.running
