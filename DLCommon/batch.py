@@ -226,14 +226,12 @@ class BatchJob:
     def _save(self, output, item: BatchItem) -> list[str]:
         if self.outputFolder is None:
             return [node.GetName() for node in _nodesOf(output)]
-        from .storage import saveNode
+        from .storage import fileSuffixFor, saveNode
 
         saved = []
         for node in _nodesOf(output):
-            suffix = ".seg.nrrd" if node.IsA("vtkMRMLSegmentationNode") else (
-                ".h5" if node.IsA("vtkMRMLTransformNode") else (".csv" if node.IsA("vtkMRMLTableNode") else ".nrrd"))
             name = node.GetName() if node.GetName().startswith(item.name) else f"{item.name} {node.GetName()}"
-            path = self.outputFolder / f"{_fileName(name)}{suffix}"
+            path = self.outputFolder / f"{_fileName(name)}{fileSuffixFor(node)}"
             saveNode(node, path)
             saved.append(str(path))
         return saved

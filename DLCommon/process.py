@@ -8,7 +8,7 @@ process, Slicer's own Python (``PythonSlicer``) running ``-m meddl job FOLDER``,
    :class:`ProcessJob` wraps it with a :class:`JobRecipe`: the module package, the action, and the settings the
    action read (recorded while it ran).
 2. :meth:`ProcessJob.start` writes the recipe into a private temporary folder: ``recipe.json`` and the input
-   nodes through Slicer's storage nodes (NRRD, ``.seg.nrrd``, ``.h5``, ``.tsv``), and starts the child with its
+   nodes through Slicer's storage nodes (NRRD, ``.seg.nrrd``, ``.h5``, ``.csv``), and starts the child with its
    output going to ``stdout.txt`` / ``stderr.txt`` there.
 3. The child (:func:`runRecipe`) loads the nodes into a scene of its own, makes the same job through the same
    action, runs plan + work, and prints one JSON record per line, prefixed ``@meddl``: ``{"fraction", "message",
@@ -78,7 +78,7 @@ class JobRecipe:
 
     def write(self, folder: Path) -> Path:
         """``recipe.json`` and the node files in ``folder`` (main thread: reads the nodes)."""
-        from .storage import saveNode, storageClassFor
+        from .storage import fileSuffixFor, saveNode, storageClassFor
 
         saved: dict[str, dict] = {}
 
@@ -94,9 +94,7 @@ class JobRecipe:
                     if storageClassFor(node) is None:
                         raise DLError("cannot be handed to a child process (no file format)", node=node,
                                       fix="use a volume, segmentation, transform or table node")
-                    suffix = ".seg.nrrd" if node.IsA("vtkMRMLSegmentationNode") else ".tsv" if node.IsA(
-                        "vtkMRMLTableNode") else ".h5" if node.IsA("vtkMRMLTransformNode") else ".nrrd"
-                    record["file"] = f"node{len(saved)}{suffix}"
+                    record["file"] = f"node{len(saved)}{fileSuffixFor(node)}"
                     saveNode(node, folder / record["file"], useCompression=False)  # speed over size: a temp file
                 saved[nodeId] = record
             return nodeId

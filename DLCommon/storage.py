@@ -14,7 +14,7 @@ import slicer
 from .errors import DLError
 from .scene import sceneTransaction
 
-__all__ = ["loadVolume", "loadSegmentation", "loadTransform", "loadFile", "loadNodeOfClass", "saveNode", "storageClassFor", "baseNameOf", "volumeFiles", "VOLUME_SUFFIXES"]
+__all__ = ["loadVolume", "loadSegmentation", "loadTransform", "loadFile", "loadNodeOfClass", "saveNode", "storageClassFor", "fileSuffixFor", "baseNameOf", "volumeFiles", "VOLUME_SUFFIXES"]
 
 
 def _read(scene, path: str | Path, nodeClass: str, storageClass: str, name: str | None, what: str):
@@ -91,6 +91,16 @@ def storageClassFor(node) -> str | None:
     if probe is not None and issubclass(probe, slicer.vtkMRMLTransformNode):
         return "vtkMRMLTransformStorageNode"
     return None
+
+
+def fileSuffixFor(node) -> str:
+    """The file extension MedDL writes ``node`` with: ``.seg.nrrd``, ``.h5`` (transforms), ``.csv`` (tables),
+    ``.nrrd`` (volumes)."""
+    if node.IsA("vtkMRMLSegmentationNode"):
+        return ".seg.nrrd"
+    if node.IsA("vtkMRMLTransformNode"):
+        return ".h5"
+    return ".csv" if node.IsA("vtkMRMLTableNode") else ".nrrd"
 
 
 def loadNodeOfClass(path: str | Path, scene, className: str, name: str | None = None):

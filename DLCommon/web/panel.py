@@ -2,9 +2,9 @@
 
 The panel is the registered module's description (:class:`~DLCommon.modules.ModuleDescription`): its sections and
 actions (``<Module>Lib/frontend.py``), and every control made from a :class:`~DLCommon.parameters.Parameter` (the
-definitions the Slicer widget uses), so names, defaults, ranges and choices are the same in both. A run builds the module's own Job from the settings,
-shows its resource estimate, progress with ETA and a Cancel button, and on completion shows the result in the
-views (through the app) and in the panel. Any error becomes a message in the panel; the server keeps serving.
+definitions the Slicer widget uses), so names, defaults, ranges and choices are the same in both. A run builds the
+module's own Job from the settings, shows its resource estimate, progress with ETA and a Cancel button, and on
+completion shows the result in the views (through the app) and in the panel. Any error becomes a message in the panel; the server keeps serving.
 """
 
 from __future__ import annotations
@@ -222,9 +222,11 @@ class ModulePanel:
         """``(lines, all fit)`` of ``[(action, job or the error making it), ...]`` (runs the plans)."""
         lines, fits = [], True
         for action, job in jobs:
+            if isinstance(job, Exception):  # refused when it was made
+                lines.append(f"{action.title}: {job}")
+                fits = False
+                continue
             try:
-                if isinstance(job, Exception):
-                    raise job
                 estimate = job.resourceEstimate()
                 lines.append(f"{action.title}: {estimate.describe()}" if estimate else f"{action.title}: -")
                 fits = fits and (estimate is None or estimate.fits)
