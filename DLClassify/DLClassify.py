@@ -227,9 +227,9 @@ def ensureDependencies() -> bool:
 class DLClassifyLogic(ScriptedLoadableModuleLogic):
     """The Python-console API: the node-level methods of :class:`DLClassifyLib.logic.ClassificationLogic` (Qt-free;
     see its docstrings): ``classify``, ``classifyJob``, ``train``, ``trainJob``, ``trainPlanes``, ``trainPlanesJob``,
-    ``classifySlice``, ``plotSliceProbabilities``. Created on first use so that this module loads before PyTorch is
-    installed. Every method raises ``DLError`` on bad input and leaves the scene unchanged when it fails or is
-    cancelled.
+    ``classifySlice``, ``sliceProbabilities``, ``sliceProbabilitiesJob``, ``plotSliceProbabilities``. Created on first
+    use so that this module loads before PyTorch is installed. Every method raises ``DLError`` on bad input and leaves
+    the scene unchanged when it fails or is cancelled.
     """
 
     def __init__(self) -> None:

@@ -63,8 +63,9 @@ class JobContext:
     @property
     def plan(self):
         """What the plan phase decided (a :class:`~DLCommon.resources.ResourceEstimate`: ``.device``,
-        ``.windowBatchSize``...), or None for a job without a plan."""
-        return self._job.resourceEstimate()
+        ``.windowBatchSize``...), or None for a job without a plan. Not the fuller Estimate-button estimate: a
+        run never pays for that."""
+        return self._job.runPlan()
 
     @property
     def cancelRequested(self) -> bool:

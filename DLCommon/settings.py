@@ -23,12 +23,15 @@ Example::
 from __future__ import annotations
 
 import dataclasses
+import numbers
 import re
 from typing import Any, Sequence
 
+from .errors import SettingError
 from .parameters import Parameter
 
-__all__ = ["setting", "settingOf", "defaultOf", "parameterOf", "addArguments", "valuesFrom", "flagOf"]
+__all__ = ["setting", "settingOf", "defaultOf", "parameterOf", "addArguments", "valuesFrom", "flagOf",
+           "checkSettings"]
 
 _KEY = "meddl"
 
@@ -126,3 +129,33 @@ def addArguments(parser, configClass, names: Sequence[str]) -> None:
 def valuesFrom(args, configClass, names: Sequence[str]) -> dict:
     """``{field: value}`` of the options :func:`addArguments` made, for ``configClass(**values)``."""
     return {name: getattr(args, name) for name in names}
+
+
+def checkSettings(config) -> None:
+    """Refuse a value of a :func:`setting` field of ``config`` outside its choices or range (each value of a
+    sequence); ``None`` passes where the default is None ("automatic"). A config's ``validate()`` calls it, so a
+    user's out-of-range choice from any face is a :class:`~DLCommon.errors.SettingError`, not a traceback.
+
+    Raises:
+        SettingError: names the setting, the value and what is allowed.
+    """
+    for field in dataclasses.fields(config):
+        meta, value = settingOf(type(config), field.name), getattr(config, field.name)
+        if not meta or (value is None and field.default is None):
+            continue
+        if meta["choices"] and value not in meta["choices"]:
+            raise SettingError(field.name, value, f"one of {', '.join(map(str, meta['choices']))}")
+        low, high = meta["minimum"], meta["maximum"]
+        if (low is None and high is None) or isinstance(value, (bool, str)):
+            continue
+        sequence = isinstance(value, (list, tuple))
+        inRange = all(isinstance(v, numbers.Real) and not isinstance(v, bool) and (low is None or v >= low)
+                      and (high is None or v <= high) for v in (value if sequence else [value]))
+        if not inRange:
+            bounds = (f"from {_number(low)} to {_number(high)}" if low is not None and high is not None
+                      else f"at least {_number(low)}" if low is not None else f"at most {_number(high)}")
+            raise SettingError(field.name, value, bounds + (" (each value)" if sequence else ""))
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"

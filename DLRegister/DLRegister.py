@@ -200,7 +200,7 @@ class DLRegisterTest(ScriptedLoadableModuleTest):
         """Register a randomly deformed MNI152 T1 (moving) to another deformed copy (fixed); check the gain."""
         from DLCommon import segmentationFromTensor, tensorFromSegmentation, volumeFromTensor
         from DLCommon.sampledata import TISSUE_COLORS, TISSUE_NAMES, mni152Tissue, randomCopy
-        from DLRegisterLib.optimisation import RegistrationConfig
+        from DLRegisterLib.config import RegistrationConfig
         from DLRegisterLib.quality import labelDice
 
         self.delayDisplay("Making two deformed copies of the MNI152 T1 (4 mm)")

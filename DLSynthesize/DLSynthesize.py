@@ -79,7 +79,7 @@ class DLSynthesizeWidget(ModuleWidgetMixin, ScriptedLoadableModuleWidget, VTKObs
 
     def _updateButtons(self, caller=None, event=None) -> None:
         p = self._parameterNode
-        task = p.task if p else "super-resolution"
+        task = p.task if p else parameters.TASKS[0]
         self.ui.pairsCollapsibleButton.visible = task == "image-to-image"
         self.ui.ultrasoundCollapsibleButton.visible = task == "ultrasound"
         self.ui.stepsSpinBox.enabled = task != "ultrasound"
@@ -89,7 +89,7 @@ class DLSynthesizeWidget(ModuleWidgetMixin, ScriptedLoadableModuleWidget, VTKObs
                  "ultrasound": bool(p and p.tissueSegmentation and p.probeTransform and p.inputVolume)}[task]
         self.ui.applyButton.enabled = self.isIdle and ready
         self.ui.cancelButton.enabled = not self.isIdle
-        self.updateBatchButtons(task in ("super-resolution", "denoise"))  # the per-volume (self-supervised) tasks
+        self.updateBatchButtons(task in parameters.SELF_SUPERVISED)  # the per-volume (self-supervised) tasks
         self.ui.pairsListWidget.clear()
         if p:
             for source, target in zip(p.sourceVolumes, p.targetVolumes):
@@ -142,7 +142,8 @@ def ensureDependencies() -> bool:
 class DLSynthesizeLogic(ScriptedLoadableModuleLogic):
     """The Python-console API: the node-level methods of :class:`DLSynthesizeLib.logic.SynthesisLogic` (Qt-free;
     see its docstrings): ``superResolve``, ``superResolveJob``, ``denoiseJob``, ``imageToImageJob``,
-    ``simulateUltrasound``. Created on first use so that this module loads before PyTorch is installed. Bad input
+    ``synthesize`` / ``synthesizeJob`` (a trained model), ``simulateUltrasound`` / ``simulateUltrasoundJob``: the jobs
+    this module's panel and ``meddl`` run. Created on first use so that this module loads before PyTorch is installed. Bad input
     raises ``DLError`` and leaves the scene unchanged.
     """
 

@@ -77,15 +77,17 @@ def predictLogits(network: torch.nn.Module, images: torch.Tensor, device=None, b
     return torch.cat(outputs) if outputs else torch.zeros((0, 1))
 
 
-def estimateClassification(model: LoadedModel, images, device: str | torch.device = "auto", saliency: bool = False):
+def estimateClassification(model: LoadedModel, images, device: str | torch.device = "auto", saliency: bool = False,
+                           heldBytes: int = 0):
     """Memory and time of classifying ``images`` (``(C, I, J, K)`` each) in one batch, plus a forward and backward
-    pass per image for its saliency map."""
+    pass per image for its saliency map; ``heldBytes``: other buffers the run holds (e.g. a smoothed volume)."""
     import math
 
     from DLCommon.resources import estimateForward
 
     shape = (int(model.spec.inputChannels), *inputSizeOf(model))
-    volumes = sum(4 * (image.numel() + math.prod(shape)) + (8 * image.numel() if saliency else 0) for image in images)
+    volumes = heldBytes + sum(4 * (image.numel() + math.prod(shape)) + (8 * image.numel() if saliency else 0)
+                              for image in images)
     return estimateForward(model.network, shape, pickDevice(device) if isinstance(device, str) else device,
                            len(images), 1 + (3 if saliency else 0), volumes, "Classification")
 

@@ -1,4 +1,9 @@
-"""``meddl classify`` / ``meddl train-classify`` and DLClassify's part of ``meddl demo``."""
+"""``meddl classify`` / ``meddl train-classify`` and DLClassify's part of ``meddl demo``.
+
+Each command runs the job the DL Classify panel runs (``ClassificationLogic.classifyJob`` through
+``parameters.applyJob``, ``sliceProbabilitiesJob``, ``trainJob``, ``trainPlanesJob``) on nodes loaded from its files,
+and ``--dry-run`` prints that job's plan (``job.resourceEstimate()``).
+"""
 
 from __future__ import annotations
 
@@ -8,14 +13,16 @@ from pathlib import Path
 
 __all__ = ["addCommands", "demo", "readLabelCsv"]
 
-# The choices of train-classify, kept here so that building the parser imports no torch (``meddl --help`` stays
-# fast); Testing/Python/test_cli_startup.py checks they equal the engine's lists.
-ENCODINGS = ("nominal", "binary", "ordinal")  # encodings.ENCODINGS
+# the train-classify flags made from the configs' fields (DLCommon.settings: one definition)
+TRAINING_FLAGS = ("encoding", "architecture", "epochs", "batchSize", "augment", "validationFraction", "seed", "device")
+PLANE_FLAGS = ("perClass", "deformedCopies")
 
 
 def addCommands(commands) -> None:
-    # = architectures.ARCHITECTURES (test_classify checks it), without importing torch
-    from .parameters import ARCHITECTURE_NAMES
+    from DLCommon.settings import addArguments, defaultOf, flagOf, settingOf
+
+    from .config import ClassificationTrainingConfig as Training
+    from .config import PlaneTrainingConfig
 
     classify = commands.add_parser("classify", help="classify a volume (or every volume in a folder); writes a CSV")
     classify.add_argument("--model", required=True, help="catalog id or model file")
@@ -36,21 +43,23 @@ def addCommands(commands) -> None:
                         help="train the standard-plane recogniser on the embedded MNI152 T1 (no data needed)")
     source.add_argument("--list-architectures", action="store_true",
                         help="print the architectures with parameters, size and depth, and exit")
-    train.add_argument("--encoding", choices=ENCODINGS, default="nominal")
     train.add_argument("--classes", nargs="+", help="the classes, in order (ordinal: lowest first); "
                                                     "default: the CSV's labels (ordinal: integer labels)")
-    train.add_argument("--arch", choices=sorted(ARCHITECTURE_NAMES), default="tiny")
-    train.add_argument("--input-size", type=int, nargs="+",
-                       help="network input grid (2 sizes: 2D, 3: 3D); default 64 x 64 (x 64 for 3D inputs)")
-    train.add_argument("--epochs", type=int, default=30)
-    train.add_argument("--batch-size", type=int, default=32)
-    train.add_argument("--learning-rate", type=float, help="Adam learning rate (default: the architecture's)")
-    train.add_argument("--no-augment", action="store_true", help="no random rotations / contrast / noise")
+    addArguments(train, Training, TRAINING_FLAGS)
+    # 2 or 3 sizes, or None: the data's dimensions decide (the panel: one edge and its 2D / 3D choice)
+    edge, size = defaultOf(Training, "inputSize")[0], settingOf(Training, "inputSize")
+    train.add_argument("--input-size", dest="inputSize", type=int, nargs="+", metavar="SIZE",
+                       help=f"network input grid (2 sizes: 2D, 3: 3D; each {size['minimum']:g} to "
+                            f"{size['maximum']:g}); default {edge} x {edge} (x {edge} for 3D inputs)")
+    # None (the architecture's) has no argparse type of its own: written here, its default read from the config
+    train.add_argument(flagOf(Training, "learningRate"), dest="learningRate", type=float,
+                       default=defaultOf(Training, "learningRate"), metavar="LEARNING_RATE",
+                       help=settingOf(Training, "learningRate")["tooltip"].rstrip(".").replace("none:", "default:"))
+    addArguments(train, PlaneTrainingConfig, PLANE_FLAGS)
     train.add_argument("--output-model", help="folder for the model (.pt + .json) and its curves PNG")
     train.add_argument("--name", default="classifier", help="model name (and catalog id with --add-to-catalog)")
     train.add_argument("--add-to-catalog", "--register", dest="add_to_catalog", action="store_true",
                        help="add the model to the catalog (--register: its former name)")
-    train.add_argument("--device", default="auto")
     train.set_defaults(handler=_trainClassify, dryRun=True)
 
 
@@ -95,15 +104,13 @@ def _writeCsv(rows: list[dict], path: Path) -> None:
 
 
 def _classify(args) -> int:
-    from DLCommon.catalog import resolveModel
     from DLCommon.cohort import CohortItem, cohortItems, isCohortSource, runCohortCommand
     from DLCommon.storage import checkWritable
 
-    from .classifier import checkClassifier
+    from .logic import ClassificationLogic
 
     output = Path(args.output) if args.dry_run else checkWritable(args.output)
-    model = resolveModel(args.model, task="classification")
-    checkClassifier(model)
+    model = ClassificationLogic().classifier(args.model)  # read (and checked) once, not per cohort item
     if args.dry_run:
         return _classifyDryRun(model, args)
     if not isCohortSource(args.input):
@@ -128,24 +135,38 @@ def _classify(args) -> int:
     return status
 
 
-def _classifyDryRun(model, args) -> int:
-    """Print each input's estimate: the volume, its prepared input and the network's passes (saliency: 3 more)."""
-    import slicer
+def _classifyJob(model, path: Path, args, scene):
+    """The job the DL Classify panel makes for these settings (``parameters.applyJob``; ``--slices``: the logic's
+    ``sliceProbabilitiesJob``), on ``path`` loaded into ``scene``: the command, its ``--dry-run`` and the Slicer
+    widget run the same job."""
+    import types
 
-    from DLCommon import tensorFromVolume
-    from DLCommon.resources import printEstimate
-    from DLCommon.cohort import inputFiles
     from DLCommon.storage import loadVolume
 
-    from .classifier import estimateClassification
+    from . import MODULE
+
+    logic = MODULE.makeEngine(scene)
+    volume = loadVolume(path, scene)
+    if args.slices:
+        return logic.sliceProbabilitiesJob(volume, model, device=args.device), volume
+    settings = types.SimpleNamespace(inputVolume=volume, modelId=model, outputTable=None, saliency=bool(args.saliency))
+    return MODULE.makeJob("apply", logic, settings, device=args.device), volume
+
+
+def _classifyDryRun(model, args) -> int:
+    """Print each input's resource estimate (the job's plan, as JSON lines); 2 when one would not fit here."""
+    import slicer
+
+    from DLCommon.cohort import inputFiles
+    from DLCommon.commands import printJobEstimate
 
     status = 0
     for path in inputFiles(args.input):
         scene = slicer.vtkMRMLScene()
-        image = tensorFromVolume(loadVolume(path, scene))
-        scene.Clear(1)
-        estimate = estimateClassification(model, [image], args.device, bool(args.saliency))
-        status = max(status, 0 if printEstimate(estimate, input=str(path)) else 2)
+        try:
+            status = max(status, printJobEstimate(lambda: _classifyJob(model, path, args, scene)[0], input=str(path)))
+        finally:
+            scene.Clear(1)
     return status
 
 
@@ -157,113 +178,96 @@ def _printRows(rows: list[dict], args) -> None:
 
 
 def _classifyFile(model, path: Path, args, name: str | None = None) -> list[dict]:
-    """Result rows for one volume file (a row per slice with ``--slices``); writes its saliency if asked."""
+    """Result rows for one volume file, named by the file (a row per slice with ``--slices``), from the panel's
+    job; writes its saliency volume if asked."""
     import slicer
-    import torch
 
-    from DLCommon import saveNode, tensorFromVolume, volumeFromTensor
-    from DLCommon.storage import baseNameOf, loadVolume
-
-    from .classifier import classProbabilities, prepareFor, saliencyMap, temperatureOf
-    from .logic import ClassificationLogic, resultRows
+    from DLCommon import saveNode
+    from DLCommon.commands import runWithProgressBar
+    from DLCommon.storage import baseNameOf
 
     scene = slicer.vtkMRMLScene()
-    rows = []
     try:
-        volume = loadVolume(path, scene)
-        if args.slices:
-            positions, probabilities, names = ClassificationLogic(scene).sliceProbabilities(volume, model,
-                                                                                            device=args.device)
-            for row, position in zip(resultRows([path.name] * len(positions), probabilities, names,
-                                                temperatureOf(model)), positions):
-                rows.append({"input": row.pop("input"), "position_mm": round(position, 2), **row})
-        else:
-            image = tensorFromVolume(volume)
-            prepared = prepareFor(model, image, path.name)
-            probabilities = classProbabilities(model, torch.stack([prepared.as_tensor()]), args.device)
-            rows += resultRows([path.name], probabilities, model.spec.labelNames, temperatureOf(model))
-            if args.saliency:
-                saliency = saliencyMap(model, prepared, image, device=args.device)
-                saveNode(volumeFromTensor(saliency, volume, scene, "saliency"),
-                         Path(args.saliency) / f"{name or baseNameOf(path)}_saliency.nrrd")
+        job, _ = _classifyJob(model, path, args, scene)
+        result = runWithProgressBar(job, path.name, leave=False)
+        if args.saliency and not args.slices:
+            saveNode(result.saliency[0], Path(args.saliency) / f"{name or baseNameOf(path)}_saliency.nrrd")
+        return [{**row, "input": path.name} for row in result.rows]  # "input" stays the first column
     finally:
         scene.Clear(1)
-    return rows
 
 
 def _trainClassify(args) -> int:
     import slicer
-    import torch
-    from tqdm import tqdm
 
-    from DLCommon import DLError, tensorFromVolume
+    from DLCommon import DLError
+    from DLCommon.commands import printJobEstimate, runWithProgressBar
     from DLCommon.distributed import isMainProcess
     from DLCommon.plots import historyCurves, saveCurvesPng
+    from DLCommon.settings import defaultOf, valuesFrom
     from DLCommon.storage import loadVolume
 
-    from .architectures import architectureTable
-    from .data import prepareImage, spatialDimsOf
-    from .logic import ClassificationLogic, resolveLabels
-    from .trainer import ClassificationTrainingConfig, checkLabels, estimateClassifierTraining, trainClassifier
-    from DLCommon.resources import printEstimate
+    from .config import ClassificationTrainingConfig as Training
+    from .config import PlaneTrainingConfig
+    from .logic import ClassificationLogic
 
     if args.list_architectures:
-        size = args.input_size or [64, 64]
-        print(f"{'name':16s} {'MONAI network':16s} {'parameters':>12s} {'size MB':>8s} {'depth':>6s}  "
-              f"({len(size)}D, input {'x'.join(map(str, size))})")
-        for row in architectureTable(len(size), inputSize=size):
-            print(f"{row['name']:16s} {row['network']:16s} {row['parameters']:12,d} {row['sizeMB']:8.1f} "
-                  f"{row['depth']:6d}  {row['description']}")
-        return 0
+        return _listArchitectures(args)
     if not args.output_model and not args.dry_run:
         raise DLError("--output-model is missing", node="train-classify", fix="give a folder for the model")
     output = Path(args.output_model or ".")
-    with tqdm(total=args.epochs, desc=f"train {args.name}", unit="epoch", disable=args.dry_run) as bar:
-        def progress(fraction, message):
-            bar.set_postfix_str(message.split(": ", 1)[-1][:50])
-            bar.update(round(fraction * args.epochs) - bar.n)
-
-        config = ClassificationTrainingConfig(encoding=args.encoding, architecture=args.arch, epochs=args.epochs,
-                                              batchSize=args.batch_size, learningRate=args.learning_rate,
-                                              augment=not args.no_augment,
-                                              device=args.device, inputSize=args.input_size or (64, 64))
-        scene = slicer.vtkMRMLScene()
+    config = Training(**valuesFrom(args, Training, TRAINING_FLAGS), learningRate=args.learningRate,
+                      **({"inputSize": tuple(args.inputSize)} if args.inputSize else {}))
+    config.validate()  # a wrong flag costs no data loading (the job checks it again)
+    scene = slicer.vtkMRMLScene()
+    try:
+        logic = ClassificationLogic(scene)
         if args.planes:
             from DLCommon.sampledata import loadMNI152
 
-            job = ClassificationLogic(scene).trainPlanesJob(loadMNI152(scene)["t1"], config, modelName=args.name,
-                                                            outputDir=output, addToCatalog=args.add_to_catalog)
-            if args.dry_run:
-                scene.Clear(1)
-                return 0 if printEstimate(job.resourceEstimate(), planes=True) else 2
-            result = job.run(progress)
+            planes = valuesFrom(args, PlaneTrainingConfig, PLANE_FLAGS)  # perClass, deformedCopies
+            job = logic.trainPlanesJob(loadMNI152(scene)["t1"], config, **planes, modelName=args.name,
+                                       outputDir=output, addToCatalog=args.add_to_catalog)
+            fields = {"planes": True}
         else:
-            labelled = readLabelCsv(args.csv)
-            labels, classNames = resolveLabels([label for _, label in labelled], args.classes, args.encoding,
-                                               [f"CSV row for {path.name}" for path, _ in labelled])
-            checkLabels(labels, classNames)
-            images = [tensorFromVolume(loadVolume(path, scene)) for path, _ in labelled]
-            if not args.input_size:
-                config.inputSize = (64, 64) if spatialDimsOf(images[0]) == 2 else (64, 64, 64)
-            if args.dry_run:
-                scene.Clear(1)
-                estimate = estimateClassifierTraining(len(images), int(images[0].shape[0]), len(classNames), config,
-                                                      sum(4 * image.numel() for image in images))
-                return 0 if printEstimate(estimate, images=len(images)) else 2
-            prepared = torch.stack([prepareImage(image, config.inputSize, int(images[0].shape[0]), path.name).as_tensor()
-                                    for image, (path, _) in zip(images, labelled)])
-            result = trainClassifier(prepared, labels, classNames, config, output, args.name, addToCatalog=args.add_to_catalog,
-                                     progress=progress)
+            labelled = [(loadVolume(path, scene), label) for path, label in readLabelCsv(args.csv)]
+            # no --input-size: 64 x 64 for single-slice volumes (one axis of size 1), 64 x 64 x 64 for 3D ones
+            edge, dims = defaultOf(Training, "inputSize")[0], labelled[0][0].GetImageData().GetDimensions()
+            if not args.inputSize:
+                config.inputSize = (edge,) * (2 if list(dims).count(1) == 1 else 3)
+            job = logic.trainJob(labelled, args.classes, config, modelName=args.name, outputDir=output,
+                                 addToCatalog=args.add_to_catalog)
+            fields = {"images": len(labelled)}
+        if args.dry_run:
+            return printJobEstimate(lambda: job, **fields)
+        result = runWithProgressBar(job, f"train {args.name}", total=config.epochs, unit="epoch")
+    finally:
         scene.Clear(1)
     if not isMainProcess():  # under torchrun rank 0 writes the outputs
         return 0
     saveCurvesPng(historyCurves(result.history), output / f"{args.name}_curves.png",
-                  title=f"{args.name} ({args.arch}, {args.encoding})")
+                  title=f"{args.name} ({config.architecture}, {result.model.spec.options['encoding']})")
     report = result.report
     print(f"Model: {result.modelPath}" + (f" (catalog id '{result.catalogId}')" if result.catalogId else ""))
     print(f"Validation ({report['validationSamples']} samples): accuracy {report['accuracy']:.3f}, balanced "
           f"{report['balancedAccuracy']:.3f}, MAE {report['mae']:.3f}; ECE {report['eceBefore']:.3f} -> "
           f"{report['eceAfter']:.3f} (temperature {report['temperature']:.2f})")
+    return 0
+
+
+def _listArchitectures(args) -> int:
+    """Each architecture's parameters, size and depth (``--list-architectures``; nothing is trained)."""
+    from DLCommon.settings import defaultOf
+
+    from .architectures import architectureTable
+    from .config import ClassificationTrainingConfig as Training
+
+    size = args.inputSize or list(defaultOf(Training, "inputSize"))
+    print(f"{'name':16s} {'MONAI network':16s} {'parameters':>12s} {'size MB':>8s} {'depth':>6s}  "
+          f"({len(size)}D, input {'x'.join(map(str, size))})")
+    for row in architectureTable(len(size), inputSize=size):
+        print(f"{row['name']:16s} {row['network']:16s} {row['parameters']:12,d} {row['sizeMB']:8.1f} "
+              f"{row['depth']:6d}  {row['description']}")
     return 0
 
 

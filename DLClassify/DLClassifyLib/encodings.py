@@ -19,11 +19,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .config import ENCODINGS  # defined once there (torch-free: the CLI and the panels list them)
+
 __all__ = ["Encoding", "NominalEncoding", "BinaryEncoding", "OrdinalEncoding", "ENCODINGS", "encodingFor",
            "logitsOf"]
-
-ENCODINGS = ("nominal", "binary", "ordinal")
-
 
 def logitsOf(output) -> torch.Tensor:
     """The logits of a network output (MONAI's ViT returns ``(logits, hidden_states)``)."""

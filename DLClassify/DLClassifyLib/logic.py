@@ -9,8 +9,9 @@ What the Slicer module's logic class exposes in the Python console::
     planes = logic.trainPlanes(mniVolume)                                  # standard-plane recogniser
     label, probability, _ = logic.classifySlice(sliceNode, mniVolume, "standard-planes")
 
-Long work is available as :class:`DLCommon.Job` objects (``trainJob``, ``trainPlanesJob``, ``classifyJob``)
-that read their inputs first, compute without touching the scene, and add nodes only on success.
+Long work is available as :class:`DLCommon.Job` objects (``trainJob``, ``trainPlanesJob``, ``classifyJob``,
+``sliceProbabilitiesJob``) that read their inputs first, compute without touching the scene, and add nodes only on
+success. ``meddl classify`` / ``train-classify`` run these same jobs on the volumes they load from files.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import torch
 from DLCommon.selfcheck import checkOutputGeometry
 from DLCommon import DLError, Job, tensorFromVolume, volumeFromTensor
 from DLCommon.catalog import defaultCacheDir, resolveModel
+from DLCommon.settings import defaultOf
 from DLCommon.geometry import arrayFromVTKMatrix, ijkToRasMatrix
 from DLCommon.jobs import keepHistory
 from DLCommon.errors import nodeLabel
@@ -35,25 +37,41 @@ from DLCommon.volumes import checkFinite, checkVolume
 
 from .classifier import (checkClassifier, classProbabilities, estimateClassification, inputSizeOf, prepareFor,
                          saliencyMap, temperatureOf)
+from .config import PlaneTrainingConfig
 from .data import checkImage, normaliseImages, prepareImage
 from .planes import (BRAIN_CENTRE, PLANE_CLASSES, PLANE_SIZE, PLANE_SPACING, planeDataset, planePose, samplePlane,
                      slicePoses, smoothForPlanes)
 from .trainer import (ClassificationTrainingConfig, ClassificationTrainingResult, checkLabels,
                       estimateClassifierTraining, trainClassifier)
 
-__all__ = ["ClassificationLogic", "ClassifyResult", "resolveLabels", "resultRows", "writeResultsTable"]
+__all__ = ["ClassificationLogic", "ClassifyResult", "SliceProbabilities", "resolveLabels", "resultRows",
+           "writeResultsTable"]
 
 Progress = Callable[[float, str], None]
 
 
 @dataclasses.dataclass
 class ClassifyResult:
-    """What :meth:`ClassificationLogic.classify` made: the results table, saliency volumes, and per input
-    ``(class name, probability, all class probabilities)``."""
+    """What :meth:`ClassificationLogic.classify` made: the results table, saliency volumes (one per input, in
+    order), per input ``(class name, probability, all class probabilities)``, and the table's rows as dicts
+    (:func:`resultRows`)."""
 
     table: object
     saliency: list = dataclasses.field(default_factory=list)
     predictions: list = dataclasses.field(default_factory=list)
+    rows: list = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass
+class SliceProbabilities:
+    """What :meth:`ClassificationLogic.sliceProbabilitiesJob` computed: each slice's position (mm along the world
+    axis closest to the slice normal), the class probabilities ``(N, K)``, the class names, and a row per slice
+    (:func:`resultRows` with ``position_mm`` after ``input``)."""
+
+    positions: list
+    probabilities: torch.Tensor
+    classNames: list
+    rows: list = dataclasses.field(default_factory=list)
 
 
 def resolveLabels(labels: Sequence, classNames: Sequence[str] | None, encoding: str,
@@ -223,11 +241,15 @@ class ClassificationLogic(SceneLogic):
         """Train a classifier on labelled volumes (see :meth:`trainJob`)."""
         return self.trainJob(labelled, classNames, config, modelName, outputDir, addToCatalog).run(progress)
 
-    def trainPlanesJob(self, volumeNode, config: ClassificationTrainingConfig | None = None, perClass: int = 50,
-                       deformedCopies: int = 6, modelName: str = "standard-planes",
-                       outputDir: str | Path | None = None, addToCatalog: bool = True) -> Job:
-        """A :class:`Job` training the standard-plane recogniser on planes of ``volumeNode`` (a brain in
-        MNI152 space, e.g. the MNI152 T1 sample) and of randomly deformed copies of it."""
+    def trainPlanesJob(self, volumeNode, config: ClassificationTrainingConfig | None = None,
+                       perClass: int = defaultOf(PlaneTrainingConfig, "perClass"),
+                       deformedCopies: int = defaultOf(PlaneTrainingConfig, "deformedCopies"),
+                       modelName: str = "standard-planes", outputDir: str | Path | None = None,
+                       addToCatalog: bool = True) -> Job:
+        """A :class:`Job` training the standard-plane recogniser on ``perClass`` planes per class of ``volumeNode``
+        (a brain in MNI152 space, e.g. the MNI152 T1 sample) and of each of ``deformedCopies`` randomly deformed
+        copies of it (see :class:`~DLClassifyLib.config.PlaneTrainingConfig`)."""
+        PlaneTrainingConfig(perClass, deformedCopies).validate()
         checkVolume(volumeNode)
         image = tensorFromVolume(volumeNode)
         checkFinite(image, volumeNode)
@@ -235,6 +257,7 @@ class ClassificationLogic(SceneLogic):
         # plane classes are unordered, and planes are sampled at the recogniser's fixed size
         config = dataclasses.replace(config or ClassificationTrainingConfig(), encoding="nominal",
                                      inputSize=(PLANE_SIZE, PLANE_SIZE))
+        config.validate()
         planes = len(PLANE_CLASSES) * perClass * (deformedCopies + 1)
         copies = 4 * image[:1].numel() // 8 * (deformedCopies + 2)  # 2 mm copies: an eighth of the 1 mm voxels each
         subject = nodeLabel(volumeNode)
@@ -269,8 +292,10 @@ class ClassificationLogic(SceneLogic):
         job = Job(work, None, name=f"Train {modelName}", plan=plan, transfer=withoutNetwork)
         return job
 
-    def trainPlanes(self, volumeNode, config: ClassificationTrainingConfig | None = None, perClass: int = 50,
-                    deformedCopies: int = 6, modelName: str = "standard-planes", outputDir: str | Path | None = None,
+    def trainPlanes(self, volumeNode, config: ClassificationTrainingConfig | None = None,
+                    perClass: int = defaultOf(PlaneTrainingConfig, "perClass"),
+                    deformedCopies: int = defaultOf(PlaneTrainingConfig, "deformedCopies"),
+                    modelName: str = "standard-planes", outputDir: str | Path | None = None,
                     addToCatalog: bool = True, progress: Progress | None = None) -> ClassificationTrainingResult:
         """Train the standard-plane recogniser (see :meth:`trainPlanesJob`)."""
         return self.trainPlanesJob(volumeNode, config, perClass, deformedCopies, modelName, outputDir,
@@ -322,7 +347,7 @@ class ClassificationLogic(SceneLogic):
                 checkOutputGeometry(volume, node)
             table = writeResultsTable(scene, rows, f"{loaded.spec.name} results", outputTable)
             predictions = [(row["class"], row["probability"], p) for row, p in zip(rows, probabilities)]
-            return ClassifyResult(table=table, saliency=saliencyNodes, predictions=predictions)
+            return ClassifyResult(table=table, saliency=saliencyNodes, predictions=predictions, rows=rows)
 
         return Job(work, apply, scene=scene, name=f"Classify with {loaded.spec.name}", plan=plan)
 
@@ -364,10 +389,7 @@ class ClassificationLogic(SceneLogic):
         """``(N, 1, *inputSize)`` normalised images of ``volumeNode`` on plane ``poses``."""
         size, spacing = self._planeGeometry(loaded, fieldOfView)
         smooth, affine, _ = self._planeSource(volumeNode, spacing)
-        images = torch.stack([normaliseImages(samplePlane(smooth, affine, pose, size, spacing), 2) for pose in poses])
-        if tuple(images.shape[2:]) != tuple(inputSizeOf(loaded)):
-            images = torch.nn.functional.interpolate(images, size=inputSizeOf(loaded), mode="bilinear")
-        return images
+        return _planeImagesOf(loaded, smooth, affine, poses, size, spacing)
 
     def classifyPlane(self, volumeNode, pose: torch.Tensor, model, device: str = "cpu",
                       fieldOfView: float | None = None) -> tuple[str, float, torch.Tensor]:
@@ -410,6 +432,48 @@ class ClassificationLogic(SceneLogic):
         images = self._planeImages(loaded, volumeNode, poses)
         return positions, classProbabilities(loaded, images, device), list(loaded.spec.labelNames)
 
+    def sliceProbabilitiesJob(self, volumeNode, model, axis: int | None = None, device: str = "auto") -> Job:
+        """A :class:`Job` computing :meth:`sliceProbabilities` (``meddl classify --slices``): every slice of
+        ``volumeNode`` across voxel ``axis`` classified by a 2D model, with a plan (memory and time); its output
+        is a :class:`SliceProbabilities`. It adds no node.
+
+        (:meth:`sliceProbabilities` answers at once for the panel's plot and keeps the smoothed volume for the
+        next call; this job smooths in its work phase.)
+        """
+        loaded = self._planeClassifier(model)
+        checkVolume(volumeNode)
+        image = tensorFromVolume(volumeNode)
+        checkFinite(image, volumeNode)
+        size, spacing = self._planeGeometry(loaded, None)
+        affine, shape = image.affine, image.shape[1:]
+        if axis is None:
+            axis = int(torch.as_tensor(affine)[2, :3].abs().argmax())
+        if axis not in (0, 1, 2):
+            raise DLError(f"has no voxel axis {axis}", node=volumeNode, fix="give axis 0, 1 or 2 (or none)")
+        poses, positions = slicePoses(affine, shape, axis)
+        classNames, temperature, name = list(loaded.spec.labelNames), temperatureOf(loaded), volumeNode.GetName()
+        subject = nodeLabel(volumeNode)  # the worker reads no node
+
+        def plan():
+            # a network input per slice (one plane image each); the volume and its smoothed copy are held too
+            planes = [torch.empty(int(loaded.spec.inputChannels), *inputSizeOf(loaded))] * len(poses)
+            return fitOrSwitch(lambda onDevice: estimateClassification(loaded, planes, onDevice,
+                                                                       heldBytes=8 * image[:1].numel()),
+                               device, subject, "classify a cropped or coarser volume")
+
+        def work(context) -> SliceProbabilities:
+            context.report(0.0, "smoothing the volume for its slices")
+            smooth = smoothForPlanes(image[:1], affine, spacing)
+            context.report(0.3, f"classifying {len(poses)} slices")
+            probabilities = classProbabilities(loaded, _planeImagesOf(loaded, smooth, affine, poses, size, spacing),
+                                               context.plan.device)
+            rows = [{"input": row.pop("input"), "position_mm": round(position, 2), **row}
+                    for row, position in zip(resultRows([name] * len(poses), probabilities, classNames, temperature),
+                                             positions)]
+            return SliceProbabilities(positions, probabilities, classNames, rows)
+
+        return Job(work, None, name=f"Classify the slices of {name}", plan=plan)
+
     def plotSliceProbabilities(self, volumeNode, model, axis: int | None = None, chartNode=None,
                                device: str = "auto"):
         """A plot chart of each class's probability per slice along ``volumeNode`` (see
@@ -420,6 +484,16 @@ class ClassificationLogic(SceneLogic):
         curves = {name: (positions, probabilities[:, i].tolist()) for i, name in enumerate(names)}
         return updateCurvePlot(self.scene(volumeNode), curves, f"{volumeNode.GetName()} slice classes", chartNode,
                                xName="position (mm)", yName="probability")
+
+
+def _planeImagesOf(loaded, smooth: torch.Tensor, affine: torch.Tensor, poses: list, size: int,
+                   spacing: float) -> torch.Tensor:
+    """``(N, 1, *inputSize)`` normalised plane images of a volume smoothed for sampling at ``spacing`` mm
+    (:func:`~.planes.smoothForPlanes`), on ``poses``, resized to the model's input if it differs."""
+    images = torch.stack([normaliseImages(samplePlane(smooth, affine, pose, size, spacing), 2) for pose in poses])
+    if tuple(images.shape[2:]) != tuple(inputSizeOf(loaded)):
+        images = torch.nn.functional.interpolate(images, size=inputSizeOf(loaded), mode="bilinear")
+    return images
 
 
 def _checkMniSpace(image, volumeNode) -> None:

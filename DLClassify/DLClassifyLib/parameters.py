@@ -7,12 +7,13 @@ panel's values. Imports neither torch nor qt (the Slicer shell imports it at mod
 from __future__ import annotations
 
 from DLCommon.parameters import Parameter
+from DLCommon.settings import defaultOf, parameterOf, settingOf
 
-# Keep in sync with DLClassifyLib.architectures.ARCHITECTURES (a test checks it; that module imports torch)
-ARCHITECTURE_NAMES = ("tiny", "densenet121", "densenet169", "densenet201", "resnet18", "resnet50", "seresnet50",
-                      "efficientnet-b0", "efficientnet-b1", "efficientnet-b2", "vit")
+# absolute: the shell check loads this file alone; ARCHITECTURE_NAMES re-exported for old imports
+from DLClassifyLib.config import ARCHITECTURE_NAMES, ClassificationTrainingConfig as Training  # noqa: F401
 
 VOLUME, TABLE = ("vtkMRMLScalarVolumeNode",), ("vtkMRMLTableNode",)
+_INPUT_SIZE = settingOf(Training, "inputSize")
 
 PARAMETERS = (
     Parameter("inputVolume", "node", label="Input volume", nodeClasses=VOLUME,
@@ -33,35 +34,33 @@ PARAMETERS = (
               tooltip="Table with columns 'volume' (node name or ID) and 'label' (class)."),
     Parameter("classNames", "str", "", label="Class names", group="train",
               tooltip="Optional, comma-separated (ordinal: lowest first). Empty: the labels in the table."),
-    Parameter("encoding", "choice", "nominal", label="Encoding", choices=("nominal", "binary", "ordinal"),
-              group="train",
-              tooltip="nominal: one-hot + softmax; binary: one sigmoid output; ordinal: cumulative thresholds."),
-    Parameter("architecture", "choice", "tiny", label="Architecture", choices=ARCHITECTURE_NAMES, group="train",
-              tooltip="MONAI network (tiny: a small DenseNet that trains on a CPU in seconds)."),
+    parameterOf(Training, "encoding", group="train"),
+    parameterOf(Training, "architecture", group="train"),
+    # the panel's own: the config's inputSize is 2 or 3 sizes; the panel picks 2D / 3D and one edge for all axes
     Parameter("dimensions", "choice", "3D", label="Dimensions", choices=("3D", "2D"), group="train",
               tooltip="3D: volumes; 2D: single-slice volumes and slice views."),
-    Parameter("inputSize", "int", 64, label="Input size", minimum=16, maximum=512, group="train",
-              tooltip="Network input grid (voxels per side)."),
-    Parameter("epochs", "int", 30, label="Epochs", minimum=1, maximum=10000, group="train"),
+    Parameter("inputSize", "int", defaultOf(Training, "inputSize")[0], label=_INPUT_SIZE["label"],
+              minimum=_INPUT_SIZE["minimum"], maximum=_INPUT_SIZE["maximum"], tooltip=_INPUT_SIZE["tooltip"],
+              group="train"),
+    parameterOf(Training, "epochs", group="train"),
     Parameter("modelName", "str", "my-classifier", label="Model name", group="train",
               tooltip="Catalog id of the trained model."),
 )
 
 
-def applyJob(logic, p, volumeNode=None, outputTable=None):
-    """The classification job for ``volumeNode`` (default: ``p.inputVolume`` into ``p.outputTable``)."""
+def applyJob(logic, p, volumeNode=None, outputTable=None, device: str = "auto"):
+    """The classification job for ``volumeNode`` (default: ``p.inputVolume`` into ``p.outputTable``);
+    ``device``: ``meddl classify --device`` (the panels let MedDL choose)."""
     if volumeNode is None:
         volumeNode, outputTable = p.inputVolume, p.outputTable
-    return logic.classifyJob([volumeNode], p.modelId, outputTable, p.saliency)
+    return logic.classifyJob([volumeNode], p.modelId, outputTable, p.saliency, device=device)
 
 
 def trainJob(logic, p):
     """Training on ``p.trainingTable`` (labelled volumes) or on planes of ``p.inputVolume`` (standard planes)."""
-    from DLClassifyLib.trainer import ClassificationTrainingConfig
-
     dimensions = 2 if p.dimensions == "2D" else 3
-    config = ClassificationTrainingConfig(encoding=p.encoding, architecture=p.architecture, epochs=p.epochs,
-                                          inputSize=(p.inputSize,) * dimensions)
+    config = Training(encoding=p.encoding, architecture=p.architecture, epochs=p.epochs,
+                      inputSize=(p.inputSize,) * dimensions)
     if p.trainingData == "standard planes":
         return logic.trainPlanesJob(p.inputVolume, config, modelName=p.modelName)
     classes = [c.strip() for c in p.classNames.split(",") if c.strip()] or None

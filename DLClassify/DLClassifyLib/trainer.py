@@ -8,8 +8,6 @@ size, temperature), loadable with :func:`DLCommon.loadModel` and importable into
 
 from __future__ import annotations
 
-from DLCommon.errors import SettingError
-
 import dataclasses
 import math
 from pathlib import Path
@@ -21,60 +19,16 @@ from DLCommon import DLError, ModelSpec, TrainingConfig, trainModel
 from DLCommon.models import LoadedModel
 from DLCommon.training import TrainingHistory, saveTrainedModel
 
-from .architectures import ARCHITECTURES, buildClassifier, defaultLearningRate
+from .architectures import buildClassifier, defaultLearningRate
 from .calibration import expectedCalibrationError, fitTemperature
 from .classifier import predictLogits
+from .config import ClassificationTrainingConfig  # defined there (torch-free); re-exported for old imports
 from .data import ClassificationBatches
-from .encodings import ENCODINGS, encodingFor
+from .encodings import encodingFor
 from .metrics import balancedAccuracy, classificationReport, meanAbsoluteError
 
 __all__ = ["ClassificationTrainingConfig", "ClassificationTrainingResult", "trainClassifier", "splitValidation",
            "checkLabels", "estimateClassifierTraining"]
-
-
-@dataclasses.dataclass
-class ClassificationTrainingConfig:
-    """Options of :func:`trainClassifier` (defaults suit a small CPU run).
-
-    Attributes:
-        encoding: ``nominal``, ``binary`` (2 classes) or ``ordinal`` (classes in their order).
-        architecture: a name of :data:`~.architectures.ARCHITECTURES` (``tiny``, ``densenet121``...).
-        inputSize: the network's input grid, 2 sizes (2D) or 3 (3D), voxels.
-        epochs, batchSize, weightDecay, patience, seed, device, schedule: training loop options
-            (see :class:`DLCommon.TrainingConfig`).
-        learningRate: Adam learning rate; None: the architecture's (2e-3 for the CNNs, 3e-4 for the ViT).
-        augment: random rotations / scaling / shifts, gamma and noise while training.
-        balanceClasses: weight classes by inverse frequency in the loss.
-        validationFraction: share of each class held out for best-epoch selection and calibration when no
-            validation data is given.
-        calibrate: fit a temperature on the validation data.
-    """
-
-    encoding: str = "nominal"
-    architecture: str = "tiny"
-    inputSize: Sequence[int] = (64, 64)
-    epochs: int = 30
-    batchSize: int = 32
-    learningRate: float | None = None
-    weightDecay: float = 1e-4
-    augment: bool = True
-    balanceClasses: bool = True
-    validationFraction: float = 0.2
-    calibrate: bool = True
-    patience: int | None = None
-    seed: int = 0
-    device: str = "auto"
-    schedule: str = "cosine"
-
-    def validate(self) -> None:
-        if self.encoding not in ENCODINGS:
-            raise SettingError("encoding", self.encoding, f"one of {', '.join(ENCODINGS)}")
-        if self.architecture not in ARCHITECTURES:
-            raise SettingError("architecture", self.architecture, f"one of {', '.join(sorted(ARCHITECTURES))}")
-        if len(self.inputSize) not in (2, 3) or min(self.inputSize) < 16:
-            raise SettingError("inputSize", list(self.inputSize), "2 or 3 sizes of at least 16")
-        if not 0.0 <= self.validationFraction < 1.0:
-            raise SettingError("validationFraction", self.validationFraction, "at least 0 and below 1")
 
 
 @dataclasses.dataclass

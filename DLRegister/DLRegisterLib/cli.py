@@ -1,21 +1,49 @@
-"""``meddl register`` / ``meddl train-register`` and DLRegister's part of ``meddl demo``."""
+"""``meddl register`` / ``meddl train-register`` and DLRegister's part of ``meddl demo``.
+
+Both commands run the job the DL Register panel runs (``RegistrationLogic.registerJob`` / ``trainJob`` on the files
+loaded into a scene), and ``--dry-run`` prints that job's estimate (its plan phase). Their settings' flags are made
+from the configs' fields (``config.py``), so their defaults, ranges and choices are the panel's.
+"""
 
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
-__all__ = ["addCommands", "demo"]
+__all__ = ["addCommands", "demo", "registrationConfigFrom", "trainingConfigFrom"]
 
-# The choices of register / train-register, kept here so that building the parser imports no torch (``meddl
-# --help`` stays fast); Testing/Python/test_cli_startup.py checks they equal the engine's lists.
-SIMILARITIES = ("lncc", "ssd", "mi")  # similarity.SIMILARITIES
-FIELD_MODELS = ("ddf", "svf")  # fields.FIELD_MODELS
-REGULARISERS = ("bending", "diffusion")  # fields.REGULARISERS
-REGISTRATION_NETWORKS = ("localnet", "globalnet", "regunet")  # network.REGISTRATION_NETWORKS
+# the flags made from the configs' fields (DLCommon.settings: one definition of default, range, choices, help)
+REGISTER_FLAGS = ("similarity", "fieldModel", "regulariser", "labelWeight", "deformable", "affine", "device")
+TRAINING_FLAGS = ("network", "features", "similarity", "regularisationWeight", "labelWeight", "epochs", "batchSize",
+                  "learningRate", "seed", "device")
+
+
+def _addSetting(parser, configClass, name: str, **options) -> None:
+    """A flag for a config field that :func:`~DLCommon.settings.addArguments` cannot make (a sequence, or None for
+    "automatic"): flag, default, range and help from the field, as addArguments makes them."""
+    from DLCommon.settings import defaultOf, flagOf, settingOf
+
+    meta, default = settingOf(configClass, name), defaultOf(configClass, name)
+    help = (meta["tooltip"] or meta["label"] or name).rstrip(".")
+    if meta["unit"]:
+        help += f" ({meta['unit']})"
+    if meta["minimum"] is not None:
+        help += f"; {meta['minimum']:g} to {meta['maximum']:g}"
+    if isinstance(default, (tuple, list)):
+        default = list(default)
+        shown = " ".join(map(str, default))
+    else:
+        shown = "auto" if default is None else default
+    parser.add_argument(flagOf(configClass, name), dest=name, default=default, help=f"{help} (default {shown})",
+                        metavar=flagOf(configClass, name)[2:].replace("-", "_").upper(), **options)
 
 
 def addCommands(commands) -> None:
+    from DLCommon.settings import addArguments
+
+    from .config import RegistrationConfig, RegistrationTrainingConfig
+
     register = commands.add_parser("register", help="register a moving volume to a fixed volume (affine + deformable)")
     register.add_argument("--fixed", help="fixed (reference) volume file; or a cohort of them (folder / CSV)")
     register.add_argument("--moving", help="moving volume file; or a cohort of them (folder / CSV)")
@@ -30,23 +58,15 @@ def addCommands(commands) -> None:
     register.add_argument("--moving-labels", help="segmentation / labelmap of the moving volume to warp (atlas)")
     register.add_argument("--output-warped-labels", help="where to write the warped labels (.seg.nrrd or .nrrd)")
     register.add_argument("--fixed-labels", help="fixed labels: with --moving-labels adds the Dice term (weak supervision)")
-    register.add_argument("--label-weight", type=float, default=1.0)
     register.add_argument("--initial-transform", help="transform file mapping fixed to moving space to start from")
     register.add_argument("--jacobian", help="Jacobian-determinant volume on the fixed grid (.nrrd)")
-    register.add_argument("--similarity", choices=SIMILARITIES, default="lncc")
-    register.add_argument("--field", choices=FIELD_MODELS, default="ddf", help="svf: diffeomorphic")
-    register.add_argument("--regulariser", choices=REGULARISERS, default="bending")
-    register.add_argument("--regularisation-weight", type=float,
-                          help="bending-energy weight (default: 5 for lncc / ssd, 80 for mi)")
-    register.add_argument("--iterations", type=int, nargs="+", default=[100, 80, 40],
-                          help="deformable iterations per level, coarse to fine (levels 4, 2, 1 of the working grid)")
-    register.add_argument("--affine-only", action="store_true", help="skip the deformable stage")
-    register.add_argument("--no-affine", action="store_true", help="skip the affine stage")
-    register.add_argument("--spacing", type=float, help="optimise on a grid of this voxel size (mm)")
+    addArguments(register, RegistrationConfig, REGISTER_FLAGS)
+    _addSetting(register, RegistrationConfig, "regularisationWeight", type=float)
+    _addSetting(register, RegistrationConfig, "iterations", type=int, nargs="+")
+    _addSetting(register, RegistrationConfig, "spacing", type=float)
     register.add_argument("--model", help="trained registration model (catalog id or file): one-pass prediction, "
                                           "refined by the iterations unless --iterations 0")
     register.add_argument("--report", help="write the run's report as JSON here")
-    register.add_argument("--device", default="auto")
     register.set_defaults(handler=_register, dryRun=True)
 
     train = commands.add_parser("train-register", help="train a registration network (DeepReg style) on volumes")
@@ -54,21 +74,38 @@ def addCommands(commands) -> None:
                        help="training volumes, or a folder of them (all ordered pairs are used)")
     train.add_argument("--labels", nargs="+",
                        help="one .seg.nrrd / labelmap per image, or a folder (sorted like the images): label-driven")
-    train.add_argument("--network", choices=REGISTRATION_NETWORKS, default="localnet")
-    train.add_argument("--shape", type=int, nargs=3, default=[64, 64, 64], help="network grid (multiples of 8)")
-    train.add_argument("--features", type=int, default=16)
-    train.add_argument("--similarity", choices=SIMILARITIES, default="lncc")
-    train.add_argument("--regularisation-weight", type=float, default=1.0)
-    train.add_argument("--label-weight", type=float, default=1.0)
-    train.add_argument("--epochs", type=int, default=50)
-    train.add_argument("--batch-size", type=int, default=2)
-    train.add_argument("--learning-rate", type=float, default=1e-3)
+    addArguments(train, RegistrationTrainingConfig, TRAINING_FLAGS)
+    _addSetting(train, RegistrationTrainingConfig, "shape", type=int, nargs=3)
     train.add_argument("--output-model", required=True, help="folder for the model (+ curves PNG)")
     train.add_argument("--name", default="registration", help="model name (and catalog id with --add-to-catalog)")
     train.add_argument("--add-to-catalog", "--register", dest="add_to_catalog", action="store_true",
                        help="add the model to the catalog (--register: its former name)")
-    train.add_argument("--device", default="auto")
     train.set_defaults(handler=_trainRegister, dryRun=True)
+
+
+def registrationConfigFrom(args):
+    """The :class:`~DLRegisterLib.config.RegistrationConfig` of ``meddl register``'s flags. ``--iterations``: per
+    level, coarse to fine, on levels ..., 4, 2, 1 of the working grid (0s dropped; none left: no deformable
+    stage)."""
+    from DLCommon.settings import valuesFrom
+
+    from .config import RegistrationConfig
+
+    values = valuesFrom(args, RegistrationConfig, REGISTER_FLAGS + ("regularisationWeight", "spacing"))
+    iterations = tuple(n for n in args.iterations if n != 0)  # a negative count reaches validate(): refused
+    values.update(iterations=iterations, levels=tuple(2 ** (len(iterations) - 1 - i) for i in range(len(iterations))),
+                  deformable=values["deformable"] and bool(iterations))
+    return RegistrationConfig(**values)
+
+
+def trainingConfigFrom(args):
+    """The :class:`~DLRegisterLib.config.RegistrationTrainingConfig` of ``meddl train-register``'s flags."""
+    from DLCommon.settings import valuesFrom
+
+    from .config import RegistrationTrainingConfig
+
+    return RegistrationTrainingConfig(**valuesFrom(args, RegistrationTrainingConfig, TRAINING_FLAGS),
+                                      shape=tuple(args.shape))
 
 
 def _files(paths: list[str]) -> list[str]:
@@ -77,10 +114,6 @@ def _files(paths: list[str]) -> list[str]:
         suffixes = (".nrrd", ".nii", ".nii.gz", ".mha", ".mhd")
         return sorted(str(p) for p in Path(paths[0]).iterdir() if p.name.lower().endswith(suffixes))
     return list(paths)
-
-
-def _levels(count: int) -> tuple:
-    return tuple(2 ** (count - 1 - i) for i in range(count))
 
 
 def _loadLabels(path: str, scene):
@@ -112,6 +145,7 @@ def _register(args) -> int:
     if bool(args.moving_labels) != bool(args.output_warped_labels) and not args.fixed_labels:
         raise DLError("--moving-labels and --output-warped-labels go together", node="Command line",
                       fix="give both (warp an atlas segmentation) or neither")
+    registrationConfigFrom(args).validate()  # before any loading: a setting out of range costs no run
     roles = [role for role in ("fixed", "moving") if getattr(args, role) and isCohortSource(getattr(args, role))]
     cohort = bool(args.pairs or roles)
     if args.dry_run and cohort:
@@ -123,9 +157,11 @@ def _register(args) -> int:
         if not (args.fixed and args.moving):
             raise DLError("needs --fixed and --moving (or --pairs CSV)", node="Command line",
                           fix="give both volumes, or a cohort: a folder / CSV as --fixed or --moving, or --pairs")
-        _registerFiles(args, Path(args.fixed), Path(args.moving), {
-            "transform": args.output_transform, "warped": args.output_warped, "jacobian": args.jacobian,
-            "warpedLabels": args.output_warped_labels, "report": args.report})
+        outputs = {"transform": args.output_transform, "warped": args.output_warped, "jacobian": args.jacobian,
+                   "warpedLabels": args.output_warped_labels, "report": args.report}
+        if args.dry_run:
+            return _registerDryRun(args, Path(args.fixed), Path(args.moving), outputs)
+        _registerFiles(args, Path(args.fixed), Path(args.moving), outputs)
         return 0
     if len(roles) > 1 or (args.pairs and roles):
         raise DLError("got more than one cohort (folder / CSV) among --fixed, --moving and --pairs", node="Command line",
@@ -156,62 +192,62 @@ def _register(args) -> int:
     return runCohortCommand(items, process, folder / "manifest.csv", "register")
 
 
-def _registerFiles(args, fixedPath: Path, movingPath: Path, outputs: dict) -> None:
-    """Register one pair of volume files; ``outputs``: transform (required), warped, jacobian, warpedLabels, report.
-    With ``--dry-run``: print the estimate instead."""
-    import slicer
-    from tqdm import tqdm
-
-    from DLCommon import saveNode
+def _registerJob(args, fixedPath: Path, movingPath: Path, outputs: dict, scene):
+    """The registration job of these flags, made by ``RegistrationLogic.registerJob`` (as the DL Register panel's,
+    with the command's further options) on the files loaded into ``scene``: the command, its ``--dry-run`` and the
+    Slicer widget run the same job. Returns ``(job, fixed volume node)``."""
     from DLCommon.storage import loadTransform, loadVolume
 
     from .logic import RegistrationLogic
-    from .optimisation import RegistrationConfig
+
+    fixed, moving = loadVolume(fixedPath, scene), loadVolume(movingPath, scene)
+    options = {}
+    if args.fixed_mask:
+        options["fixedMask"] = _loadLabels(args.fixed_mask, scene)
+    if args.moving_mask:
+        options["movingMask"] = _loadLabels(args.moving_mask, scene)
+    if args.initial_transform:
+        options["initialTransform"] = loadTransform(args.initial_transform, scene)
+    movingLabels = _loadLabels(args.moving_labels, scene) if args.moving_labels else None
+    if args.fixed_labels and movingLabels is not None:
+        options["fixedLabels"], options["movingLabels"] = _loadLabels(args.fixed_labels, scene), movingLabels
+    if outputs["warpedLabels"]:
+        options["warpSegmentation"] = movingLabels
+    job = RegistrationLogic(scene).registerJob(fixed, moving, registrationConfigFrom(args),
+                                               warpedVolume=bool(outputs["warped"]),
+                                               jacobianVolume=bool(outputs["jacobian"]), model=args.model, **options)
+    return job, fixed
+
+
+def _registerDryRun(args, fixedPath: Path, movingPath: Path, outputs: dict) -> int:
+    """Print the pair's resource estimate (the job's, from a short timed run; one JSON line); 2 when it would not
+    fit here."""
+    import slicer
+
+    from DLCommon.commands import printJobEstimate
 
     scene = slicer.vtkMRMLScene()
     try:
-        fixed, moving = loadVolume(fixedPath, scene), loadVolume(movingPath, scene)
-        options = {}
-        if args.fixed_mask:
-            options["fixedMask"] = _loadLabels(args.fixed_mask, scene)
-        if args.moving_mask:
-            options["movingMask"] = _loadLabels(args.moving_mask, scene)
-        if args.initial_transform:
-            options["initialTransform"] = loadTransform(args.initial_transform, scene)
-        movingLabels = _loadLabels(args.moving_labels, scene) if args.moving_labels else None
-        if args.fixed_labels and movingLabels is not None:
-            options["fixedLabels"], options["movingLabels"] = _loadLabels(args.fixed_labels, scene), movingLabels
-        if outputs["warpedLabels"]:
-            options["warpSegmentation"] = movingLabels
-        iterations = [n for n in args.iterations if n > 0]
-        config = RegistrationConfig(similarity=args.similarity, fieldModel=args.field, regulariser=args.regulariser,
-                                    regularisationWeight=args.regularisation_weight, labelWeight=args.label_weight,
-                                    levels=_levels(len(iterations)), iterations=tuple(iterations),
-                                    deformable=not args.affine_only and bool(iterations), affine=not args.no_affine,
-                                    spacing=args.spacing, device=args.device)
-        if args.model:
-            options["model"] = args.model
-        if args.dry_run:
-            from DLCommon import DLError, pickDevice, tensorFromVolume
-            from DLCommon.resources import printEstimate
+        return printJobEstimate(lambda: _registerJob(args, fixedPath, movingPath, outputs, scene)[0],
+                                fixed=str(fixedPath), moving=str(movingPath))
+    finally:
+        scene.Clear(1)
 
-            from .optimisation import estimateRegistration
 
-            estimate = estimateRegistration(tensorFromVolume(fixed), tensorFromVolume(moving), config,
-                                            pickDevice(args.device), timed=True)
-            if not printEstimate(estimate, fixed=str(fixedPath), moving=str(movingPath)):
-                raise DLError("does not fit this machine: " + estimate.describe(), node=f"Volume '{movingPath}'",
-                              fix="register on a coarser grid (--spacing) or use a machine with more memory")
-            return
-        with tqdm(total=100, desc="register", unit="%", leave=False,
-                  bar_format="{l_bar}{bar}| {n:.0f}% [{elapsed}<{remaining}]") as bar:
-            def progress(fraction, message):
-                bar.set_postfix_str(message.split(": ", 1)[-1][:40])
-                bar.update(100 * fraction - bar.n)
+def _registerFiles(args, fixedPath: Path, movingPath: Path, outputs: dict) -> None:
+    """Register one pair of volume files with the panel's job; ``outputs``: transform (required), warped, jacobian,
+    warpedLabels, report."""
+    import slicer
 
-            result = RegistrationLogic(scene).register(fixed, moving, config, progress=progress,
-                                                       warpedVolume=bool(outputs["warped"]),
-                                                       jacobianVolume=bool(outputs["jacobian"]), **options)
+    from DLCommon import saveNode
+    from DLCommon.commands import runWithProgressBar
+
+    scene = slicer.vtkMRMLScene()
+    try:
+        job, fixed = _registerJob(args, fixedPath, movingPath, outputs, scene)
+        result = runWithProgressBar(job, "register", leave=False)
+        for warning in result.warnings:
+            print(f"meddl: warning: {Path(movingPath).name}: {warning}", file=sys.stderr)
         if outputs["warped"]:
             saveNode(result.warpedVolume, outputs["warped"])
         if outputs["jacobian"]:
@@ -229,48 +265,43 @@ def _registerFiles(args, fixedPath: Path, movingPath: Path, outputs: dict) -> No
         scene.Clear(1)
 
 
-def _trainRegister(args) -> int:
-    import slicer
-    from tqdm import tqdm
-
-    from DLCommon import DLError, tensorFromVolume
-    from DLCommon.distributed import isMainProcess
-    from DLCommon.plots import historyCurves, saveCurvesPng
+def _trainJob(args, scene):
+    """The training job of these flags, made by ``RegistrationLogic.trainJob`` (as the DL Register panel's, with
+    the command's output folder and catalog choice) on the files loaded into ``scene``; ``(job, image count)``."""
+    from DLCommon import DLError
     from DLCommon.storage import loadVolume
 
-    from .logic import labelsFromNode
-    from .trainer import RegistrationTrainingConfig, trainRegistrationModel
+    from .logic import RegistrationLogic
 
-    args.images, args.labels = _files(args.images), _files(args.labels) if args.labels else None
-    if args.labels and len(args.labels) != len(args.images):
-        raise DLError(f"got {len(args.labels)} label files for {len(args.images)} images", node="--labels",
+    images = _files(args.images)
+    labels = _files(args.labels) if args.labels else []
+    if labels and len(labels) != len(images):
+        raise DLError(f"got {len(labels)} label files for {len(images)} images", node="--labels",
                       fix="give one label file per image, in the same order")
+    volumes = [loadVolume(path, scene) for path in images]
+    segmentations = [_loadLabels(path, scene) for path in labels] or None
+    job = RegistrationLogic(scene).trainJob(volumes, segmentations, trainingConfigFrom(args), modelName=args.name,
+                                            outputDir=args.output_model, addToCatalog=args.add_to_catalog)
+    return job, len(volumes)
+
+
+def _trainRegister(args) -> int:
+    import slicer
+
+    from DLCommon.commands import printJobEstimate, runWithProgressBar
+    from DLCommon.distributed import isMainProcess
+    from DLCommon.plots import historyCurves, saveCurvesPng
+
+    trainingConfigFrom(args).validate()  # before any loading: a setting out of range costs no run
     scene = slicer.vtkMRMLScene()
-    volumes = [loadVolume(path, scene) for path in args.images]
-    images = [tensorFromVolume(v) for v in volumes]
-    labels = [labelsFromNode(_loadLabels(path, scene), volume)[0] for path, volume in zip(args.labels, volumes)] \
-        if args.labels else None
-    scene.Clear(1)
-    config = RegistrationTrainingConfig(network=args.network, shape=tuple(args.shape), features=args.features,
-                                        similarity=args.similarity, regularisationWeight=args.regularisation_weight,
-                                        labelWeight=args.label_weight if labels else 0.0, epochs=args.epochs,
-                                        batchSize=args.batch_size, learningRate=args.learning_rate, device=args.device)
-    if args.dry_run:
-        from DLCommon.resources import printEstimate
-
-        from .trainer import estimateRegistrationTraining
-
-        estimate = estimateRegistrationTraining(images, config)
-        pairs = len(images) * (len(images) - 1)
-        return 0 if printEstimate(estimate, images=len(images), pairs=pairs) else 2
+    try:  # making the job read the inputs into tensors: the scene is not needed while it runs
+        job, images = _trainJob(args, scene)
+    finally:
+        scene.Clear(1)
+    if args.dry_run:  # the job's plan: one real training step, scaled to the epochs
+        return printJobEstimate(lambda: job, images=images, pairs=images * (images - 1))
     output = Path(args.output_model)
-    with tqdm(total=args.epochs, desc=f"train {args.name}", unit="epoch") as bar:
-        def progress(fraction, message):
-            bar.set_postfix_str(message.split(": ", 1)[-1][:50])
-            bar.update(round(fraction * args.epochs) - bar.n)
-
-        result = trainRegistrationModel(images, config, output, args.name, labels=labels, addToCatalog=args.add_to_catalog,
-                                        progress=progress)
+    result = runWithProgressBar(job, f"train {args.name}", total=args.epochs, unit="epoch")
     if not isMainProcess():  # under torchrun rank 0 writes the outputs
         return 0
     saveCurvesPng(historyCurves(result.history), output / f"{args.name}_curves.png", title=f"{args.name} ({args.network})")

@@ -17,13 +17,11 @@ import torch
 from monai.losses import BendingEnergyLoss, DiffusionLoss
 from monai.networks.blocks import DVF2DDF
 
+from .config import FIELD_MODELS, REGULARISERS
 from .space import resizeImage, spacingOf
 
 __all__ = ["DeformationField", "FIELD_MODELS", "REGULARISERS", "regularisation", "worldToVoxelVectors",
            "voxelToWorldVectors"]
-
-FIELD_MODELS = ("ddf", "svf")
-REGULARISERS = ("bending", "diffusion")
 
 
 def worldToVoxelVectors(field: torch.Tensor, affine: torch.Tensor) -> torch.Tensor:

@@ -14,7 +14,8 @@ def registered(p, out) -> Outcome:
 
     saved = [node for node in (out.transform, out.warpedVolume, out.warpedSegmentation, out.jacobian) if node]
     return Outcome(formatReport(out.report), background=p.fixedVolume, foreground=out.warpedVolume, saved=saved,
-                   settings={"outputTransform": out.transform, "outputVolume": out.warpedVolume})
+                   settings={"outputTransform": out.transform, "outputVolume": out.warpedVolume},
+                   warnings=list(out.warnings))
 
 
 def trained(p, result) -> Outcome:

@@ -37,10 +37,10 @@ from DLCommon.transforms import (displacementFromTransform, gridTransformFromDis
                                  updateGridTransformFromDisplacement)
 from DLCommon.volumes import checkVolume, updateVolumeFromTensor, volumeFromTensor
 
+from .config import RegistrationConfig, RegistrationTrainingConfig
 from .network import predictDisplacement
-from .optimisation import RegistrationConfig, RegistrationResult, checkImage, estimateRegistration, registerImages
-from .trainer import (RegistrationTrainingConfig, RegistrationTrainingResult, estimateRegistrationTraining,
-                      trainRegistrationModel)
+from .optimisation import RegistrationResult, checkImage, estimateRegistration, registerImages
+from .trainer import RegistrationTrainingResult, estimateRegistrationTraining, trainRegistrationModel
 from .quality import jacobianDeterminant
 from .warping import denseDisplacement, warpImage, warpLabels
 
@@ -59,6 +59,20 @@ class RegisterResult:
     jacobian: object = None
     report: dict = dataclasses.field(default_factory=dict)
     engineResult: RegistrationResult | None = None
+    warnings: list[str] = dataclasses.field(default_factory=list)  # e.g. a folding transform
+
+
+# above this share of folded voxels (Jacobian determinant <= 0) a transform is not physical: the result warns
+FOLDING_WARNING_PERCENT = 1.0
+
+
+def resultWarnings(report: dict) -> list[str]:
+    """What to check in a registration's result (from its report), e.g. a transform that folds."""
+    warnings = []
+    if report.get("foldingPercent", 0.0) > FOLDING_WARNING_PERCENT:
+        warnings.append(f"the transform folds {report['foldingPercent']:.2f}% of the voxels (Jacobian determinant "
+                        f"<= 0): raise the regularisation weight, or use the svf field (diffeomorphic)")
+    return warnings
 
 
 def maskFromNode(node, referenceVolume, what: str) -> torch.Tensor | None:
@@ -151,6 +165,7 @@ class RegistrationLogic(SceneLogic):
             if hasattr(node, "GetScene") and node.GetScene() is not scene:
                 raise DLError("is not in the fixed volume's scene", node=node, fix="pick another output node")
         config = config or RegistrationConfig()
+        config.validate()  # a setting out of range is refused now, not in the job
         # read every input before the job: the worker never touches the scene
         fixed, moving = tensorFromVolume(fixedVolume), tensorFromVolume(movingVolume)
         checkImage(fixed, f"The fixed volume '{fixedVolume.GetName()}'")  # refused now, with its name, not in the job
@@ -180,7 +195,7 @@ class RegistrationLogic(SceneLogic):
             return estimateRegistration(fixed, moving, config, plan().device, timed=True)
 
         def work(context) -> dict:
-            runConfig = dataclasses.replace(config, device=context.plan.device)
+            runConfig = dataclasses.replace(config, device=context.plan.device)  # the plan's, not the timed estimate
             start, base = initialAffine, initialDisplacement
             if loaded is not None:
                 context.report(0.0, f"registration: predicting with {loaded.spec.name}")
@@ -205,7 +220,8 @@ class RegistrationLogic(SceneLogic):
         def apply(outputs: dict) -> RegisterResult:
             result = outputs["result"]
             baseName = f"{movingVolume.GetName()} to {fixedVolume.GetName()}"
-            out = RegisterResult(transform=None, report=dict(result.report), engineResult=result)
+            out = RegisterResult(transform=None, report=dict(result.report), engineResult=result,
+                                 warnings=resultWarnings(result.report))
             # new nodes first, the user's nodes last: a failure cannot leave them half-written
             if "warpedLabels" in outputs:
                 names, colors = toWarp[1], toWarp[2]
@@ -237,7 +253,8 @@ class RegistrationLogic(SceneLogic):
                 top.SetAndObserveTransformNodeID(out.transform.GetID())
             return out
 
-        return Job(work, apply, scene=scene, name=f"Register {movingVolume.GetName()}", plan=plan, estimate=estimate)
+        job = Job(work, apply, scene=scene, name=f"Register {movingVolume.GetName()}", plan=plan, estimate=estimate)
+        return job
 
     def register(self, fixedVolume, movingVolume, config: RegistrationConfig | None = None, *,
                  progress: Progress | None = None, **options) -> RegisterResult:
@@ -250,7 +267,10 @@ class RegistrationLogic(SceneLogic):
                  outputDir: str | Path | None = None, addToCatalog: bool = True) -> Job:
         """A :class:`Job` training a registration network on all ordered pairs of ``volumes``; it adds no node.
 
-        ``segmentations`` (one per volume, same segment names) make the training label-driven.
+        ``segmentations`` (one per volume, same segment names; or labelmap volumes) make the training
+        label-driven. The model is saved in ``outputDir`` (default: the cache's ``trained/<modelName>``) and, with
+        ``addToCatalog``, added to the model catalog as ``modelName`` (the panel's default; ``meddl
+        train-register`` adds it only with ``--add-to-catalog``).
         """
         volumes = list(volumes or [])
         if len(volumes) < 2:
@@ -271,6 +291,7 @@ class RegistrationLogic(SceneLogic):
                                   fix="use the same segment names in the same order")
             labels = [r[0] for r in read]
         config = config or RegistrationTrainingConfig()
+        config.validate()
         subject = nodeLabel(volumes[0])
         directory = Path(outputDir) if outputDir else defaultCacheDir() / "trained" / modelName
 

@@ -17,7 +17,9 @@ import torch
 from monai.data import MetaTensor
 
 from DLCommon import DLError
+from DLCommon.settings import defaultOf
 
+from .config import REGISTRATION_NETWORKS, RegistrationTrainingConfig
 from .fields import voxelToWorldVectors
 from .optimisation import composeDisplacement
 from .space import (centreOfMass, plainTensor, resizeImage, robustNormalise, sampleAtWorld, smoothImage, spacingOf,
@@ -26,10 +28,9 @@ from .space import (centreOfMass, plainTensor, resizeImage, robustNormalise, sam
 __all__ = ["REGISTRATION_NETWORKS", "buildRegistrationNetwork", "networkGrid", "preparePair", "predictDisplacement",
            "centreOfMassAffine"]
 
-REGISTRATION_NETWORKS = ("localnet", "globalnet", "regunet")
 
-
-def buildRegistrationNetwork(name: str, shape: Sequence[int], features: int = 16
+def buildRegistrationNetwork(name: str, shape: Sequence[int],
+                             features: int = defaultOf(RegistrationTrainingConfig, "features")
                              ) -> tuple[str, dict, torch.nn.Module]:
     """``(monai class name, constructor args, network)`` for ``name`` in :data:`REGISTRATION_NETWORKS`.
 

@@ -19,8 +19,6 @@ fixed grid itself, or a coarser one for large volumes): exactly DLCommon's grid-
 
 from __future__ import annotations
 
-from DLCommon.errors import SettingError
-
 import dataclasses
 import math
 import time
@@ -32,9 +30,10 @@ from monai.losses import DiceLoss
 
 from DLCommon import DLError, pickDevice
 
-from .fields import FIELD_MODELS, REGULARISERS, DeformationField, regularisation
+from .config import DEFAULT_REGULARISATION, RegistrationConfig  # defined in config.py (torch-free); re-exported
+from .fields import DeformationField, regularisation
 from .quality import foldingFraction, jacobianDeterminant
-from .similarity import SIMILARITIES, similarityFunction
+from .similarity import similarityFunction
 from .space import (centreOfMass, levelGeometry, plainTensor, resizeImage, robustNormalise, sampleAtWorld,
                     smoothImage, spacingOf, worldGrid)
 
@@ -42,63 +41,6 @@ __all__ = ["RegistrationConfig", "RegistrationResult", "registerImages", "checkI
            "composeDisplacement", "DEFAULT_REGULARISATION"]
 
 Progress = Callable[[float, str], None]
-
-# bending-energy weights (1/mm^2 units, see fields.regularisation) tuned on MNI152 pairs (bench_register.py)
-DEFAULT_REGULARISATION = {"lncc": 5.0, "ssd": 5.0, "mi": 80.0}
-
-
-@dataclasses.dataclass
-class RegistrationConfig:
-    """Options of :func:`registerImages` (defaults suit brain MR at 1-2 mm).
-
-    Attributes:
-        similarity: ``"lncc"`` (one modality), ``"ssd"`` (same intensities), ``"mi"`` (multi-modal).
-        kernelSize: LNCC window edge (voxels of each level).
-        initialisation: ``"centre"`` (align centres of mass), ``"none"`` (identity, or the initial transform).
-        affine: optimise an affine transform before the deformable stage.
-        affineLevels / affineIterations: pyramid factors and iterations per level of the affine stage.
-        deformable: optimise a dense field after the affine stage.
-        fieldModel: ``"ddf"`` or ``"svf"`` (diffeomorphic, scaling and squaring).
-        regulariser: ``"bending"`` or ``"diffusion"``; ``regularisationWeight`` its weight, None: the
-            default for the similarity (:data:`DEFAULT_REGULARISATION`; MI's noisier gradients need more).
-        labelWeight: weight of the Dice term when fixed and moving labels are given (weak supervision).
-        levels / iterations: deformable pyramid factors (relative to the working grid) and iterations.
-        learningRate: Adam step of the field per iteration, as a fraction of the level's voxel size.
-        maxVoxels: the working grid is coarsened until it has at most this many voxels.
-        spacing: working grid voxel size (mm); None: the fixed grid, coarsened only for ``maxVoxels``.
-        device: ``"auto"`` (CUDA, MPS, CPU), or a torch device name.
-    """
-
-    similarity: str = "lncc"
-    kernelSize: int = 7
-    initialisation: str = "centre"
-    affine: bool = True
-    affineLevels: Sequence[float] = (4, 2)
-    affineIterations: int = 60
-    deformable: bool = True
-    fieldModel: str = "ddf"
-    regulariser: str = "bending"
-    regularisationWeight: float | None = None
-    labelWeight: float = 1.0
-    levels: Sequence[float] = (4, 2, 1)
-    iterations: Sequence[int] = (100, 80, 40)
-    learningRate: float = 0.1
-    maxVoxels: int = 2_000_000
-    spacing: float | None = None
-    device: str = "auto"
-
-    def validate(self) -> None:
-        checks = [(self.similarity in SIMILARITIES, "similarity", f"one of {', '.join(SIMILARITIES)}"),
-                  (self.fieldModel in FIELD_MODELS, "fieldModel", f"one of {', '.join(FIELD_MODELS)}"),
-                  (self.regulariser in REGULARISERS, "regulariser", f"one of {', '.join(REGULARISERS)}"),
-                  (self.initialisation in ("centre", "none"), "initialisation", "'centre' or 'none'"),
-                  (len(self.levels) == len(self.iterations), "iterations", f"one count per level ({len(self.levels)})"),
-                  ((self.regularisationWeight or 0) >= 0, "regularisationWeight", "at least 0"),
-                  (self.labelWeight >= 0, "labelWeight", "at least 0"),
-                  (self.kernelSize % 2 == 1, "kernelSize", "odd")]
-        for ok, setting, allowed in checks:
-            if not ok:
-                raise SettingError(setting, getattr(self, setting), allowed)
 
 
 @dataclasses.dataclass

@@ -7,8 +7,21 @@ panel's values. Imports neither torch nor qt (the Slicer shell imports it at mod
 from __future__ import annotations
 
 from DLCommon.parameters import Parameter
+from DLCommon.settings import defaultOf, parameterOf, settingOf
+
+# absolute: the shell check loads this file alone
+from DLRegisterLib.config import RegistrationConfig as Registration
+from DLRegisterLib.config import RegistrationTrainingConfig as Training
 
 VOLUME, SEGMENTATION = ("vtkMRMLScalarVolumeNode",), ("vtkMRMLSegmentationNode",)
+
+_ITERATIONS = tuple(defaultOf(Registration, "iterations"))  # per level, coarse to fine
+_RATIOS = tuple(n / _ITERATIONS[0] for n in _ITERATIONS)  # (1, 0.8, 0.4)
+
+
+def _orAuto(weight) -> float:
+    return -1.0 if weight is None else float(weight)
+
 
 PARAMETERS = (
     Parameter("fixedVolume", "node", label="Fixed volume", nodeClasses=VOLUME,
@@ -27,16 +40,22 @@ PARAMETERS = (
               tooltip="optimisation: instance optimisation on this pair (no training data); model: one forward "
                       "pass of a trained network (+ optional refinement)."),
     Parameter("modelId", "str", "", label="Model", tooltip="Registration model from the catalog."),
-    Parameter("similarity", "choice", "lncc", label="Similarity", choices=("lncc", "ssd", "mi"),
-              tooltip="lncc: same modality; ssd: same intensities; mi: different modalities."),
-    Parameter("fieldModel", "choice", "ddf", label="Field", choices=("ddf", "svf"),
-              tooltip="ddf: dense displacement field; svf: stationary velocity field (diffeomorphic)."),
-    Parameter("regularisationWeight", "float", -1.0, label="Regularisation (-1: auto)", minimum=-1.0, maximum=500.0,
-              tooltip="Bending energy weight (higher is smoother); -1: the similarity's default."),
-    Parameter("iterations", "int", 100, label="Iterations", minimum=0, maximum=2000,
-              tooltip="Iterations at the coarsest level (finer levels use 0.8x and 0.4x); for a model, "
-                      "refinement iterations (0: prediction only)."),
-    Parameter("affineOnly", "bool", False, label="Affine only", tooltip="Stop after the affine stage."),
+    parameterOf(Registration, "similarity"),
+    parameterOf(Registration, "fieldModel"),
+    # the panel's own: -1 for the config's None (the similarity's default weight); the range is the config's
+    Parameter("regularisationWeight", "float", _orAuto(defaultOf(Registration, "regularisationWeight")),
+              label="Regularisation (-1: auto)", minimum=-1.0,
+              maximum=settingOf(Registration, "regularisationWeight")["maximum"],
+              tooltip=settingOf(Registration, "regularisationWeight")["tooltip"]),
+    # the panel's own: one number for the coarsest level, the finer levels in the config default's proportions
+    Parameter("iterations", "int", _ITERATIONS[0], label="Iterations",
+              minimum=settingOf(Registration, "iterations")["minimum"],
+              maximum=settingOf(Registration, "iterations")["maximum"],
+              tooltip=f"Iterations at the coarsest level (finer levels use "
+                      f"{' and '.join(f'{r:g}x' for r in _RATIOS[1:])}); for a model, refinement iterations "
+                      f"(0: prediction only)."),
+    Parameter("affineOnly", "bool", not defaultOf(Registration, "deformable"), label="Affine only",
+              tooltip="Stop after the affine stage."),
     Parameter("outputTransform", "node", output=True, label="Output transform", nodeClasses=("vtkMRMLGridTransformNode",),
               tooltip="Grid transform to write (none: a new one)."),
     Parameter("outputVolume", "node", output=True, label="Warped volume", nodeClasses=VOLUME,
@@ -50,24 +69,21 @@ PARAMETERS = (
     Parameter("trainingVolumes", "nodes", label="Training volumes", nodeClasses=VOLUME, group="train",
               tooltip="Pairs are formed between all of them."),
     Parameter("trainingSegmentations", "nodes", label="Training labels", nodeClasses=SEGMENTATION, group="train"),
-    Parameter("network", "choice", "localnet", label="Network", choices=("localnet", "globalnet", "regunet"),
-              tooltip="MONAI LocalNet (dense), GlobalNet (affine) or RegUNet.", group="train"),
-    Parameter("epochs", "int", 50, label="Epochs", minimum=1, maximum=10000, group="train"),
-    Parameter("labelWeight", "float", 1.0, label="Label weight", minimum=0.0, maximum=10.0, group="train",
-              tooltip="Weight of the Dice term of warped labels (0: unsupervised)."),
+    parameterOf(Training, "network", group="train"),
+    parameterOf(Training, "epochs", group="train"),
+    parameterOf(Training, "labelWeight", group="train"),
     Parameter("modelName", "str", "my-registration", label="Model name", group="train"),
 )
 
 
-def registrationConfig(p):
-    """The :class:`RegistrationConfig` of these settings (a three-level pyramid)."""
-    from DLRegisterLib.optimisation import RegistrationConfig
-
+def registrationConfig(p) -> Registration:
+    """The :class:`RegistrationConfig` of these settings: the config's pyramid, its iterations scaled to
+    ``p.iterations`` at the coarsest level; ``p.regularisationWeight`` < 0: the similarity's default weight."""
     coarse = max(p.iterations, 1)
-    return RegistrationConfig(similarity=p.similarity, fieldModel=p.fieldModel,
-                              regularisationWeight=None if p.regularisationWeight < 0 else p.regularisationWeight,
-                              iterations=(coarse, max(1, int(0.8 * coarse)), max(1, int(0.4 * coarse))),
-                              deformable=not p.affineOnly and p.iterations > 0)
+    return Registration(similarity=p.similarity, fieldModel=p.fieldModel,
+                        regularisationWeight=None if p.regularisationWeight < 0 else p.regularisationWeight,
+                        iterations=tuple(max(1, int(r * coarse)) for r in _RATIOS),
+                        deformable=not p.affineOnly and p.iterations > 0)
 
 
 def applyJob(logic, p, movingVolume=None):
@@ -86,9 +102,6 @@ def applyJob(logic, p, movingVolume=None):
 
 def trainJob(logic, p):
     """Training a registration network on all ordered pairs of ``p.trainingVolumes`` (+ their labels)."""
-    from DLRegisterLib.trainer import RegistrationTrainingConfig
-
-    config = RegistrationTrainingConfig(network=p.network, epochs=p.epochs, labelWeight=p.labelWeight,
-                                        similarity=p.similarity)
+    config = Training(network=p.network, epochs=p.epochs, labelWeight=p.labelWeight, similarity=p.similarity)
     return logic.trainJob(list(p.trainingVolumes), list(p.trainingSegmentations) or None, config,
                           modelName=p.modelName)

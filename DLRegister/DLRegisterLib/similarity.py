@@ -23,9 +23,9 @@ import torch
 import torch.nn.functional as F
 from monai.losses import GlobalMutualInformationLoss
 
-__all__ = ["SIMILARITIES", "similarityFunction", "localNormalisedCrossCorrelation"]
+from .config import SIMILARITIES
 
-SIMILARITIES = ("lncc", "ssd", "mi")
+__all__ = ["SIMILARITIES", "similarityFunction", "localNormalisedCrossCorrelation"]
 
 
 def _weightedMean(values: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:

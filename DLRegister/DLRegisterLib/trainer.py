@@ -12,8 +12,6 @@ cancel, best checkpoint, early stopping, AMP on CUDA). The model is saved as a c
 
 from __future__ import annotations
 
-from DLCommon.errors import SettingError
-
 import dataclasses
 import itertools
 import warnings
@@ -29,49 +27,13 @@ from DLCommon import DLError, ModelSpec, TrainingConfig, trainModel
 from DLCommon.models import LoadedModel
 from DLCommon.training import TrainingHistory, saveTrainedModel
 
-from .network import REGISTRATION_NETWORKS, buildRegistrationNetwork, preparePair
+from .config import RegistrationTrainingConfig  # defined in config.py (torch-free); re-exported
+from .network import buildRegistrationNetwork, preparePair
 from .optimisation import checkImage
-from .similarity import SIMILARITIES, similarityFunction
+from .similarity import similarityFunction
 
 __all__ = ["RegistrationTrainingConfig", "RegistrationTrainingResult", "trainRegistrationModel", "registrationLoss",
            "estimateRegistrationTraining"]
-
-
-@dataclasses.dataclass
-class RegistrationTrainingConfig:
-    """Options of :func:`trainRegistrationModel`.
-
-    Attributes:
-        network: ``"localnet"``, ``"globalnet"`` (affine) or ``"regunet"``.
-        shape: network grid (voxels per axis, multiples of 8).
-        features: channels of the first level.
-        similarity / kernelSize: image term (``"lncc"``, ``"ssd"``, ``"mi"``).
-        regularisationWeight: bending energy weight (displacement in network-grid voxels).
-        labelWeight: Dice term weight when labels are given (label-driven training); 0: unsupervised.
-        epochs / batchSize / learningRate / patience / seed / device: training loop options.
-    """
-
-    network: str = "localnet"
-    shape: Sequence[int] = (64, 64, 64)
-    features: int = 16
-    similarity: str = "lncc"
-    kernelSize: int = 7
-    regularisationWeight: float = 1.0
-    labelWeight: float = 1.0
-    epochs: int = 50
-    batchSize: int = 2
-    learningRate: float = 1e-3
-    patience: int | None = None
-    seed: int = 0
-    device: str = "auto"
-
-    def validate(self) -> None:
-        if self.network not in REGISTRATION_NETWORKS:
-            raise SettingError("network", self.network, f"one of {', '.join(REGISTRATION_NETWORKS)}")
-        if self.similarity not in SIMILARITIES:
-            raise SettingError("similarity", self.similarity, f"one of {', '.join(SIMILARITIES)}")
-        if len(self.shape) != 3:
-            raise SettingError("shape", self.shape, "3 values")
 
 
 @dataclasses.dataclass
@@ -173,6 +135,9 @@ def trainRegistrationModel(images: Sequence, config: RegistrationTrainingConfig,
 
     training = prepared(pairs)
     validation = prepared(validationPairs) if validationPairs else training
+    from monai.utils import set_determinism
+
+    set_determinism(seed=config.seed)  # the initial weights follow the seed too, not the RNG's history
     className, args, network = buildRegistrationNetwork(config.network, config.shape, config.features)
     lossFunction = registrationLoss(config.similarity, config.kernelSize, config.regularisationWeight,
                                     config.labelWeight, len(labelValues))

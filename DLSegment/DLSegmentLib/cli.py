@@ -92,18 +92,14 @@ def _segmentDryRun(model, args) -> int:
     """Print each input's resource estimate (the job's plan, as JSON lines); 2 when one would not fit here."""
     import slicer
 
-    from DLCommon import DLError
     from DLCommon.cohort import inputFiles
+    from DLCommon.commands import printJobEstimate
 
     status = 0
     for path in inputFiles(args.input):
         scene = slicer.vtkMRMLScene()
         try:
-            job, _ = _applyJob(model, path, args, scene)
-            print(json.dumps({"input": str(path), **job.resourceEstimate().toDict()}))
-        except DLError as exc:
-            print(json.dumps({"input": str(path), "fits": False, "text": str(exc)}))
-            status = 2
+            status = max(status, printJobEstimate(lambda: _applyJob(model, path, args, scene)[0], input=str(path)))
         finally:
             scene.Clear(1)
     return status
@@ -114,16 +110,15 @@ def _segmentFile(model, path: Path, output: Path, args, name: str) -> None:
     4D file: background first) if asked."""
     import slicer
     import torch
-    from tqdm import tqdm
 
     from DLCommon import saveNode, tensorFromVolume, volumeFromTensor
     from DLCommon.cohort import isCohortSource
+    from DLCommon.commands import runWithProgressBar
 
     scene = slicer.vtkMRMLScene()
     try:
         job, volume = _applyJob(model, path, args, scene)
-        with tqdm(total=100, desc=Path(path).name, unit="%", leave=False) as bar:
-            result = job.run(lambda f, m: bar.update(100 * f - bar.n))
+        result = runWithProgressBar(job, Path(path).name, leave=False)
         for warning in result.warnings:
             print(f"meddl: warning: {Path(path).name}: {warning}", file=sys.stderr)
         if args.probabilities:
@@ -140,41 +135,43 @@ def _segmentFile(model, path: Path, output: Path, args, name: str) -> None:
 
 
 def _trainSegment(args) -> int:
-    from tqdm import tqdm
+    """Train through the job the DL Segment panel's Train makes (``SegmentationLogic.trainJob``) on the files loaded
+    into a slicer-core scene; ``--dry-run`` prints that job's plan (its estimate, or the device it switches to)."""
+    import slicer
 
+    from DLCommon import DLError
+    from DLCommon.commands import printJobEstimate, runWithProgressBar
     from DLCommon.distributed import isMainProcess
     from DLCommon.plots import historyCurves, saveCurvesPng
-
-    from .data import samplesFromFiles
-    from .logic import resolveModel
     from DLCommon.settings import valuesFrom
+    from DLCommon.storage import loadVolume
 
     from .config import SegmentationTrainingConfig
-    from .trainer import trainSegmentationModel
+    from .data import loadLabels
+    from .logic import SegmentationLogic
 
-    samples, names, colors = samplesFromFiles(args.images, args.labels)
+    if len(args.images) != len(args.labels):
+        raise DLError(f"got {len(args.images)} image(s) and {len(args.labels)} label file(s)", node="--labels",
+                      fix="give one label file per image, in the same order")
     options = {}
     if args.intensity_range:
         low, high = args.intensity_range
         options["normalization"] = {"type": "range", "aMin": low, "aMax": high, "bMin": 0.0, "bMax": 1.0, "clip": False}
     config = SegmentationTrainingConfig(**valuesFrom(args, SegmentationTrainingConfig, TRAINING_FLAGS),
                                         patchSize=args.patch, spacing=args.spacing, **options)
-    base = resolveModel(args.fine_tune) if args.fine_tune else None
-    if args.dry_run:
-        from DLCommon.resources import printEstimate
+    scene = slicer.vtkMRMLScene()
+    try:
+        pairs = [(loadVolume(image, scene), loadLabels(labels, scene)) for image, labels in zip(args.images, args.labels)]
+        output = Path(args.output_model)
+        def makeJob():
+            return SegmentationLogic(scene).trainJob(pairs, config, modelName=args.name, baseModel=args.fine_tune,
+                                                     outputDir=output, addToCatalog=args.add_to_catalog)
 
-        from .trainer import estimateSegmentationTraining
-
-        estimate = estimateSegmentationTraining(samples, len(names), config, base)
-        return 0 if printEstimate(estimate, images=len(samples)) else 2
-    output = Path(args.output_model)
-    with tqdm(total=args.epochs, desc=f"train {args.name}", unit="epoch") as bar:
-        def progress(fraction, message):
-            bar.set_postfix_str(message.split(": ", 1)[-1][:50])
-            bar.update(round(fraction * args.epochs) - bar.n)
-
-        result = trainSegmentationModel(samples, names, colors, config, output, args.name, baseModel=base,
-                                        addToCatalog=args.add_to_catalog, progress=progress)
+        if args.dry_run:
+            return printJobEstimate(makeJob, images=len(pairs))
+        result = runWithProgressBar(makeJob(), f"train {args.name}", total=args.epochs, unit="epoch")
+    finally:
+        scene.Clear(1)
     if not isMainProcess():  # under torchrun rank 0 writes the outputs
         return 0
     saveCurvesPng(historyCurves(result.history), output / f"{args.name}_curves.png", title=f"{args.name} ({args.loss})")

@@ -7,7 +7,7 @@ import dataclasses
 from typing import Any, Sequence
 
 from DLCommon.errors import SettingError
-from DLCommon.settings import setting
+from DLCommon.settings import checkSettings, setting
 
 __all__ = ["SegmentationTrainingConfig", "LOSS_NAMES", "NETWORK_NAMES", "NORMS", "AUGMENTATIONS"]
 
@@ -59,9 +59,7 @@ class SegmentationTrainingConfig:
     schedule: str = "cosine"
 
     def validate(self) -> None:
-        if self.loss not in LOSS_NAMES:
-            raise SettingError("loss", self.loss, f"one of {', '.join(LOSS_NAMES)}")
-        if self.network not in NETWORK_NAMES:
-            raise SettingError("network", self.network, f"one of {', '.join(NETWORK_NAMES)}")
+        """Raises :class:`~DLCommon.errors.SettingError` for a setting out of its range or choices."""
+        checkSettings(self)
         if len(self.patchSize) not in (2, 3) or min(self.patchSize) < 8:
             raise SettingError("patchSize", list(self.patchSize), "2 or 3 sizes of at least 8")

@@ -23,7 +23,7 @@ from DLCommon.models import ModelSpec
 
 from .config import AUGMENTATIONS  # one list, in the config
 
-__all__ = ["SegmentationSample", "sampleFromNodes", "samplesFromFiles", "prepareSample", "PatchBatches",
+__all__ = ["SegmentationSample", "sampleFromNodes", "loadLabels", "prepareSample", "PatchBatches",
            "AUGMENTATIONS", "checkFinite"]
 
 
@@ -38,64 +38,41 @@ class SegmentationSample:
 
 def sampleFromNodes(volumeNode, segmentationNode, segmentIds: Sequence[str] | None = None
                     ) -> tuple[SegmentationSample, list[str], list]:
-    """A training sample from a volume and a segmentation (rasterised on the volume's grid).
+    """A training sample from a volume and its labels: a segmentation (rasterised on the volume's grid) or a
+    labelmap volume on the volume's grid (label ``n`` named ``label n``, as Slicer names imported labels).
 
-    Returns ``(sample, names, colors)`` of the segments used.
+    Returns ``(sample, names, colors)`` of the segments used (colors None for a labelmap).
     """
     image = tensorFromVolume(volumeNode)
     checkFinite(image, volumeNode)
     if segmentationNode is None:
         raise DLError("No segmentation was given for volume '" + volumeNode.GetName() + "'",
                       fix="select the segmentation that labels it")
-    if segmentationNode.GetSegmentation().GetNumberOfSegments() == 0:
-        raise DLError("has no segments", node=segmentationNode, fix="draw at least one segment in Segment Editor")
-    labels, names, colors = tensorFromSegmentation(segmentationNode, volumeNode, segmentIds)
+    if segmentationNode.IsA("vtkMRMLLabelMapVolumeNode"):
+        labels = tensorFromVolume(segmentationNode, dtype=torch.int64)[0]
+        if tuple(labels.shape) != tuple(image.shape[1:]) or not torch.allclose(
+                labels.affine.double(), image.affine.double(), atol=1e-3):
+            raise DLError(f"is not on the voxel grid of volume '{volumeNode.GetName()}'", node=segmentationNode,
+                          fix="resample it onto the volume, or import it as a segmentation")
+        names, colors = [f"label {i}" for i in range(1, int(labels.max()) + 1)], None
+        labels = labels.as_tensor().long()
+    else:
+        if segmentationNode.GetSegmentation().GetNumberOfSegments() == 0:
+            raise DLError("has no segments", node=segmentationNode, fix="draw at least one segment in Segment Editor")
+        labels, names, colors = tensorFromSegmentation(segmentationNode, volumeNode, segmentIds)
     if not bool(labels.any()):
         raise DLError(f"is empty on the grid of volume '{volumeNode.GetName()}'", node=segmentationNode,
                       fix="paint the segments, or check that the segmentation overlaps the volume")
     return SegmentationSample(image=image, labels=labels, name=volumeNode.GetName()), names, colors
 
 
-def samplesFromFiles(imagePaths: Sequence[str | Path], labelPaths: Sequence[str | Path]
-                     ) -> tuple[list[SegmentationSample], list[str], list]:
-    """Samples from image files and label files (``.seg.nrrd`` segmentations or labelmap volumes).
-
-    Label names come from the first segmentation file (labelmaps: ``label 1``, ``label 2``...).
-    """
-    import slicer
-
+def loadLabels(path: str | Path, scene):
+    """A ``.seg.nrrd`` file as a segmentation node, any other label file as a labelmap volume node."""
     from DLCommon.storage import loadSegmentation, loadVolume
 
-    if len(imagePaths) != len(labelPaths) or not imagePaths:
-        raise DLError(f"got {len(imagePaths)} image(s) and {len(labelPaths)} label file(s)", node="Training data",
-                      fix="give one label file per image, in the same order")
-    scene = slicer.vtkMRMLScene()
-    samples, names, colors = [], None, None
-    try:
-        for imagePath, labelPath in zip(imagePaths, labelPaths):
-            volume = loadVolume(imagePath, scene)
-            if str(labelPath).lower().endswith(".seg.nrrd"):
-                sample, sampleNames, sampleColors = sampleFromNodes(volume, loadSegmentation(labelPath, scene))
-            else:
-                labelmap = tensorFromVolume(loadVolume(labelPath, scene, labelmap=True), dtype=torch.int64)[0]
-                image = tensorFromVolume(volume)
-                if tuple(labelmap.shape) != tuple(image.shape[1:]):
-                    raise DLError("is not on the image's voxel grid", file=labelPath,
-                                  fix="resample it onto the image or save it as a .seg.nrrd segmentation")
-                checkFinite(image, volume)
-                count = int(labelmap.max())
-                sampleNames = [f"label {i}" for i in range(1, count + 1)]
-                sampleColors = None
-                sample = SegmentationSample(image=image, labels=labelmap.as_tensor().long(), name=Path(imagePath).name)
-            if names is None:
-                names, colors = sampleNames, sampleColors
-            elif len(sampleNames) != len(names):
-                raise DLError(f"has {len(sampleNames)} labels but the first has {len(names)}", file=labelPath,
-                              fix="use the same label set in every training case")
-            samples.append(sample)
-    finally:
-        scene.Clear(1)
-    return samples, names, colors
+    if str(path).lower().endswith(".seg.nrrd"):
+        return loadSegmentation(path, scene)
+    return loadVolume(path, scene, labelmap=True)
 
 
 def prepareSample(sample: SegmentationSample, spec: ModelSpec) -> SegmentationSample:

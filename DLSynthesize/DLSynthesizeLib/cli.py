@@ -1,38 +1,69 @@
-"""``meddl super-resolve`` and DLSynthesize's part of ``meddl demo``."""
+"""``meddl super-resolve | train-synthesis | synthesize | simulate-us`` and DLSynthesize's part of ``meddl demo``.
+
+One path per job: each command loads its files into a slicer-core scene and runs the job the panels run
+(:class:`~.logic.SynthesisLogic`'s ``superResolveJob``, ``imageToImageJob``, ``denoiseJob``, ``synthesizeJob``,
+``simulateUltrasoundJob``), then saves its outputs; ``--dry-run`` prints that job's resource estimate (its plan)
+as one JSON line per input. The flags of engine options are made from the config fields (``config.py``).
+"""
 
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
+
+from DLCommon.commands import printJobEstimate, runWithProgressBar  # torch-free: --help stays fast
 
 __all__ = ["addCommands", "demo"]
 
+# the flags made from the configs' fields (DLCommon.settings: one definition of each default, range and choice list)
+SUPER_RESOLUTION_FLAGS = ("steps", "batchSize", "features", "seed", "device")
+TRAINING_FLAGS = ("dimensions", "loss", "steps", "batchSize", "features", "seed", "device")  # ImageToImageConfig's
+DENOISER_FLAGS = ("steps", "batchSize", "features", "seed", "device")  # --mode autoencoder: the same flags
+ULTRASOUND_FLAGS = ("geometry", "depth", "frequency")
+
+
+def _helpOf(configClass, name: str) -> str:
+    """A hand-written flag's help from its config field (tooltip, unit, range)."""
+    from DLCommon.settings import defaultOf, settingOf
+
+    meta = settingOf(configClass, name)
+    text = meta["tooltip"].rstrip(".") + (f" ({meta['unit']})" if meta["unit"] else "")
+    if meta["minimum"] is not None:
+        text += f"; {meta['minimum']:g} to {meta['maximum']:g}"
+    return f"{text} (default {defaultOf(configClass, name)})"
+
 
 def addCommands(commands) -> None:
+    from DLCommon.settings import addArguments, defaultOf
+
+    from .config import MODALITIES, TRAINING_MODES, ImageToImageConfig, SuperResolutionConfig, UltrasoundConfig
+
     resolve = commands.add_parser("super-resolve",
                                   help="restore thin slices of a thick-slice volume (self-supervised, no training data)")
     resolve.add_argument("--input", required=True, help="thick-slice volume file")
     resolve.add_argument("--output", required=True, help="super-resolved volume file (.nrrd, .nii.gz)")
-    resolve.add_argument("--factor", type=int, help="slice spacing / pixel size (default: from the geometry)")
-    resolve.add_argument("--steps", type=int, default=600, help="training iterations")
-    resolve.add_argument("--device", default="auto")
+    # by hand: its default (None: from the geometry) has no argparse type of its own; default and help from the field
+    resolve.add_argument("--factor", type=int, default=defaultOf(SuperResolutionConfig, "factor"), metavar="FACTOR",
+                         help=_helpOf(SuperResolutionConfig, "factor"))
+    addArguments(resolve, SuperResolutionConfig, SUPER_RESOLUTION_FLAGS)
     resolve.set_defaults(handler=_superResolve, dryRun=True)
 
     train = commands.add_parser("train-synthesis", help="train an image-to-image model on (source, target) pairs")
-    train.add_argument("--mode", choices=("unet", "pix2pix", "autoencoder", "iqt"), default="unet",
+    train.add_argument("--mode", choices=TRAINING_MODES, default=TRAINING_MODES[0],
                        help="unet: supervised U-Net; pix2pix: conditional GAN (2D); autoencoder: self-supervised "
                             "denoiser trained on the sources alone (no targets); iqt: image-quality transfer from "
                             "low-resolution sources to high-resolution targets (any grids)")
     train.add_argument("--sources", nargs="+", required=True, help="source volumes")
-    train.add_argument("--targets", nargs="+", help="target volumes, one per source (same grid); not for autoencoder")
-    train.add_argument("--dimensions", type=int, choices=(2, 3), default=2)
-    train.add_argument("--loss", choices=("l1", "l2", "l1ssim"), default="l1")
-    train.add_argument("--steps", type=int, default=600)
+    train.add_argument("--targets", nargs="+",
+                       help="target volumes, one per source (resampled onto its source if on another grid; iqt: "
+                            "its own finer grid); not for autoencoder")
+    # --steps starts from ImageToImageConfig's 600 for every mode (DenoiseConfig's own default is 1200)
+    addArguments(train, ImageToImageConfig, TRAINING_FLAGS)
     train.add_argument("--output-model", required=True, help="folder for the model (.ts) and its curves PNG")
     train.add_argument("--name", default="synthesis", help="model name (and catalog id with --add-to-catalog)")
     train.add_argument("--add-to-catalog", "--register", dest="add_to_catalog", action="store_true",
                        help="add the model to the catalog (--register: its former name)")
-    train.add_argument("--device", default="auto")
     train.set_defaults(handler=_trainSynthesis, dryRun=True)
 
     apply = commands.add_parser("synthesize", help="apply an image-to-image model to a volume")
@@ -41,6 +72,7 @@ def addCommands(commands) -> None:
                        help="volume file, or a cohort: a folder of volumes or a CSV with an 'input' column "
                             "(sharded over torchrun processes, resumable)")
     apply.add_argument("--output", required=True, help="volume file (for a cohort: a folder, with manifest.csv)")
+    addArguments(apply, ImageToImageConfig, ["device"])
     apply.set_defaults(handler=_synthesize, dryRun=True)
 
     simulate = commands.add_parser("simulate-us", help="simulate a B-mode ultrasound image from labels or a CT / MR")
@@ -48,142 +80,137 @@ def addCommands(commands) -> None:
     source.add_argument("--labels", help="segmentation (.seg.nrrd; tissue from segment names) or labelmap")
     source.add_argument("--volume", help="CT or MR volume (see --modality)")
     simulate.add_argument("--reference", help="the volume a .seg.nrrd is rasterised on")
-    simulate.add_argument("--modality", choices=("mr", "ct"), default="mr")
+    simulate.add_argument("--modality", choices=MODALITIES, default=MODALITIES[0],
+                          help="how a --volume's intensities become tissue")
     simulate.add_argument("--pose", help="transform file (.h5 / .tfm): probe to world (+Y = beam direction)")
     simulate.add_argument("--position", type=float, nargs=3, help="transducer centre (RAS mm), with --target")
     simulate.add_argument("--target", type=float, nargs=3, help="a point on the beam axis (RAS mm)")
     simulate.add_argument("--normal", type=float, nargs=3, default=[0.0, 1.0, 0.0], help="image plane normal")
-    simulate.add_argument("--geometry", choices=("sector", "linear"), default="sector")
-    simulate.add_argument("--depth", type=float, default=120.0, help="mm")
-    simulate.add_argument("--frequency", type=float, default=5.0, help="MHz")
+    addArguments(simulate, UltrasoundConfig, ULTRASOUND_FLAGS)
     simulate.add_argument("--output", required=True, help="the image as a volume file (.nrrd), in the probe plane")
     simulate.add_argument("--png", help="also write the image as a PNG")
-    simulate.set_defaults(handler=_simulateUs)
+    simulate.set_defaults(handler=_simulateUs, dryRun=True)
 
+
+def _warn(result, name: str) -> None:
+    for warning in result.warnings:
+        print(f"meddl: warning: {name}: {warning}", file=sys.stderr)
+
+
+# --- the commands -----------------------------------------------------------------------------------------------
 
 def _superResolve(args) -> int:
     import slicer
-    from tqdm import tqdm
 
     from DLCommon import saveNode
+    from DLCommon.settings import valuesFrom
     from DLCommon.storage import checkWritable, loadVolume
 
+    from .config import SuperResolutionConfig
     from .logic import SynthesisLogic
-    from .superresolution import SuperResolutionConfig
 
     if not args.dry_run:
         checkWritable(args.output)
+    config = SuperResolutionConfig(factor=args.factor, **valuesFrom(args, SuperResolutionConfig, SUPER_RESOLUTION_FLAGS))
     scene = slicer.vtkMRMLScene()
-    volume = loadVolume(args.input, scene)
-    config = SuperResolutionConfig(factor=args.factor, steps=args.steps, device=args.device)
-    if args.dry_run:  # the job's estimate: of the run as asked, or on the CPU when that is where it would run
-        from DLCommon.resources import printEstimate
+    try:
+        volume = loadVolume(args.input, scene)
 
-        estimate = SynthesisLogic(scene).superResolveJob(volume, config).resourceEstimate()
+        def makeJob():  # the panel's job (its "super-resolution" task), with the options only the command has
+            return SynthesisLogic(scene).superResolveJob(volume, config)
+
+        if args.dry_run:
+            return printJobEstimate(makeJob, input=str(args.input))
+        result = runWithProgressBar(makeJob(), "super-resolve")
+        saveNode(result.volume, args.output)
+        _warn(result, Path(args.input).name)
+        details = result.details
+        print(f"{Path(args.input).name}: slice axis {details['axis']}, x{details['factor']} -> {args.output}")
+    finally:
         scene.Clear(1)
-        return 0 if printEstimate(estimate, input=str(args.input)) else 2
-    with tqdm(total=100, desc="super-resolve", unit="%", bar_format="{l_bar}{bar}| {n:.0f}% [{elapsed}<{remaining}]") as bar:
-        result = SynthesisLogic(scene).superResolve(volume, config, progress=lambda f, m: bar.update(100 * f - bar.n))
-    saveNode(result.volume, args.output)
-    details = result.details
-    print(f"{Path(args.input).name}: slice axis {details['axis']}, x{details['factor']} -> {args.output}")
-    scene.Clear(1)
     return 0
 
 
 def _trainSynthesis(args) -> int:
     import slicer
-    from tqdm import tqdm
 
-    from DLCommon import DLError, ModelCatalog, tensorFromVolume
+    from DLCommon import DLError
     from DLCommon.distributed import isMainProcess
     from DLCommon.plots import historyCurves, saveCurvesPng
+    from DLCommon.settings import valuesFrom
     from DLCommon.storage import loadVolume
 
-    from .imagetoimage import ImageToImageConfig, saveImageToImageModel, trainImageToImage
-    from .pix2pix import Pix2PixConfig, trainPix2Pix
+    from .config import ImageToImageConfig, Pix2PixConfig
+    from .logic import SynthesisLogic
 
     if args.mode == "autoencoder":
         return _trainDenoiser(args)
     if len(args.sources) != len(args.targets or []):
         raise DLError(f"got {len(args.sources)} sources and {len(args.targets or [])} targets", node="Command line",
                       fix="give one target per source, in the same order")
+    options = valuesFrom(args, ImageToImageConfig, TRAINING_FLAGS)
+    if args.mode == "iqt":  # a 3D patch regression
+        options["dimensions"] = 3
+    config = (Pix2PixConfig if args.mode == "pix2pix" else ImageToImageConfig).forDimensions(**options)
     scene = slicer.vtkMRMLScene()
-    pairs = [(tensorFromVolume(loadVolume(s, scene)), tensorFromVolume(loadVolume(t, scene)))
-             for s, t in zip(args.sources, args.targets)]
-    scene.Clear(1)
-    if args.mode == "iqt":
-        from .qualitytransfer import trainQualityTransfer
+    try:
+        pairs = [(loadVolume(s, scene), loadVolume(t, scene)) for s, t in zip(args.sources, args.targets)]
 
-        args.dimensions = 3
-    options = dict(steps=args.steps, loss=args.loss, device=args.device,
-                   patchSize=32 if args.dimensions == 3 else 64)
-    if args.dry_run:
-        from DLCommon.resources import printEstimate
+        def makeJob():  # the panel's image-to-image job, training only, saving the model
+            return SynthesisLogic(scene).imageToImageJob(pairs, None, config, method=args.mode,
+                                                         outputDir=args.output_model, modelName=args.name,
+                                                         addToCatalog=args.add_to_catalog)
 
-        from .estimates import estimateImageToImageTraining
-
-        estimate = estimateImageToImageTraining([s.shape[1:] for s, _ in pairs],
-                                                ImageToImageConfig(dimensions=args.dimensions, **options),
-                                                f"Synthesis training ({args.mode})")
-        return 0 if printEstimate(estimate, pairs=len(pairs)) else 2
-    with tqdm(total=100, desc=f"train {args.name}", unit="%", bar_format="{l_bar}{bar}| {n:.0f}%") as bar:
-        def progress(fraction, message):
-            bar.update(100 * fraction - bar.n)
-
-        if args.mode == "pix2pix":
-            model = trainPix2Pix(pairs, Pix2PixConfig(**options), progress=progress)
-        elif args.mode == "iqt":
-            model = trainQualityTransfer(pairs, ImageToImageConfig(dimensions=3, **dict(options, patchSize=32)),
-                                         progress=progress)
-        else:
-            model = trainImageToImage(pairs, ImageToImageConfig(dimensions=args.dimensions, **options), progress=progress)
+        if args.dry_run:
+            return printJobEstimate(makeJob, pairs=len(pairs))
+        result = runWithProgressBar(makeJob(), f"train {args.name}")
+    finally:
+        scene.Clear(1)
     if not isMainProcess():  # under torchrun rank 0 writes the outputs
         return 0
-    output = Path(args.output_model)
-    path = saveImageToImageModel(model, output / f"{args.name}.ts", args.name,
-                                 f"{args.mode} trained by MedDL on {len(pairs)} pair(s)")
-    saveCurvesPng(historyCurves(model.history), output / f"{args.name}_curves.png", title=f"{args.name} ({args.mode})")
-    message = f"Model: {path}"
-    if args.add_to_catalog:
-        message += f" (catalog id '{ModelCatalog().importFile(path, modelId=args.name, title=args.name).id}')"
-    print(message)
+    saveCurvesPng(historyCurves(result.history), Path(args.output_model) / f"{args.name}_curves.png",
+                  title=f"{args.name} ({args.mode})")
+    _warn(result, args.name)
+    print(f"Model: {result.modelPath}" + (f" (catalog id '{result.catalogId}')" if result.catalogId else ""))
     return 0
 
 
 def _trainDenoiser(args) -> int:
     import slicer
 
-    from DLCommon import DLError, ModelCatalog, tensorFromVolume
+    from DLCommon import DLError
     from DLCommon.distributed import isMainProcess
+    from DLCommon.plots import historyCurves, saveCurvesPng
+    from DLCommon.settings import valuesFrom
     from DLCommon.storage import loadVolume
 
-    from .denoise import DenoiseConfig, denoise
-    from .imagetoimage import saveImageToImageModel
+    from .config import DenoiseConfig
+    from .logic import SynthesisLogic
 
     if len(args.sources) != 1:
         raise DLError(f"got {len(args.sources)} volumes; the autoencoder is trained on one noisy volume",
                       node="Command line", fix="give one --sources volume (then apply it to others with synthesize)")
+    config = DenoiseConfig(**valuesFrom(args, DenoiseConfig, DENOISER_FLAGS))
     scene = slicer.vtkMRMLScene()
-    image = tensorFromVolume(loadVolume(args.sources[0], scene))
-    config = DenoiseConfig(steps=args.steps, device=args.device)
-    if args.dry_run:
-        from DLCommon.resources import printEstimate
+    try:
+        volume = loadVolume(args.sources[0], scene)
 
-        from .estimates import estimateDenoise
+        def makeJob():  # the panel's denoising job, also saving its denoiser
+            return SynthesisLogic(scene).denoiseJob(volume, config, outputDir=args.output_model, modelName=args.name,
+                                                    addToCatalog=args.add_to_catalog)
 
+        if args.dry_run:
+            return printJobEstimate(makeJob, sources=1)
+        result = runWithProgressBar(makeJob(), f"train {args.name}")
+    finally:
         scene.Clear(1)
-        return 0 if printEstimate(estimateDenoise(image, config), sources=1) else 2
-    result = denoise(image, config)
     if not isMainProcess():  # under torchrun rank 0 writes the outputs
         return 0
-    path = saveImageToImageModel(result.model, Path(args.output_model) / f"{args.name}.ts", args.name,
-                                 f"self-supervised denoiser (noise level {result.noiseLevel:.3g})")
-    message = f"Model: {path} (noise level {result.noiseLevel:.3g})"
-    if args.add_to_catalog:
-        message += f" (catalog id '{ModelCatalog().importFile(path, modelId=args.name, title=args.name).id}')"
-    print(message)
-    scene.Clear(1)
+    saveCurvesPng(historyCurves(result.history), Path(args.output_model) / f"{args.name}_curves.png",
+                  title=f"{args.name} (autoencoder)")
+    _warn(result, args.name)
+    catalog = f" (catalog id '{result.catalogId}')" if result.catalogId else ""
+    print(f"Model: {result.modelPath} (noise level {result.details['noiseLevel']:.3g}){catalog}")
     return 0
 
 
@@ -192,71 +219,63 @@ def _synthesize(args) -> int:
     from DLCommon.cohort import CohortItem, cohortItems, isCohortSource, runCohortCommand
     from DLCommon.storage import checkWritable
 
-    from .imagetoimage import imageToImageModelFrom
-
     if not args.dry_run:
         checkWritable(Path(args.output) / "manifest.csv" if isCohortSource(args.input) else args.output)
-    model = imageToImageModelFrom(resolveModel(args.model, task="synthesis"))
+    model = resolveModel(args.model, task="synthesis")  # loaded once for every input
     if args.dry_run:
         return _synthesizeDryRun(model, args)
     if not isCohortSource(args.input):
-        _synthesizeFile(model, Path(args.input), Path(args.output))
+        _synthesizeFile(model, Path(args.input), Path(args.output), args)
         print(f"{Path(args.input).name} -> {args.output}")
         return 0
     folder = Path(args.output)
     items = cohortItems(args.input, lambda name: folder / f"{name}.nrrd")
 
     def process(item: CohortItem, partial: Path) -> None:
-        _synthesizeFile(model, item.inputs["input"], partial)
+        _synthesizeFile(model, item.inputs["input"], partial, args)
 
     return runCohortCommand(items, process, folder / "manifest.csv", "synthesize")
 
 
-def _synthesizeDryRun(model, args) -> int:
-    """Print each input's estimate: whole-volume buffers + the network on a slice batch (2D) or window batch (3D)."""
-    import slicer
-
-    from DLCommon import tensorFromVolume
-    from DLCommon.resources import printEstimate
-    from DLCommon.cohort import inputFiles
+def _synthesizeJob(model, path: Path, scene, args):
+    """The logic's job applying ``model`` to the volume file ``path``, loaded into ``scene``."""
     from DLCommon.storage import loadVolume
 
-    from .estimates import estimateImageToImageApply
+    from .logic import SynthesisLogic
+
+    volume = loadVolume(path, scene)
+    return SynthesisLogic(scene).synthesizeJob(volume, model, device=args.device)
+
+
+def _synthesizeDryRun(model, args) -> int:
+    """Print each input's estimate (the job's plan: whole-volume buffers + the network on a slice batch (2D) or a
+    window batch (3D), as many passes as the model makes); 2 when one would not fit here."""
+    import slicer
+
+    from DLCommon.cohort import inputFiles
 
     status = 0
     for path in inputFiles(args.input):
         scene = slicer.vtkMRMLScene()
-        shape = list(tensorFromVolume(loadVolume(path, scene)).shape[1:])
-        scene.Clear(1)
-        estimate = estimateImageToImageApply(model.network, model.config, shape, next(model.network.parameters()).device)
-        status = max(status, 0 if printEstimate(estimate, input=str(path)) else 2)
+        try:
+            status = max(status, printJobEstimate(lambda path=path, scene=scene: _synthesizeJob(model, path, scene, args),
+                                         input=str(path)))
+        finally:
+            scene.Clear(1)
     return status
 
 
-def _synthesizeFile(model, path: Path, output: Path) -> None:
-    """Apply an image-to-image / denoising / quality-transfer model to one volume file."""
+def _synthesizeFile(model, path: Path, output: Path, args) -> None:
+    """Apply a trained model (image-to-image, denoiser or quality transfer) to one volume file."""
     import slicer
 
-    from DLCommon import saveNode, tensorFromVolume, volumeFromTensor
-    from DLCommon.storage import loadVolume
-
-    from .imagetoimage import applyImageToImage
+    from DLCommon import saveNode
 
     scene = slicer.vtkMRMLScene()
     try:
-        volume = loadVolume(path, scene)
-        if model.options.get("denoise"):
-            from .denoise import applyDenoiser
-
-            result = applyDenoiser(model, tensorFromVolume(volume))
-        elif model.options.get("qualityTransfer"):
-            from .qualitytransfer import applyQualityTransfer
-
-            result = applyQualityTransfer(model, tensorFromVolume(volume))  # on a finer grid: placed by its affine
-        else:
-            result = applyImageToImage(model, tensorFromVolume(volume))
-        reference = volume if tuple(result.shape[1:]) == tuple(volume.GetImageData().GetDimensions()) else None
-        saveNode(volumeFromTensor(result, reference, scene, "synthesized"), output)
+        result = runWithProgressBar(_synthesizeJob(model, path, scene, args), Path(path).name, leave=False)
+        _warn(result, Path(path).name)
+        saveNode(result.volume, output)
     finally:
         scene.Clear(1)
 
@@ -266,36 +285,49 @@ def _simulateUs(args) -> int:
 
     from DLCommon import DLError, saveNode
     from DLCommon.geometry import vtkMatrixFromArray
-    from DLCommon.storage import loadSegmentation, loadTransform, loadVolume
+    from DLCommon.settings import valuesFrom
+    from DLCommon.storage import checkWritable, loadSegmentation, loadTransform, loadVolume
 
+    from .config import UltrasoundConfig
     from .logic import SynthesisLogic
-    from .ultrasound import UltrasoundConfig, probePose
+    from .ultrasound import probePose
 
+    if not args.dry_run:
+        checkWritable(args.output)
     scene = slicer.vtkMRMLScene()
-    if args.labels and str(args.labels).lower().endswith(".seg.nrrd"):
-        source = loadSegmentation(args.labels, scene)
-        if not args.reference:
-            raise DLError("needs --reference: the volume the segmentation is rasterised on", file=args.labels,
-                          fix="add --reference VOLUME (e.g. the image it was drawn on)")
-        reference = loadVolume(args.reference, scene)
-    elif args.labels:
-        source, reference = loadVolume(args.labels, scene, labelmap=True), None
-    else:
-        source = reference = loadVolume(args.volume, scene)
-    if args.pose:
-        probe = loadTransform(args.pose, scene)
-    elif args.position and args.target:
-        probe = scene.AddNewNodeByClass("vtkMRMLLinearTransformNode", "probe")
-        probe.SetMatrixTransformToParent(vtkMatrixFromArray(probePose(args.position, args.target, args.normal).numpy()))
-    else:
-        raise DLError("has no probe pose", node="Command line", fix="give --pose FILE, or --position and --target")
-    config = UltrasoundConfig(geometry=args.geometry, depth=args.depth, frequency=args.frequency)
-    result = SynthesisLogic(scene).simulateUltrasound(source, probe, reference, config, modality=args.modality)
-    saveNode(result.volume, args.output)
-    if args.png:
-        _savePng(result.volume, args.png)
-    print(f"Simulated ultrasound -> {args.output}")
-    scene.Clear(1)
+    try:
+        if args.labels and str(args.labels).lower().endswith(".seg.nrrd"):
+            source = loadSegmentation(args.labels, scene)
+            if not args.reference:
+                raise DLError("needs --reference: the volume the segmentation is rasterised on", file=args.labels,
+                              fix="add --reference VOLUME (e.g. the image it was drawn on)")
+            reference = loadVolume(args.reference, scene)
+        elif args.labels:
+            source, reference = loadVolume(args.labels, scene, labelmap=True), None
+        else:
+            source = reference = loadVolume(args.volume, scene)
+        if args.pose:
+            probe = loadTransform(args.pose, scene)
+        elif args.position and args.target:
+            probe = scene.AddNewNodeByClass("vtkMRMLLinearTransformNode", "probe")
+            probe.SetMatrixTransformToParent(vtkMatrixFromArray(probePose(args.position, args.target,
+                                                                          args.normal).numpy()))
+        else:
+            raise DLError("has no probe pose", node="Command line", fix="give --pose FILE, or --position and --target")
+        config = UltrasoundConfig(**valuesFrom(args, UltrasoundConfig, ULTRASOUND_FLAGS))
+
+        def makeJob():  # the panel's Simulate job
+            return SynthesisLogic(scene).simulateUltrasoundJob(source, probe, reference, config, modality=args.modality)
+
+        if args.dry_run:
+            return printJobEstimate(makeJob, input=str(args.labels or args.volume))
+        result = runWithProgressBar(makeJob(), "simulate-us", leave=False)
+        saveNode(result.volume, args.output)
+        if args.png:
+            _savePng(result.volume, args.png)
+        print(f"Simulated ultrasound -> {args.output}")
+    finally:
+        scene.Clear(1)
     return 0
 
 
@@ -322,8 +354,9 @@ def demo(scene, output: Path, progress) -> dict:
     from DLCommon.sampledata import mni152Paths
     from DLCommon.storage import loadVolume
 
+    from .config import SuperResolutionConfig
     from .logic import SynthesisLogic
-    from .superresolution import SuperResolutionConfig, degradeAlongAxis, upsampleAlongAxis
+    from .superresolution import degradeAlongAxis, upsampleAlongAxis
 
     progress(0.02, "synthesize: making a 4 mm thick-slice T1")
     t1 = tensorFromVolume(loadVolume(mni152Paths()["t1"], scene, name="MNI152 T1 (synthesis demo)"))

@@ -23,31 +23,12 @@ from monai.data import MetaTensor
 
 from DLCommon import DLError
 
+from .config import DenoiseConfig  # defined there (torch-free, with what the faces show); re-exported
 from .imagetoimage import ImageToImageConfig, ImageToImageModel, applyImageToImage, trainImageToImage
 
 __all__ = ["DenoiseConfig", "DenoiseResult", "estimateNoise", "denoise", "applyDenoiser", "anomalyMap"]
 
 Progress = Callable[[float, str], None]
-
-
-@dataclasses.dataclass
-class DenoiseConfig:
-    """Options of :func:`denoise`: ``noiseLevel`` (standard deviation, image units; None: estimated),
-    ``alpha`` (re-corruption strength), ``copies`` (re-corrupted training pairs), ``draws`` (averaged at
-    inference) and the U-Net training options."""
-
-    noiseLevel: float | None = None
-    alpha: float = 1.0
-    copies: int = 8
-    draws: int = 4
-    steps: int = 1200
-    patchSize: int = 64
-    batchSize: int = 16
-    features: int = 32
-    sliceAxis: int = 2
-    dimensions: int = 2
-    seed: int = 0
-    device: str = "auto"
 
 
 @dataclasses.dataclass
@@ -76,6 +57,7 @@ def denoise(image: MetaTensor, config: DenoiseConfig | None = None, progress: Pr
     """Train on ``image`` ``(1, I, J, K)`` itself and return its denoised version (same geometry);
     ``onEpoch(history)`` after each training epoch (live curves)."""
     config = config or DenoiseConfig()
+    config.validate()
     report = progress or (lambda fraction, message: None)
     if image.ndim != 4 or image.shape[0] != 1:
         raise DLError(f"has shape {tuple(image.shape)}; denoising needs one scalar volume", node="The input volume",

@@ -2,24 +2,27 @@
 
 Each estimate runs the engine's own network once on the chosen device (one training step, one slice batch or
 window): see :mod:`DLCommon.resources`. Engines that train on the input itself (super-resolution, denoising)
-add their training and their application, holding the larger of the two memories.
+add their training and their application, holding the larger of the two memories. The ultrasound simulation
+(no network) is timed on a small phantom.
 """
 
 from __future__ import annotations
 
 import math
+import time
 from typing import Sequence
 
 import torch
 
 from DLCommon.inference import countWindows
-from DLCommon.resources import ResourceEstimate, estimateForward, estimateTraining
+from DLCommon.resources import ResourceEstimate, estimateForward, estimateTraining, makeEstimate
 
-from .imagetoimage import ImageToImageConfig, buildNetwork
-from .superresolution import SuperResolutionConfig, throughPlaneAxis
+from .config import ImageToImageConfig, SuperResolutionConfig, UltrasoundConfig
+from .imagetoimage import buildNetwork
+from .superresolution import throughPlaneAxis
 
 __all__ = ["estimateImageToImageTraining", "estimateImageToImageApply", "estimateSuperResolution",
-           "estimateDenoise", "combined"]
+           "estimateDenoise", "estimateUltrasound", "combined"]
 
 
 def combined(what: str, *estimates: ResourceEstimate) -> ResourceEstimate:
@@ -88,3 +91,35 @@ def estimateDenoise(image, config) -> ResourceEstimate:
     estimate = combined("Denoising", training, applying)
     estimate.note = f"{config.steps} training steps, {config.draws} draws"
     return estimate
+
+
+def estimateUltrasound(shape: Sequence[int], config: UltrasoundConfig, measure: bool = True) -> ResourceEstimate:
+    """:func:`~.ultrasound.simulateUltrasound` from tissue on a grid of spatial ``shape`` (on the CPU): the tissue
+    maps and the beam and image arrays; with ``measure``, the time of one frame on a small phantom plus building
+    the maps, scaled to the volume (without: no time, nothing run)."""
+    from .ultrasound import TISSUES, probePose, simulateUltrasound, tissueMapsFromLabels
+
+    voxels = math.prod(int(n) for n in shape)
+    samples = config.beams * math.ceil(config.depth / config.axialStep)
+    halfWidth = config.depth * math.sin(math.radians(config.angle / 2)) if config.geometry == "sector" \
+        else config.width / 2
+    pixels = (math.ceil(2 * halfWidth / config.pixelSize) + 1) * (math.ceil(config.depth / config.pixelSize) + 1)
+    # labels (int64) + maps and their sampled copy (2 x 3 float32) + masks; ~24 float32 arrays per beam sample
+    # (points, complex speckle, PSF passes, reflections, gains); ~10 per image pixel (scan conversion)
+    memory = 33 * voxels + 4 * 24 * samples + 4 * 10 * pixels
+    seconds = None
+    if measure:
+        block = (16, 16, 16)
+        labels = torch.ones(block, dtype=torch.int64)
+        start = time.perf_counter()
+        maps = tissueMapsFromLabels(labels, {1: TISSUES["soft tissue"]})
+        perVoxel = (time.perf_counter() - start) / math.prod(block)
+        spacing = config.depth / 8  # the block spans twice the depth: the whole field of view inside it
+        affine = torch.diag(torch.tensor([spacing, spacing, spacing, 1.0], dtype=torch.float64))
+        centre = 7.5 * spacing
+        pose = probePose([centre, centre, 15 * spacing], [centre, centre, 0.0], [0.0, 1.0, 0.0])
+        start = time.perf_counter()
+        simulateUltrasound(maps, affine, pose, config)
+        seconds = time.perf_counter() - start + perVoxel * voxels
+    return makeEstimate("Ultrasound simulation", "cpu", 0, memory, seconds,
+                        note=f"{config.geometry} probe, {config.depth:g} mm deep, {config.beams} beams")

@@ -18,7 +18,7 @@ def synthesized(p, out) -> Outcome:
     if out.details.get("finalLoss") is not None:  # the trained tasks: how far the training got
         message += f" (final training loss {out.details['finalLoss']:.4g})"
     return Outcome(message + ".", background=out.volume, settings={"outputVolume": out.volume},
-                   saved=[out.volume] + extra)
+                   saved=[out.volume] + extra, warnings=list(out.warnings))
 
 
 SECTIONS = (

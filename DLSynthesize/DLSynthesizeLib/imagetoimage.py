@@ -10,8 +10,6 @@ range taken from all training targets, which the model keeps to map its output b
 
 from __future__ import annotations
 
-from DLCommon.errors import SettingError
-
 import dataclasses
 import math
 from pathlib import Path
@@ -25,46 +23,14 @@ from DLCommon.shardedbatches import ShardedBatches
 from DLCommon import DLError, TrainingConfig, trainModel
 from DLCommon.geometry import affinesClose
 
+from .config import LOSSES, ImageToImageConfig  # defined there (torch-free, with what the faces show); re-exported
+
 __all__ = ["ImageToImageConfig", "ImageToImageModel", "trainImageToImage", "applyImageToImage", "percentileRange",
            "LOSSES", "buildNetwork", "applyPadded", "checkPairs",
            "prepareTargets", "PatchPairs",
            "saveImageToImageModel", "imageToImageModelFrom"]
 
-LOSSES = ("l1", "l2", "l1ssim")
 Progress = Callable[[float, str], None]
-
-
-@dataclasses.dataclass
-class ImageToImageConfig:
-    """Options of :func:`trainImageToImage`.
-
-    Attributes:
-        dimensions: 2 (slice-wise along ``sliceAxis``) or 3 (patch-wise).
-        sliceAxis: voxel axis the 2D slices are taken across (2D only).
-        patchSize: training patch edge (voxels).
-        batchSize / steps / learningRate / features / seed / device: training options.
-        loss: ``"l1"``, ``"l2"`` or ``"l1ssim"`` (L1 + ``ssimWeight`` x (1 - SSIM)).
-        residual: predict ``source + correction`` (denoising, artefact removal) instead of a new image.
-    """
-
-    dimensions: int = 2
-    sliceAxis: int = 2
-    patchSize: int = 64
-    batchSize: int = 16
-    steps: int = 600
-    learningRate: float = 1e-3
-    features: int = 32
-    loss: str = "l1"
-    ssimWeight: float = 0.2
-    residual: bool = False
-    seed: int = 0
-    device: str = "auto"
-
-    def validate(self) -> None:
-        if self.dimensions not in (2, 3):
-            raise SettingError("dimensions", self.dimensions, "2 or 3")
-        if self.loss not in LOSSES:
-            raise SettingError("loss", self.loss, f"one of {', '.join(LOSSES)}")
 
 
 @dataclasses.dataclass
@@ -198,6 +164,7 @@ def trainImageToImage(pairs: Sequence[tuple[MetaTensor, MetaTensor]], config: Im
     checkPairs(pairs)
     targetRange, prepared = prepareTargets(pairs)
     perEpoch = 25
+    torch.manual_seed(config.seed)  # the initial weights too: the seed makes the whole training reproducible
     network = buildNetwork(config.dimensions, config.features, config.residual)
     result = trainModel(network, PatchPairs(prepared, config, perEpoch),
                         lossFunction(config.loss, config.dimensions, config.ssimWeight),

@@ -24,20 +24,11 @@ from monai.data import MetaTensor
 from DLCommon.distributed import (allReduceSums, averageGradients, broadcastBuffers, distributedContext,
                                   distributedDevice)
 
-from .imagetoimage import (ImageToImageConfig, ImageToImageModel, PatchPairs, buildNetwork, checkPairs,
+from .config import Pix2PixConfig  # defined there (torch-free, with what the faces show); re-exported
+from .imagetoimage import (ImageToImageModel, PatchPairs, buildNetwork, checkPairs,
                            prepareTargets)
 
 __all__ = ["Pix2PixConfig", "GanHistory", "trainPix2Pix"]
-
-
-@dataclasses.dataclass
-class Pix2PixConfig(ImageToImageConfig):
-    """:class:`ImageToImageConfig` (2D) plus ``l1Weight`` (pix2pix uses 100 for 0..1 images) and the
-    discriminator's learning rate."""
-
-    l1Weight: float = 100.0
-    discriminatorLearningRate: float = 2e-4
-    learningRate: float = 2e-4
 
 
 @dataclasses.dataclass

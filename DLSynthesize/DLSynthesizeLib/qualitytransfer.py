@@ -19,7 +19,8 @@ from monai.data import MetaTensor
 from DLCommon import DLError
 from DLCommon.sampling import sampleAtWorld, worldGrid
 
-from .imagetoimage import ImageToImageConfig, ImageToImageModel, applyImageToImage, trainImageToImage
+from .config import ImageToImageConfig
+from .imagetoimage import ImageToImageModel, applyImageToImage, trainImageToImage
 
 __all__ = ["trainQualityTransfer", "applyQualityTransfer", "resampleOnto", "finerGrid"]
 
@@ -45,24 +46,27 @@ def finerGrid(affine: torch.Tensor, shape: Sequence[int], spacing: Sequence[floa
 
 
 def trainQualityTransfer(pairs: Sequence[tuple[MetaTensor, MetaTensor]], config: ImageToImageConfig | None = None,
-                         progress: Callable[[float, str], None] | None = None) -> ImageToImageModel:
-    """Train on ``[(lowResolution, highResolution), ...]`` (each ``(1, ...)`` with its own grid)."""
+                         progress: Callable[[float, str], None] | None = None,
+                         onEpoch: Callable | None = None) -> ImageToImageModel:
+    """Train on ``[(lowResolution, highResolution), ...]`` (each ``(1, ...)`` with its own grid);
+    ``onEpoch(history)`` after each training epoch (live curves)."""
     if not pairs:
         raise DLError("got no (low, high resolution) pair", node="Training data", fix="add at least one pair")
-    config = dataclasses.replace(config or ImageToImageConfig(dimensions=3, patchSize=32, batchSize=4),
+    config = dataclasses.replace(config or ImageToImageConfig.forDimensions(3, batchSize=4),
                                  residual=True)
     upsampled = [(resampleOnto(low, high.affine, high.shape[1:]), high) for low, high in pairs]
-    model = trainImageToImage(upsampled, config, progress=progress)
+    model = trainImageToImage(upsampled, config, progress=progress, onEpoch=onEpoch)
     spacing = torch.linalg.norm(torch.as_tensor(pairs[0][1].affine)[:3, :3].double(), dim=0)
     model.options["qualityTransfer"] = {"spacing": [float(s) for s in spacing]}
     return model
 
 
-def applyQualityTransfer(model: ImageToImageModel, low: MetaTensor) -> MetaTensor:
+def applyQualityTransfer(model: ImageToImageModel, low: MetaTensor,
+                         progress: Callable[[float, str], None] | None = None) -> MetaTensor:
     """Restore ``low`` ``(1, ...)`` onto a grid with the training targets' voxel size."""
     settings = model.options.get("qualityTransfer")
     if not settings:
         raise DLError("is not an image-quality-transfer model", node="The model",
                       fix="train one with trainQualityTransfer on (low, high resolution) pairs")
     affine, shape = finerGrid(low.affine, low.shape[1:], settings["spacing"])
-    return applyImageToImage(model, resampleOnto(low, affine, shape))
+    return applyImageToImage(model, resampleOnto(low, affine, shape), progress=progress)

@@ -24,37 +24,13 @@ from monai.data import MetaTensor
 
 from DLCommon import DLError, TrainingConfig, pickDevice, trainModel
 
+from .config import SuperResolutionConfig  # defined there (torch-free, with what the faces show); re-exported
 from .imagetoimage import applyPadded, buildNetwork
 
 __all__ = ["SuperResolutionConfig", "SuperResolutionResult", "throughPlaneAxis", "degradeAlongAxis",
            "upsampleAlongAxis", "superResolve", "resampledGeometry"]
 
 Progress = Callable[[float, str], None]
-
-
-@dataclasses.dataclass
-class SuperResolutionConfig:
-    """Options of :func:`superResolve`.
-
-    Attributes:
-        factor: slice spacing / in-plane spacing; None: from the volume's geometry (rounded).
-        steps: training iterations (batches of 2D patches).
-        patchSize: training patch edge (pixels, in-plane).
-        batchSize: patches per step.
-        features: channels of the U-Net's first level.
-        learningRate: Adam step.
-        device: ``"auto"`` or a torch device name.
-        seed: makes training reproducible.
-    """
-
-    factor: int | None = None
-    steps: int = 600
-    patchSize: int = 64
-    batchSize: int = 16
-    features: int = 32
-    learningRate: float = 1e-3
-    device: str = "auto"
-    seed: int = 0
 
 
 @dataclasses.dataclass
@@ -185,6 +161,7 @@ def superResolve(image: MetaTensor, config: SuperResolutionConfig | None = None,
         :class:`SuperResolutionResult` with ``image`` ``(1, ...)`` on the finer grid (``resampledGeometry``).
     """
     config = config or SuperResolutionConfig()
+    config.validate()
     report = progress or (lambda fraction, message: None)
     if image.ndim != 4 or image.shape[0] != 1:
         raise DLError(f"has shape {tuple(image.shape)}; super-resolution needs one scalar 3D volume",

@@ -32,7 +32,10 @@ import torch.nn.functional as F
 from monai.data import MetaTensor
 
 from DLCommon import DLError
+from DLCommon.errors import SettingError
 from DLCommon.sampling import sampleAtWorld
+
+from .config import MODALITIES, UltrasoundConfig  # defined there (torch-free, with what the faces show); re-exported
 
 __all__ = ["UltrasoundConfig", "Tissue", "TISSUES", "simulateUltrasound", "tissueMapsFromLabels",
            "tissueMapsFromIntensity", "probePose", "simulateSweep"]
@@ -59,35 +62,6 @@ TISSUES = {
     "bone": Tissue(1.0, 10.0, 7.8),
     "air": Tissue(0.0, 40.0, 0.0004),
 }
-
-
-@dataclasses.dataclass
-class UltrasoundConfig:
-    """Probe and display parameters (mm, degrees, MHz, dB). See the module docstring for the model."""
-
-    geometry: str = "sector"      # "sector" (fan from a point) or "linear" (parallel beams)
-    depth: float = 120.0          # imaging depth
-    angle: float = 70.0           # sector opening (sector probes)
-    width: float = 40.0           # aperture width (linear probes)
-    frequency: float = 5.0        # centre frequency
-    axialResolution: float = 0.6  # PSF FWHM along the beam
-    lateralResolution: float = 1.5  # PSF FWHM across beams
-    axialStep: float = 0.2        # beam sampling
-    beams: int = 192              # beams across the sector / aperture
-    pixelSize: float = 0.3        # output image pixels
-    tgc: float = 1.0              # 1: fully compensates ``tgcAttenuation``; 0: none
-    tgcAttenuation: float = 0.6   # dB/cm/MHz the TGC assumes
-    dynamicRange: float = 50.0    # dB shown
-    gain: float = 0.0             # dB added before display
-    seed: int = 0
-
-    def validate(self) -> None:
-        if self.geometry not in ("sector", "linear"):
-            raise ValueError(f"geometry must be 'sector' or 'linear', got {self.geometry!r}.")
-        for name in ("depth", "frequency", "axialResolution", "lateralResolution", "axialStep", "pixelSize",
-                     "dynamicRange"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}.")
 
 
 def tissueMapsFromLabels(labels: torch.Tensor, tissues: dict[int, Tissue]) -> torch.Tensor:
@@ -120,8 +94,8 @@ def tissueMapsFromIntensity(image: torch.Tensor, modality: str = "mr") -> torch.
         soft = labels == 1
         maps[0][soft] = ((image[soft] + 200) / 300).clamp(0.05, 0.9)
         return maps
-    if modality != "mr":
-        raise ValueError(f"modality must be 'ct' or 'mr', got {modality!r}.")
+    if modality not in MODALITIES:
+        raise SettingError("modality", modality, f"one of {', '.join(MODALITIES)}")
     values = image.reshape(-1)[:: max(1, image.numel() // 1_000_000)]
     low, high = torch.quantile(values, torch.tensor([0.01, 0.99]))
     scaled = ((image - low) / max(float(high - low), 1e-6)).clamp(0, 1)

@@ -443,7 +443,8 @@ def test_cli_train_classify_and_classify(tmp_path, sharpAndBlurred, capsys):
 
 def test_shell_offers_every_architecture():
     """The settings list the architecture names without importing the engine (the shell loads before PyTorch)."""
-    from DLClassifyLib.parameters import ARCHITECTURE_NAMES, PARAMETERS
+    from DLClassifyLib.config import ARCHITECTURE_NAMES
+    from DLClassifyLib.parameters import PARAMETERS
 
     assert list(ARCHITECTURE_NAMES) == list(ARCHITECTURES)
     assert next(p for p in PARAMETERS if p.name == "architecture").choices == ARCHITECTURE_NAMES

@@ -56,25 +56,24 @@ def test_command_help_imports_no_engine():
 
 
 def test_cli_choices_equal_the_engines_lists():
-    """The choice tuples kept in each ``<Module>Lib/cli.py`` (so that --help imports no torch) match the engines."""
-    from DLClassifyLib import cli as classifyCli
-    from DLClassifyLib.encodings import ENCODINGS
-    from DLRegisterLib import cli as registerCli
-    from DLRegisterLib.fields import FIELD_MODELS, REGULARISERS
-    from DLRegisterLib.network import REGISTRATION_NETWORKS
-    from DLRegisterLib.similarity import SIMILARITIES
+    """Choice lists are defined once, in each ``<Module>Lib/config.py`` (torch-free, so --help imports no torch); the
+    engines use those objects."""
+    from DLClassifyLib import config as classifyConfig
+    from DLClassifyLib import encodings as classifyEncodings
+    from DLClassifyLib.architectures import ARCHITECTURES
+    from DLRegisterLib import config as registerConfig
+    from DLRegisterLib import fields, network, similarity
     from DLSegmentLib import trainer
     from DLSegmentLib.config import LOSS_NAMES, NETWORK_NAMES
     from DLSegmentLib.networks import NETWORKS
 
     assert set(NETWORK_NAMES) == set(NETWORKS) and trainer.LOSS_NAMES is LOSS_NAMES  # DLSegment: one definition
-    assert registerCli.SIMILARITIES == tuple(SIMILARITIES)
-    assert registerCli.FIELD_MODELS == tuple(FIELD_MODELS)
-    assert registerCli.REGULARISERS == tuple(REGULARISERS)
-    assert registerCli.REGISTRATION_NETWORKS == tuple(REGISTRATION_NETWORKS)
-    assert classifyCli.ENCODINGS == tuple(ENCODINGS)
-    # train-classify --arch takes DLClassifyLib.parameters.ARCHITECTURE_NAMES (test_classify checks it against
-    # the architectures)
+    assert (similarity.SIMILARITIES is registerConfig.SIMILARITIES and fields.FIELD_MODELS is registerConfig.FIELD_MODELS
+            and fields.REGULARISERS is registerConfig.REGULARISERS
+            and network.REGISTRATION_NETWORKS is registerConfig.REGISTRATION_NETWORKS)  # DLRegister: one definition
+    assert classifyEncodings.ENCODINGS is classifyConfig.ENCODINGS  # DLClassify: one definition (config.py)
+    # the one list kept twice: the architecture names (config.py, torch-free) and the networks they name
+    assert tuple(ARCHITECTURES) == classifyConfig.ARCHITECTURE_NAMES
 
 
 def test_dlcommon_names_no_module_package():

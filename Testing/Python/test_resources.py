@@ -118,8 +118,10 @@ def test_meddl_dry_run_segment(tmp_path, capsys, monkeypatch, unet):
     assert line["what"] == "Super-resolution" and line["seconds"] > 0 and line["note"].startswith("x4 along axis 2")
     assert not (tmp_path / "m").exists() and not (tmp_path / "sr.nrrd").exists()
     assert main(["--dry-run", "simulate-us", "--volume", str(volume), "--position", "0", "0", "0", "--target", "0",
-                 "10", "0", "--output", str(tmp_path / "us.nrrd")]) == 2
-    assert "has no resource estimate yet" in capsys.readouterr().err and not (tmp_path / "us.nrrd").exists()
+                 "0", "10", "--output", str(tmp_path / "us.nrrd")]) == 0
+    line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert line["what"] == "Ultrasound simulation" and line["fits"] and line["seconds"] > 0
+    assert not (tmp_path / "us.nrrd").exists()
 
 
 def test_gpu_estimate_counts_device_and_system_memory_apart(monkeypatch):
