@@ -11,6 +11,11 @@ Downloads go to the cache (``$MEDDL_CACHE``, default ``~/.cache/meddl``) under `
 a file is hashed while it downloads and only renamed into place (atomically) when the checksum matches,
 so the cache never holds a partial or wrong file. Machines without internet import a file they were
 given (:meth:`ModelCatalog.importFile`); it is copied into the cache and listed with a ``file://`` URL.
+
+Every load (:meth:`ModelCatalog.load`, :func:`resolveModel`) re-hashes the cached file first (:meth:`fetch`): a
+model whose file changed since it was imported or downloaded is refused, and so is a checkpoint whose JSON spec
+(its network definition, beside the weights) changed (``specSha256``, recorded at import). The catalog file and
+the cache are made for the user only (folders 700, files 600): they decide what a model id loads.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .errors import DLError
-from .locations import defaultCacheDir, defaultCatalogPath
+from .locations import defaultCacheDir, defaultCatalogPath, privateFolder
 from .models import LoadedModel, ModelSpec, detectFormat, loadModel, sha256Of, verifySha256
 
 __all__ = ["CatalogEntry", "ModelCatalog", "defaultCacheDir", "defaultCatalogPath", "resolveModel"]
@@ -47,13 +52,19 @@ class CatalogEntry:
     format: str = ""
     fileName: str = ""
     spec: dict[str, Any] = dataclasses.field(default_factory=dict)
+    specSha256: str = ""  # a checkpoint's JSON spec beside its weights (recorded at import; "": not recorded)
 
     def validate(self) -> None:
-        if not self.id or any(c in self.id for c in "/\\ "):
+        if not self.id or any(c in self.id for c in "/\\ ") or self.id in (".", "..") or not self.id.isprintable():
             raise ValueError(f"catalog id must be a non-empty name without slashes or spaces, got {self.id!r}.")
-        if len(self.sha256) != 64 or any(c not in "0123456789abcdef" for c in self.sha256.lower()):
-            raise DLError(f"has no valid SHA-256 ({self.sha256!r})", node=f"Catalog entry '{self.id}'",
-                          fix="give the 64-hex-digit SHA-256 of the model file (sha256sum FILE)")
+        for what, digest in (("SHA-256", self.sha256), ("spec SHA-256", self.specSha256 or "0" * 64)):
+            if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest.lower()):
+                raise DLError(f"has no valid {what} ({digest!r})", node=f"Catalog entry '{self.id}'",
+                              fix="give the 64-hex-digit SHA-256 of the file (sha256sum FILE)")
+        name = self.name
+        if name in (".", "..") or "/" in name or "\\" in name or not name.isprintable():
+            raise DLError(f"names its file {name!r}, which is not a plain file name (the cache holds it under that "
+                          "name)", node=f"Catalog entry '{self.id}'", fix="set fileName to the model file's name")
 
     @property
     def name(self) -> str:
@@ -99,6 +110,7 @@ class ModelCatalog:
         self.save()
 
     def save(self) -> None:
+        privateFolder(self.catalogPath.parent)
         self.catalogPath.parent.mkdir(parents=True, exist_ok=True)
         text = json.dumps({"models": [dataclasses.asdict(e) for e in self.entries.values()]}, indent=2)
         _atomicWriteText(self.catalogPath, text)
@@ -108,12 +120,15 @@ class ModelCatalog:
         return self.cacheDir / "models" / entry.sha256.lower() / entry.name
 
     def fetch(self, modelId: str, progress: ProgressCallback | None = None) -> Path:
-        """Path of the verified model file in the cache, downloading it first if needed."""
+        """Path of the verified model file in the cache, downloading it first if needed. A cached file that
+        changed since (or a checkpoint spec that did) is refused."""
         entry = self.get(modelId)
         target = self.cachedPath(modelId)
         if target.exists():
             verifySha256(target, entry.sha256)
+            _verifySpec(entry, target)
             return target
+        privateFolder(self.cacheDir)
         target.parent.mkdir(parents=True, exist_ok=True)
         handle, partialName = tempfile.mkstemp(dir=target.parent, prefix=".partial-")
         partial = Path(partialName)
@@ -126,6 +141,7 @@ class ModelCatalog:
             os.replace(partial, target)  # atomic: the cache only ever holds verified files
         finally:
             partial.unlink(missing_ok=True)
+        _verifySpec(entry, target)
         return target
 
     def load(self, modelId: str, device="cpu", progress: ProgressCallback | None = None) -> LoadedModel:
@@ -143,6 +159,7 @@ class ModelCatalog:
         if not path.exists():
             raise DLError("is not in the cache", node=f"Model '{modelId}'", fix=f"fetch it: meddl models fetch {modelId}")
         verifySha256(path, self.get(modelId).sha256)
+        _verifySpec(self.get(modelId), path)
         return self.get(modelId).sha256
 
     def importFile(self, path: str | Path, modelId: str | None = None, title: str = "",
@@ -164,14 +181,14 @@ class ModelCatalog:
                              spec=(spec.toDict() if isinstance(spec, ModelSpec) else dict(spec or {})))
         entry.validate()
         target = self.cacheDir / "models" / digest / source.name
+        privateFolder(self.cacheDir)
         target.parent.mkdir(parents=True, exist_ok=True)
         sidecar = source.with_suffix(".json")
-        if kind == "checkpoint" and sidecar.exists():
-            shutil.copyfile(sidecar, target.with_suffix(".json"))
+        if kind == "checkpoint" and sidecar.exists() and sidecar != source:
+            entry.specSha256 = sha256Of(sidecar)
+            _privateCopy(sidecar, target.with_suffix(".json"))
         if not target.exists():
-            partial = target.with_name(".partial-" + target.name)
-            shutil.copyfile(source, partial)
-            os.replace(partial, target)
+            _privateCopy(source, target)
         entry.url = target.resolve().as_uri()
         self.add(entry)
         return entry
@@ -231,7 +248,32 @@ def _copyUrl(url: str, out, progress: ProgressCallback | None) -> str:
     return digest.hexdigest()
 
 
+def _verifySpec(entry: CatalogEntry, path: Path) -> None:
+    """Refuse a checkpoint whose JSON spec beside ``path`` (its network and settings) changed since import."""
+    if not entry.specSha256:
+        return
+    spec = path.with_suffix(".json")
+    if not spec.is_file():
+        raise DLError("is missing: it was imported with the model", file=spec,
+                      fix=f"import the model again: meddl models import FILE --id {entry.id}")
+    verifySha256(spec, entry.specSha256)
+
+
+def _privateCopy(source: Path, target: Path) -> None:
+    """Copy ``source`` to ``target`` (this user only: 600) through a partial file renamed into place."""
+    partial = target.with_name(".partial-" + target.name)
+    partial.unlink(missing_ok=True)
+    with open(source, "rb") as stream, os.fdopen(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL
+                                                          | getattr(os, "O_BINARY", 0), 0o600), "wb") as out:
+        shutil.copyfileobj(stream, out, 1 << 20)
+    os.replace(partial, target)
+
+
 def _atomicWriteText(path: Path, text: str) -> None:
+    """Write ``path`` (this user only: 600) through a partial file renamed into place."""
     partial = path.with_name("." + path.name + ".partial")
-    partial.write_text(text)
+    partial.unlink(missing_ok=True)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)  # Windows: no second newline translation
+    with os.fdopen(os.open(partial, flags, 0o600), "w", encoding="utf-8") as out:
+        out.write(text)
     os.replace(partial, path)

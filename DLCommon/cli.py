@@ -83,10 +83,19 @@ def buildParser() -> argparse.ArgumentParser:
     web = commands.add_parser("web", help="the four modules in a web browser (Slicer views, served by trame-slicer)")
     web.add_argument("--port", type=int, default=8080, help="port to serve on (default 8080)")
     web.add_argument("--host", default="127.0.0.1",
-                     help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0: every interface, "
-                          "e.g. for a GPU server reached over an SSH tunnel)")
+                     help="address to listen on (default 127.0.0.1: this machine only, also through an SSH tunnel; "
+                          "0.0.0.0: every interface, which needs the access token and should get TLS: --ssl)")
     web.add_argument("--output", help="folder where each run's results are also saved (NRRD, .seg.nrrd, .h5)")
     web.add_argument("--open", action="store_true", help="open the page in this machine's browser")
+    web.add_argument("--token", help="access token the page's address must hold (default: $MEDDL_WEB_TOKEN, else a "
+                                     "random one, printed in the address; a command line is visible to other users, "
+                                     "the variable is not); --token \"\" turns it off, on 127.0.0.1 only")
+    web.add_argument("--shared", action="store_true",
+                     help="let several browsers use the page, and its one scene, at once (default: one at a time; "
+                          "another browser is told the server is in use)")
+    web.add_argument("--max-upload-mb", type=float, default=2048, dest="maxUploadMb", metavar="MB",
+                     help="largest file, and largest upload of several files together, accepted (default 2048)")
+    web.add_argument("--ssl", metavar="CERT,KEY", help="serve https with this PEM certificate and key")
     web.set_defaults(handler=_web)
 
     # listed for --help; main() runs it before building this parser (a widget's child starts fast)
@@ -117,9 +126,8 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         if args.dry_run and not getattr(args, "dryRun", False):
-            raise DLError(f"'meddl {args.command}' has no resource estimate yet", node="--dry-run",
-                          fix="run it without --dry-run (estimates exist for segment, register, super-resolve, synthesize, classify "
-                              "and every train-* command)")
+            raise DLError(f"'meddl {args.command}' runs no engine, so it has no resource estimate", node="--dry-run",
+                          fix="run it without --dry-run (every command of a module has one)")
         _joinTorchrun(args)
         return int(args.handler(args) or 0)
     except DLError as exc:
@@ -252,9 +260,14 @@ def _modelsFetch(args) -> int:
 
 
 def _web(args) -> int:
+    from .web.access import checkServeOptions, resolveToken
+
+    token = resolveToken(args.token)
+    checkServeOptions(args.host, token, args.port, args.maxUploadMb, args.ssl)  # before trame and Slicer load
     from .web.app import serve
 
-    serve(args.port, args.host, args.output, args.open)
+    serve(args.port, args.host, args.output, args.open, token=token, shared=args.shared,
+          maxUploadMb=args.maxUploadMb, ssl=args.ssl)
     return 0
 
 

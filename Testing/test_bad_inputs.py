@@ -137,14 +137,14 @@ def superResolve(scene, volume, models):
     from DLSynthesizeLib.logic import SynthesisLogic
     from DLSynthesizeLib.superresolution import SuperResolutionConfig
 
-    return [SynthesisLogic(scene).superResolve(volume, SuperResolutionConfig(steps=3, device="cpu")).volume]
+    return [SynthesisLogic(scene).superResolve(volume, SuperResolutionConfig(steps=10, device="cpu")).volume]
 
 
 def denoise(scene, volume, models):
     from DLSynthesizeLib.denoise import DenoiseConfig
     from DLSynthesizeLib.logic import SynthesisLogic
 
-    return [SynthesisLogic(scene).denoiseJob(volume, DenoiseConfig(steps=3, device="cpu")).run().volume]
+    return [SynthesisLogic(scene).denoiseJob(volume, DenoiseConfig(steps=10, device="cpu")).run().volume]
 
 
 def classify(scene, volume, models):
@@ -356,6 +356,13 @@ CLI_CASES = {
     "train-classify: missing CSV": (["train-classify", "--csv", "{tmp}/missing.csv", "--output-model", "{tmp}/m"],
                                     "does not exist"),
     "models import: checksum mismatch": (["models", "import", "{segment1}", "--sha256", "0" * 64], "0" * 64),
+    # meddl web: refused before anything is built (no trame, no port taken)
+    "web: public host without a token": (["web", "--host", "0.0.0.0", "--token", "", "--port", "8099"],
+                                         "would let anyone who reaches 0.0.0.0:8099"),
+    "web: token too short": (["web", "--token", "abc"], "a token of at least 8 printable characters"),
+    "web: upload limit not positive": (["web", "--max-upload-mb", "0"], "must be a positive number of megabytes"),
+    "web: TLS files missing": (["web", "--ssl", "{tmp}/missing.pem,{tmp}/missing.key"],
+                               "could not be loaded as a certificate"),
 }
 
 
@@ -484,6 +491,267 @@ def test_a_job_that_does_not_fit_the_gpu_moves_to_the_cpu(monkeypatch):
                                       r" 80 B is free on cuda \(and does not fit on the CPU either\).*Fix: use less"):
         resources.fitOrSwitch(lambda d: resources.ResourceEstimate("Training", str(d), 100, 80, 1.0),
                               torch.device("cuda"), "Volume 'x'", "use less")
+
+
+# --- meddl web (issue 22): what a page, or a crafted client, may send -----------------------------------------------
+# Single functions here (fast, no server); the same against a running server and a browser:
+# Testing/Web/test_web_security.py
+
+WEB_UPLOAD_NAMES = {"parent folder": "../x.nrrd", "parent folder, backslash": "..\\x.nrrd",
+                    "deeper traversal": "a/../../x.nrrd", "absolute path": "/tmp/x.nrrd",
+                    "Windows absolute path": "C:\\x.nrrd", "dot-dot": "..", "dot": ".", "NUL": "x\x00.nrrd",
+                    "newline": "x\n.nrrd", "DEL": "x\x7f.nrrd", "empty": "", "not a string": 7,
+                    "too long": "x" * 300 + ".nrrd"}
+
+
+class _Page:
+    """What the web app's upload shows: the files it loaded, the problems, the messages said meanwhile."""
+
+    def __init__(self):
+        self.loaded, self.problems, self.said = [], [], []
+
+    def load(self, paths, problems):
+        self.loaded += [(Path(p).name, Path(p).read_bytes()) for p in paths]  # the folder goes right after
+        self.problems += problems
+
+    def say(self, message, kind="info"):
+        self.said.append(message)
+
+    @property
+    def text(self) -> str:
+        return " ".join(self.problems + self.said)
+
+
+@pytest.fixture
+def webUpload(tmp_path, monkeypatch):
+    """``(Uploads with a 1000-byte limit, its _Page, the folder its private folders go to)``."""
+    import tempfile
+
+    from DLCommon.web.uploads import Uploads
+
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temporary))
+    page = _Page()
+    yield Uploads(1000, page.load, page.say), page, temporary
+    assert not list(temporary.iterdir()), "an upload folder was left behind"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tmp"], "something was written outside the upload folder"
+
+
+@pytest.mark.parametrize("case", list(WEB_UPLOAD_NAMES))
+def test_web_upload_with_a_bad_file_name(case, webUpload):
+    uploads, page, _ = webUpload
+    name = WEB_UPLOAD_NAMES[case]
+    assert uploads.begin([{"name": name, "size": 4}])["accepted"] == []
+    assert uploads.part(0, 0, {"name": name, "content": b"data"}) is False  # sent anyway: refused
+    uploads.end()
+    assert not page.loaded and len(page.problems) == 2 and "Fix:" in page.problems[0], page.problems
+    assert any(what in page.problems[0] for what in ("is a path, not a file name", "has a control character",
+                                                     "has no file name", "longer than 255 bytes")), page.problems
+
+
+def _nrrd(extra: bytes = b"") -> bytes:
+    return (b"NRRD0004\ntype: uchar\ndimension: 3\nsizes: 2 2 2\nencoding: raw\n" + extra + b"\n" + bytes(8))
+
+
+_DETACHED = _nrrd(b"data file: /etc/hostname\n")  # a header that reads a file of the server's
+WEB_UPLOAD_STEPS = {  # (what the client sends, what the page must say)
+    "a file over the limit": ([("begin", [{"name": "big.nrrd", "size": 2000}])],
+                              "is 2.0 KB, more than the upload limit of 1000 B"),
+    "files over the limit together": ([("begin", [{"name": f"f{i}.nrrd", "size": 400} for i in range(3)])],
+                                      "would bring this upload to 1.2 KB, more than the limit of 1000 B"),
+    "more bytes than announced": ([("begin", [{"name": "a.nrrd", "size": 10}]), ("part", 0, 0, b"x" * 20)],
+                                  "is larger than the 10 B announced for it"),
+    "a part of no upload": ([("part", 0, 0, b"x" * 10)], "arrived for no file of the upload in progress"),
+    "a part out of order": ([("begin", [{"name": "a.nrrd", "size": 10}]), ("part", 0, 5, b"x" * 5)],
+                            "arrived out of order (at byte 5, expected 0)"),
+    "a part under another name": ([("begin", [{"name": "a.nrrd", "size": 10}]), ("part", 0, 0, b"x" * 10, "../a")],
+                                  "arrived with another name or without content"),
+    "a header naming a server file": ([("begin", [{"name": "d.nrrd", "size": len(_DETACHED)}]),
+                                       ("part", 0, 0, _DETACHED)],
+                                      "names a data file elsewhere (/etc/hostname)"),
+}
+
+
+@pytest.mark.parametrize("case", list(WEB_UPLOAD_STEPS))
+def test_web_upload_over_the_limit_or_out_of_protocol(case, webUpload):
+    uploads, page, temporary = webUpload
+    steps, expected = WEB_UPLOAD_STEPS[case]
+    for step in steps:
+        if step[0] == "begin":
+            uploads.begin(step[1])
+            if uploads.folder is not None:  # made for the accepted files: this user only
+                assert (uploads.folder.stat().st_mode & 0o777) == 0o700 and uploads.folder.parent == temporary
+        else:
+            name = step[4] if len(step) > 4 else (steps[0][1][0]["name"] if steps[0][0] == "begin" else "a.nrrd")
+            uploads.part(step[1], step[2], {"name": name, "content": step[3]})
+    uploads.end()
+    assert expected in page.text and "Fix:" in page.text, page.text
+    assert not page.loaded
+
+
+def test_web_upload_of_good_files_in_slices(webUpload):
+    """The same steps done right: both files arrive whole, in the folder, then the folder goes."""
+    uploads, page, _ = webUpload
+    plan = uploads.begin([{"name": "a b.nrrd", "size": len(_nrrd())}, {"name": "c.nrrd", "size": 3}])
+    assert plan["accepted"] == [0, 1]
+    assert uploads.part(0, 0, {"name": "a b.nrrd", "content": _nrrd()[:10]})
+    assert uploads.part(0, 10, {"name": "a b.nrrd", "content": [_nrrd()[10:20], _nrrd()[20:]]})  # in pieces
+    assert uploads.part(1, 0, {"name": "c.nrrd", "content": b"abc"})
+    uploads.end()
+    assert page.loaded == [("a b.nrrd", _nrrd()), ("c.nrrd", b"abc")] and not page.problems
+
+
+def test_web_message_over_the_ceiling_is_refused_before_it_is_held():
+    """wslink allocates what a message's first chunk declares (up to 4 GB); MedDL's UnChunker refuses it first."""
+    import struct
+
+    import msgpack
+
+    from DLCommon.web.access import limitedUnChunker
+
+    refused = []
+    unchunker = limitedUnChunker(1000, refused.append)
+    unchunker.set_max_message_size(4 << 30)  # what wslink does once the client said hello
+    huge = msgpack.packb({"wslink": "1.0", "id": "rpc:c0:7", "method": "trame.trigger", "args": ["x", [b"0" * 5000]]})
+    first, second = huge[:3000], huge[3000:]
+    answer = unchunker.process_chunk(struct.pack("<III", 1, 0, len(huge)) + first)
+    assert refused == [len(huge)] and not unchunker.pending_messages  # nothing allocated
+    assert answer == {"wslink": "1.0", "id": "rpc:c0:7", "method": "trame.trigger", "args": ["meddl_refused", [], {}]}
+    assert unchunker.process_chunk(struct.pack("<III", 1, 3000, len(huge)) + second) is None  # skipped
+    small = msgpack.packb({"wslink": "1.0", "id": "rpc:c0:8", "method": "m", "args": []})
+    assert unchunker.process_chunk(struct.pack("<III", 2, 0, len(small)) + small)["id"] == "rpc:c0:8"  # still served
+
+
+WEB_OUTPUT_NAMES = {"path in the node name": "../../evil", "absolute path": "/etc/cron.d/evil", "dot-dot": "..",
+                    "empty": "", "control characters": "a\nb\x00c", "hidden file": ".bashrc",
+                    "a link planted in the folder": "planted"}
+
+
+@pytest.mark.parametrize("case", list(WEB_OUTPUT_NAMES))
+def test_web_result_file_names_stay_in_the_output_folder(case, tmp_path):
+    from DLCommon.web.uploads import checkFileName, outputPath
+
+    folder = tmp_path / "results"
+    folder.mkdir()
+    (tmp_path / "elsewhere.nrrd").write_text("not to be overwritten")
+    (folder / "planted.nrrd").symlink_to(tmp_path / "elsewhere.nrrd")
+    path = outputPath(folder, WEB_OUTPUT_NAMES[case], ".nrrd")
+    assert path.parent == folder and checkFileName(path.name) == path.name and not path.name.startswith(".")
+    assert not path.exists() and not path.is_symlink()  # a new file: the planted link is not written through
+
+
+WEB_REQUESTS = {  # (token of the server, --shared, what the request carries, expected status)
+    "no token": ("t0ken-123", False, {}, 403),
+    "wrong token in the address": ("t0ken-123", False, {"query": "?token=wrong"}, 403),
+    "wrong token cookie": ("t0ken-123", False, {"cookie": "wrong"}, 403),
+    "wrong Authorization header": ("t0ken-123", False, {"headers": {"Authorization": "token wrong"}}, 403),
+    "websocket of a page of another origin": ("t0ken-123", False, {"query": "?token=t0ken-123", "websocket": True,
+                                                                   "headers": {"Origin": "http://evil.example"}}, 403),
+    "a second browser while the first has the page": ("t0ken-123", False, {"query": "?token=t0ken-123",
+                                                                           "second": True}, 409),
+    "no-token server reached by another name": ("", False, {"headers": {"Host": "evil.example:8080"}}, 403),
+}
+
+
+def _gate(token: str, shared: bool, request: dict) -> tuple[int, str, dict]:
+    """Status, body and cookies of ``request`` through an AccessGate in front of a page and a websocket."""
+    import asyncio
+
+    import aiohttp
+    from aiohttp import web
+    from aiohttp.test_utils import TestServer
+
+    from DLCommon.web.access import AccessGate
+
+    async def main():
+        gate = AccessGate(token, 8080, shared=shared)
+        app = web.Application(middlewares=[gate.middleware])
+
+        async def page(_):
+            return web.Response(text="scene data")
+
+        async def socket(request):
+            answer = web.WebSocketResponse()
+            await answer.prepare(request)
+            async for _ in answer:
+                pass
+            return answer
+
+        app.router.add_get("/", page)
+        app.router.add_get("/ws", socket)
+        server = TestServer(app, host="127.0.0.1")
+        await server.start_server()
+        base = f"http://127.0.0.1:{server.port}/"
+        cookies = {"meddl-token-8080": request["cookie"]} if "cookie" in request else {}
+        owner = None
+        try:
+            # unsafe: keep cookies of an IP address (aiohttp's jar drops them otherwise), as a browser does
+            async with aiohttp.ClientSession(cookies=cookies, cookie_jar=aiohttp.CookieJar(unsafe=True)) as first:
+                if request.get("second"):  # the first browser: its page, then its websocket (same session cookie)
+                    await (await first.get(base + request["query"])).read()
+                    owner = await first.ws_connect(base + "ws")
+                    assert (await first.get(base)).status == 200  # its own reloads are served
+                async with aiohttp.ClientSession() as second:
+                    client = second if request.get("second") else first
+                    url = base + ("ws" if request.get("websocket") else "") + request.get("query", "")
+                    if request.get("websocket"):
+                        try:
+                            await client.ws_connect(url, headers=request.get("headers", {}))
+                            return 101, "", {}
+                        except aiohttp.WSServerHandshakeError as error:
+                            return error.status, "", {}
+                    answer = await client.get(url, headers=request.get("headers", {}))
+                    return answer.status, await answer.text(), {c.key: c.value for c in answer.cookies.values()}
+        finally:
+            if owner is not None:
+                await owner.close()
+            await server.close()
+
+    return asyncio.run(main())
+
+
+@pytest.mark.parametrize("case", list(WEB_REQUESTS))
+def test_web_request_without_access(case):
+    token, shared, request, expected = WEB_REQUESTS[case]
+    status, body, cookies = _gate(token, shared, request)
+    assert status == expected and "scene data" not in body and not cookies
+    if status == 409:
+        assert "in use by another user; start another server" in body and "--shared" in body
+    if body and status == 403:
+        assert "403: Forbidden" in body
+    if request.get("second"):  # the same with --shared: the second browser is let in
+        assert _gate(token, True, request)[0] == 200
+
+
+def test_web_request_with_the_token_gets_the_page_and_the_cookie():
+    status, body, cookies = _gate("t0ken-123", False, {"query": "?token=t0ken-123"})
+    assert status == 200 and body == "scene data" and cookies["meddl-token-8080"] == "t0ken-123"
+    assert _gate("t0ken-123", False, {"cookie": "t0ken-123"})[:2] == (200, "scene data")
+    assert _gate("t0ken-123", False, {"headers": {"Authorization": "token t0ken-123"}})[:2] == (200, "scene data")
+    assert _gate("", False, {})[:2] == (200, "scene data")  # no token, on loopback
+
+
+WEB_SETTINGS = {"model id that is a file path": ("modelId", "/tmp/evil.ts", "is not in the model catalog"),
+                "model name with a path": ("modelName", "../../evil", "must be a plain name"),
+                "model name with a newline": ("modelName", "evil\nname", "must be a plain name")}
+
+
+@pytest.mark.parametrize("case", list(WEB_SETTINGS))
+def test_web_panel_setting_that_names_a_path(case, scene):
+    """Settings a crafted page could set to paths: refused before any job is made."""
+    import types
+
+    from DLCommon.modules import registeredModules
+    from DLCommon.web.panel import ModulePanel
+
+    setting, value, expected = WEB_SETTINGS[case]
+    module = next(m for m in registeredModules() if m.key == "segment")
+    app = types.SimpleNamespace(server=types.SimpleNamespace(state={}), scene=scene)
+    panel = ModulePanel(app, module)
+    panel.state[panel.var(setting)] = value
+    outcome = runCase(scene, panel.values)
+    assert isinstance(outcome, DLError) and expected in str(outcome), outcome
 
 
 def count() -> int:

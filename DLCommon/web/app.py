@@ -3,43 +3,53 @@
 The page has Slicer's layout (slice views and a 3D view drawn by Slicer's own displayable managers, served by
 trame-slicer from the real MRML libraries), a file loader and the embedded sample data in the top bar, and one
 panel per module (:class:`~DLCommon.web.panel.ModulePanel`) over the same engines and settings as the Slicer
-widgets. Results are shown in the views and, with ``--output``, written to that folder.
+widgets. Results are shown in the views and, with ``--output``, written to that folder (file names made from node
+names by :func:`~DLCommon.web.uploads.safeStem`, never outside it).
+
+:func:`serve` starts it behind the access gate (:mod:`.access`: token, one user at a time unless ``--shared``);
+files come from the browser through :class:`~DLCommon.web.uploads.Uploads` (checked names, size limit, a private
+folder removed after loading).
 """
 
 from __future__ import annotations
 
+import atexit
 import base64
 import logging
-import re
-import tempfile
 from pathlib import Path
 
 from trame.app import TrameApp
 from trame.ui.vuetify3 import VAppLayout
-from trame.widgets import html
+from trame.widgets import client, html
 from trame.widgets import vuetify3 as v
 from trame_slicer import module as trameSlicerModule
-from trame_slicer.app.ui.load_volume_ui import LoadVolumeButton, LoadVolumeItemsState
 from trame_slicer.core import LayoutManager, SlicerApp
 from trame_slicer.rca_view import register_rca_factories
-from trame_server.utils.typed_state import TypedState
 
 from DLCommon.frontend import Outcome
 from DLCommon.modules import registeredModules
 
 from .panel import ERRORS, ModulePanel
 from .samples import addSample, samples
+from .uploads import UPLOAD_SCRIPT, Uploads, outputPath
 
 __all__ = ["MedDLWebApp"]
 
 LAYOUT = "Axial Primary"  # a large axial view beside the 3D, coronal and sagittal views
 _EXTENSIONS = {"vtkMRMLSegmentationNode": ".seg.nrrd", "vtkMRMLScalarVolumeNode": ".nrrd"}
+DEFAULT_MAX_UPLOAD_MB = 2048
 
 
 class MedDLWebApp(TrameApp):
-    """The application: one Slicer scene, its views, and a panel per module."""
+    """The application: one Slicer scene, its views, and a panel per module.
 
-    def __init__(self, server=None, outputDir: str | Path | None = None):
+    Args:
+        server: trame's server (default: a new one).
+        outputDir: where each run's results are written too (None: nowhere).
+        maxUploadMb: the most one file, and one upload's files together, may hold (megabytes of 2**20 bytes).
+    """
+
+    def __init__(self, server=None, outputDir: str | Path | None = None, maxUploadMb: float = DEFAULT_MAX_UPLOAD_MB):
         super().__init__(server)
         self.server.enable_module(trameSlicerModule)
         self.slicerApp = SlicerApp()
@@ -49,12 +59,17 @@ class MedDLWebApp(TrameApp):
         self.layoutManager = LayoutManager(self.scene, self.slicerApp.view_manager, self.server)
         self.layoutManager.register_layout_dict(LayoutManager.default_grid_configuration())
         self.panels = {module.key: ModulePanel(self, module) for module in registeredModules() if module.sections}
+        self.uploads = Uploads(int(maxUploadMb * 2**20), self.loadFiles, self.say)
+        atexit.register(self.uploads.discard)  # an upload a closed page left half-way: its folder goes too
+        for name, step in (("meddl_upload_begin", self.uploads.begin), ("meddl_upload_part", self.uploads.part),
+                           ("meddl_upload_end", self.uploads.end), ("meddl_refused", lambda *_: False)):
+            self.server.trigger(name)(step)  # fixed names: the page's upload script calls them (uploads.py)
         state = self.server.state
         state.trame__title = "MedDL"
         icon = Path(__file__).resolve().parents[2] / "Resources" / "Icons" / "MedDL.png"  # in a source checkout
         if icon.is_file():
             state.trame__favicon = "data:image/png;base64," + base64.b64encode(icon.read_bytes()).decode()
-        state.update({"module": "segment", "appMessage": "", "appMessageType": "info",
+        state.update({"module": "segment", "appMessage": "", "appMessageType": "info", "uploadBusy": False,
                       "samples": list(samples()), "layout": LAYOUT, "layouts": self.layoutManager.get_layout_ids()})
         state.change("layout")(lambda layout, **_: self.layoutManager.set_layout(layout))
         for panel in self.panels.values():
@@ -104,11 +119,7 @@ class MedDLWebApp(TrameApp):
             extension = _EXTENSIONS.get(node.GetClassName(), ".h5" if node.IsA("vtkMRMLTransformNode") else None)
             if extension is None:
                 continue
-            stem = re.sub(r"[^\w.-]+", "_", node.GetName()).strip("_")
-            path, copy = self.outputDir / f"{stem}{extension}", 1
-            while path.exists():  # an earlier run's result stays: number this one
-                copy += 1
-                path = self.outputDir / f"{stem}_{copy}{extension}"
+            path = outputPath(self.outputDir, node.GetName(), extension)  # an earlier run's result stays: numbered
             saveNode(node, path)
             names.append(path.name)
         return names
@@ -128,19 +139,17 @@ class MedDLWebApp(TrameApp):
                           ("register", "fixedVolume")):
             self.panels[key].selectFirst(name, "vtkMRMLScalarVolumeNode")
 
-    def loadFiles(self, files: list[dict]) -> None:
-        """Files uploaded from the browser: each becomes a node (kind from its extension), or a clear message."""
-        from trame_slicer.utils import write_client_files_to_dir
-
+    def loadFiles(self, paths: list, problems: list[str]) -> None:
+        """Files uploaded from the browser (complete, in the upload's private folder): each becomes a node (kind
+        from its extension), or a clear message; ``problems``: the files the upload refused."""
         from DLCommon.storage import loadFile
 
-        loaded, problems = [], []
-        with tempfile.TemporaryDirectory() as folder:
-            for path in write_client_files_to_dir(files, folder):
-                try:
-                    loaded.append(loadFile(path, self.scene))
-                except ERRORS as error:  # named as the user named it, not by its temporary copy
-                    problems.append(str(error).replace(str(Path(folder)) + "/", ""))
+        loaded, problems = [], list(problems)
+        for path in paths:
+            try:
+                loaded.append(loadFile(path, self.scene))
+            except ERRORS as error:  # named as the user named it, not by its temporary copy
+                problems.append(str(error).replace(str(Path(path).parent) + "/", ""))
         with self.state:
             self._shown(loaded)
             names = ", ".join(node.GetName() for node in loaded)
@@ -170,10 +179,15 @@ class MedDLWebApp(TrameApp):
         with VAppLayout(self.server, theme="dark") as self.ui:
             with v.VAppBar(density="compact"):
                 v.VAppBarTitle("MedDL")
-                upload = LoadVolumeButton("Open files (.nrrd, .nii.gz, .seg.nrrd, .h5)", False, "mdi-file-upload",
-                                          TypedState(self.state, LoadVolumeItemsState, namespace="upload"),
-                                          classes="load-files")
-                upload.on_load_volume.connect(self.loadFiles)
+                client.Script(UPLOAD_SCRIPT)
+                with html.Div(classes="load-files d-flex align-center justify-center",
+                              style="width: 50px; height: 50px;"):
+                    v.VTooltip(text=f"Open files (.nrrd, .nii.gz, .seg.nrrd, .h5; at most {self.uploads.limitText})",
+                               activator="parent", location="bottom start")
+                    v.VFileInput(v_if=("!uploadBusy",), multiple=True, hide_input=True, prepend_icon="mdi-file-upload",
+                                 change="uploadBusy = true; window.meddlUpload($event.target.files)"
+                                        ".finally(() => { uploadBusy = false; })")
+                    v.VProgressCircular(v_else=True, indeterminate=True, size=24)
                 with v.VMenu():
                     with v.Template(v_slot_activator="{ props }"):
                         v.VBtn("Sample data", v_bind="props", prepend_icon="mdi-database", variant="text",
@@ -204,13 +218,32 @@ class MedDLWebApp(TrameApp):
                     self.layoutManager.initialize_layout_grid(self.ui)
 
 
-def serve(port: int = 8080, host: str = "127.0.0.1", outputDir: str | None = None, openBrowser: bool = False) -> None:
-    """Start the server (blocks until it is stopped); a DLError, before anything is built, if the port is taken
-    or the output folder cannot be written."""
+def serve(port: int = 8080, host: str = "127.0.0.1", outputDir: str | None = None, openBrowser: bool = False,
+          token: str | None = None, shared: bool = False, maxUploadMb: float = DEFAULT_MAX_UPLOAD_MB,
+          ssl: str | None = None) -> None:
+    """Start the server (blocks until it is stopped) and print the address to open, with its access token.
+
+    Args:
+        token: the access token (:func:`~DLCommon.web.access.resolveToken`: None takes ``$MEDDL_WEB_TOKEN`` or
+            makes a random one; ``""`` turns it off, on a loopback host only).
+        shared: let several browsers use the page (one scene) at once; by default a second one is told the server
+            is in use.
+        maxUploadMb: the most one file, and one upload together, may hold.
+        ssl: ``"cert.pem,key.pem"``: serve https (trame / wslink's TLS).
+
+    A DLError, before anything is built, if the port is taken, the output folder cannot be written, or the
+    options would expose the server (:func:`~DLCommon.web.access.checkServeOptions`).
+    """
     import socket
+    import webbrowser
 
     from DLCommon.errors import DLError
 
+    from .access import AccessGate, addresses, checkServeOptions, installGate, resolveToken, startMessage
+    from .uploads import PART_BYTES
+
+    token = resolveToken(token)
+    checkServeOptions(host, token, port, maxUploadMb, ssl)
     with socket.socket() as probe:
         try:
             probe.bind((host, port))
@@ -222,6 +255,17 @@ def serve(port: int = 8080, host: str = "127.0.0.1", outputDir: str | None = Non
 
         checkWritable(Path(outputDir).expanduser() / "results.nrrd")
     logging.getLogger("trame_slicer").setLevel(logging.WARNING)
-    app = MedDLWebApp(outputDir=outputDir)
-    print(f"MedDL web: http://{host}:{port}/", flush=True)
-    app.server.start(port=port, host=host, open_browser=openBrowser, show_connection_info=False)
+    app = MedDLWebApp(outputDir=outputDir, maxUploadMb=maxUploadMb)
+    gate = AccessGate(token, port, shared=shared, secure=bool(ssl))
+    # one message holds at most one upload slice (uploads.py) and its packing
+    ceiling = min(PART_BYTES, app.uploads.limitBytes) + (64 << 10)
+    app.server.controller.on_server_bind.add(lambda wsServer: installGate(wsServer, gate, ceiling,
+                                                                          app.uploads.refuseMessage))
+    if ssl:  # trame reads wslink's --ssl from its own parser (wslink/server.py, start_webserver)
+        app.server.cli.set_defaults(ssl=ssl)
+    if openBrowser:  # trame's own would open the address without the token
+        url = addresses(host, port, token, bool(ssl))[-1]
+        app.server.controller.on_server_ready.add(lambda **_: webbrowser.open(url))
+    print("\n".join(startMessage(host, port, token, bool(ssl))), flush=True)
+    # timeout=0: wslink would otherwise stop the server 300 s after its last page closed (wslink/server.py --timeout)
+    app.server.start(port=port, host=host, open_browser=False, show_connection_info=False, timeout=0)

@@ -24,11 +24,35 @@ from DLCommon.parameters import checkValue, defaults
 from DLCommon.frontend import Action, Outcome
 from DLCommon.modules import ModuleDescription
 
+from .uploads import checkFileName, printable
+
 __all__ = ["ModulePanel"]
 
 POLL_SECONDS = 0.25
 # the user's to fix, shown as messages; anything else is a defect: logged with its traceback, and said to be one
 ERRORS = (DLError, FileNotFoundError, MemoryError)
+
+
+def _checkModelSettings(values: dict) -> None:
+    """The page's model settings are names, never paths: ``modelId`` one of the catalog's models (the engines
+    would also load a file path, which a crafted message could name), ``modelName`` a plain name (it becomes the
+    trained model's file and catalog id)."""
+    modelId, modelName = values.get("modelId"), values.get("modelName")
+    if modelId:
+        from DLCommon import ModelCatalog
+
+        if not isinstance(modelId, str) or modelId not in ModelCatalog().entries:
+            raise DLError("is not in the model catalog", node=f"Model '{printable(modelId)}'",
+                          fix="pick a model from the list, or train / import one first")
+    if modelName:
+        try:
+            checkFileName(modelName)
+            if any(c.isspace() for c in modelName):
+                raise DLError("has a space")
+        except DLError:
+            raise DLError("must be a plain name without spaces or slashes (it names the model's file and catalog "
+                          "entry)", node=f"Model name '{printable(modelName)}'",
+                          fix="use letters, digits, '.', '-' and '_', e.g. my-segmentation") from None
 
 
 class ModulePanel:
@@ -72,6 +96,7 @@ class ModulePanel:
                 values[name] = [scene.GetNodeByID(i) for i in value or [] if scene.GetNodeByID(i) is not None]
             else:
                 values[name] = checkValue(p, p.default if value in (None, "") and p.kind != "str" else value)
+        _checkModelSettings(values)
         return types.SimpleNamespace(**values)
 
     def refreshNodes(self) -> None:

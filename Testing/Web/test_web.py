@@ -287,5 +287,5 @@ def test_bad_input_gets_a_message_and_the_app_keeps_serving(page, server, tmp_pa
     message(page, "classify", "is a 3D volume of shape", timeout=30)
     # still serving: the page works and a new page loads
     loadSample(page, "MNI152 with thick slices")
-    assert server.alive() and server.process.poll() is None
+    assert server.alive() and server.process.poll() is None, server.lastError
     screenshot(page, "bad_input", tmp_path)
