@@ -5,7 +5,8 @@ Formats, detected from the file:
 - **TorchScript** (``torch.jit.save``): the spec may be embedded as extra file ``meddl_spec.json``.
 - **MONAI bundle**: a directory or zip with ``configs/`` (``metadata.json``, ``inference.json|yaml``) and
   ``models/model.pt`` (state dict) or ``models/model.ts``; the network is built with ``monai.bundle``'s
-  ``ConfigParser`` from ``network_def``.
+  ``ConfigParser`` from ``network_def``, and :mod:`DLCommon.bundles` runs the bundle's own preprocessing,
+  inferer and postprocessing (``LoadedModel.bundle``).
 - **Checkpoint**: a state dict (``.pt``) plus a JSON spec naming a ``monai.networks.nets`` class and its
   arguments (``{"network": {"name": "UNet", "args": {...}}, "weights": "model.pt", ...}``), given as
   the ``.json`` or as the ``.pt`` with the ``.json`` beside it.
@@ -107,6 +108,9 @@ class LoadedModel:
     format: str
     path: Path
     networkDef: dict[str, Any] | None = None  # checkpoints: {"name": monai class, "args": {...}}, to re-save
+    # MONAI bundles MedDL runs unchanged (DLCommon.bundles.Bundle): their own pre- / postprocessing and inferer;
+    # None for a bundle with only a network (the spec's pipeline runs it) and for other formats
+    bundle: Any = None
 
 
 def sha256Of(path: str | Path) -> str:
@@ -177,17 +181,19 @@ def loadModel(source: str | Path, sha256: str | None = None, device: torch.devic
     """
     path = Path(source).expanduser()
     kind = detectFormat(path)
+    bundle = None
     if kind != "checkpoint":
         verifySha256(path, sha256)  # a checkpoint's checksum is that of its weights file, checked below
     if kind == "torchscript":
         network, spec = _loadTorchScript(path, device)
     elif kind == "bundle":
-        network, spec = _loadBundle(path, device, weightsOnly)
+        network, spec, bundle = _loadBundle(path, device, weightsOnly)
     else:
         network, spec, networkDef = _loadCheckpoint(path, device, weightsOnly, sha256)
     network.eval()
     return LoadedModel(network=network, spec=spec, format=kind, path=path,
-                       networkDef=networkDef if kind == "checkpoint" else None)
+                       networkDef=networkDef if kind == "checkpoint" else None,
+                       bundle=bundle if bundle is not None and bundle.hasPipeline else None)
 
 
 def _loadTorchScript(path: Path, device) -> tuple[torch.nn.Module, ModelSpec]:
@@ -271,75 +277,13 @@ def _loadState(network: torch.nn.Module, state: dict, path: Path) -> None:
                       fix="use the network spec the weights were trained with") from None
 
 
-def _loadBundle(path: Path, device, weightsOnly: bool) -> tuple[torch.nn.Module, ModelSpec]:
-    from monai.bundle import ConfigParser
+def _loadBundle(path: Path, device, weightsOnly: bool):
+    """A bundle's network, its descriptive spec and the :class:`~DLCommon.bundles.Bundle` that runs it unchanged
+    (its own preprocessing, inferer and postprocessing; see :mod:`DLCommon.bundles`)."""
+    from .bundles import loadBundle
 
-    root = _bundleRoot(path)
-    configs = root / "configs"
-    configFile = next((configs / n for n in ("inference.json", "inference.yaml", "inference.yml")
-                       if (configs / n).exists()), None)
-    if configFile is None:
-        raise DLError("has no configs/inference.json or .yaml", file=root, fix="add the bundle's inference config")
-    parser = ConfigParser()
-    metadataFile = configs / "metadata.json"
-    if metadataFile.exists():
-        parser.read_meta(str(metadataFile))
-    parser.read_config(str(configFile))
-    parser["bundle_root"] = str(root)
-    models = root / "models"
-    if (models / "model.pt").exists():
-        try:
-            network = parser.get_parsed_content("network_def", instantiate=True)
-        except Exception as exc:  # noqa: BLE001 - bundle configs can fail in many ways
-            raise DLError(f"has a network_def that cannot be built ({exc})", file=configFile,
-                          fix="check the bundle's network_def and its MONAI version") from None
-        state = _stateDictFrom(_safeTorchLoad(models / "model.pt", weightsOnly), models / "model.pt")
-        _loadState(network, state, models / "model.pt")
-        network = network.to(device)
-    elif (models / "model.ts").exists():
-        network, _ = _loadTorchScript(models / "model.ts", device)
-    else:
-        raise DLError("has no models/model.pt or models/model.ts", file=root, fix="add the trained weights")
-    specFile = configs / SPEC_FILE_NAME
-    if specFile.exists():
-        spec = ModelSpec.fromDict(json.loads(specFile.read_text()))
-    else:
-        spec = _specFromBundle(parser.get("_meta_", {}) or {}, parser.get("preprocessing") or {},
-                               parser.get("inferer") or {}, root.name)
-    return network, spec
-
-
-def _specFromBundle(meta: dict[str, Any], preprocessing: Any, inferer: Any, name: str) -> ModelSpec:
-    """A spec from a bundle's metadata (channels, labels) and inference config (the raw, unparsed
-    ``preprocessing`` transforms: Orientationd, Spacingd, ScaleIntensityRanged / NormalizeIntensityd; and the
-    ``inferer`` roi_size), so a Model Zoo bundle runs unchanged."""
-    formats = meta.get("network_data_format", {})
-    image = (formats.get("inputs") or {}).get("image", {})
-    pred = (formats.get("outputs") or {}).get("pred", {})
-    channels = pred.get("channel_def", {})
-    labels = [str(v) for k, v in sorted(channels.items(), key=lambda kv: int(kv[0])) if str(k) != "0"]
-    spec = ModelSpec(name=meta.get("name", name), task="segmentation" if labels else "other",
-                     inputChannels=int(image.get("num_channels", 1)), labelNames=labels,
-                     description=meta.get("description", ""))
-    transforms = preprocessing.get("transforms", []) if isinstance(preprocessing, dict) else []
-    for transform in transforms:
-        if not isinstance(transform, dict):
-            continue
-        target = str(transform.get("_target_", "")).split(".")[-1]
-        if target in ("Orientationd", "Orientation") and isinstance(transform.get("axcodes"), str):
-            spec.orientation = transform["axcodes"]
-        elif target in ("Spacingd", "Spacing") and isinstance(transform.get("pixdim"), list):
-            spec.spacing = [float(v) for v in transform["pixdim"]]
-        elif target in ("ScaleIntensityRanged", "ScaleIntensityRange"):
-            spec.normalization = {"type": "range", "aMin": float(transform.get("a_min", 0)),
-                                  "aMax": float(transform.get("a_max", 1)), "bMin": float(transform.get("b_min", 0)),
-                                  "bMax": float(transform.get("b_max", 1)), "clip": bool(transform.get("clip", False))}
-        elif target in ("NormalizeIntensityd", "NormalizeIntensity"):
-            spec.normalization = {"type": "zscore", "nonzero": bool(transform.get("nonzero", False))}
-    if isinstance(inferer, dict) and isinstance(inferer.get("roi_size"), list):
-        spec.roiSize = [int(v) for v in inferer["roi_size"]]
-    spec.validate()
-    return spec
+    bundle = loadBundle(_bundleRoot(path), device, weightsOnly)
+    return bundle.network, bundle.spec(), bundle
 
 
 def _bundleRoot(path: Path) -> Path:

@@ -19,6 +19,7 @@ from typing import Callable, Sequence
 
 from DLCommon.errors import nodeLabel
 from DLCommon import DLError, Job, segmentationFromTensor, tensorFromVolume, volumeFromTensor
+from DLCommon.bundles import bundleColors
 from DLCommon.jobs import keepHistory
 from DLCommon.transfer import withoutNetwork
 from DLCommon.scenelogic import SceneLogic
@@ -53,10 +54,18 @@ class SegmentationLogic(SceneLogic):
                    entropyVolume: bool = False, device: str = "auto", overlap: float = 0.25,
                    mirror: bool = False) -> Job:
         """A :class:`Job` that segments ``inputVolume``; its ``apply`` creates / updates the nodes.
-        ``mirror``: average with the left-right mirrored prediction (test-time augmentation, twice the time)."""
+        ``mirror``: average with the left-right mirrored prediction (test-time augmentation, twice the time).
+        A MONAI bundle runs its own pipeline (:mod:`DLCommon.bundles`): its preprocessing, inferer (with its own
+        window overlap, so ``overlap`` is not used) and postprocessing; ``mirror`` is refused for it."""
         if inputVolume is None:
             raise DLError("No input volume was selected", fix="select the volume to segment")
         loaded = resolveModel(model)
+        bundle = loaded.bundle
+        if bundle is not None:
+            bundle.checkRunnable()
+            if mirror:
+                raise DLError("runs its own pipeline, which has no mirror test-time augmentation", node=bundle.label,
+                              fix="turn Mirror off")
         image = tensorFromVolume(inputVolume)  # read before the job: the worker never touches the scene
         scene = self.scene(inputVolume)
         if outputSegmentation is not None and outputSegmentation.GetScene() is not scene:
@@ -66,39 +75,49 @@ class SegmentationLogic(SceneLogic):
         threeD = not loaded.spec.roiSize or len(loaded.spec.roiSize) == 3
         labelsOnly = not (probabilityVolumes or entropyVolume or mirror)
         subject = nodeLabel(inputVolume)  # the plan runs in the worker: it reads no node
+        windowBatchSize, planOverlap = bundle.windowSettings() if bundle is not None else (4, overlap)
 
         def plan():
             # before any large allocation: refuse, or switch to a smaller window batch / the CPU, with the estimate
-            return planInference(loaded.network, inputs["image"], loaded.spec, device, overlap=overlap,
-                                 labelsOnly=labelsOnly, node=subject) if threeD else None
+            return planInference(loaded.network, inputs["image"], loaded.spec, device, windowBatchSize=windowBatchSize,
+                                 overlap=planOverlap, labelsOnly=labelsOnly, node=subject) if threeD else None
 
         inputs = {"image": image}  # the worker takes it, so the input tensor is freed before apply (memory)
         del image
 
         def work(context):
-            runDevice, windowBatchSize = (context.plan.device, context.plan.windowBatchSize) if threeD else (device, 4)
+            runDevice, batchSize = ((context.plan.device, context.plan.windowBatchSize) if threeD
+                                    else (device, windowBatchSize))
             image = inputs.pop("image")
             foreground = foregroundMask(image)  # small and strided: kept while inference frees the image
-            if probabilityVolumes or entropyVolume or mirror:
+            warnings = []
+            if bundle is not None:  # the bundle's own pipeline; its labels, not an argmax of its probabilities
+                output = bundle.run(image, device=runDevice, probabilities=not labelsOnly, windowBatchSize=batchSize,
+                                    progress=context.report)
+                labels, probabilities, classes, warnings = (output.labels, output.probabilities, output.classes,
+                                                            output.warnings)
+            elif not labelsOnly:
                 probabilities = predictProbabilities(loaded, image, device=runDevice, overlap=overlap,
-                                                     windowBatchSize=windowBatchSize, progress=context.report,
+                                                     windowBatchSize=batchSize, progress=context.report,
                                                      mirror=mirror)
-                classes = probabilities.shape[0]
+                labels, classes = probabilities, probabilities.shape[0]
             else:  # labels only: no class-score volume for the whole image (memory)
-                probabilities, classes = predictLabels(loaded, image, device=runDevice, overlap=overlap,
-                                                       windowBatchSize=windowBatchSize, progress=context.report)
+                labels, classes = predictLabels(loaded, image, device=runDevice, overlap=overlap,
+                                                windowBatchSize=batchSize, progress=context.report)
+                probabilities = None
             if classes != len(names) + 1 and names:
                 raise DLError(f"produced {classes} classes but its spec names {len(names)} labels",
                               node=f"Model '{loaded.spec.name}'", fix="correct the model's spec (labelNames)")
-            labels = probabilities if probabilities.ndim == 3 else labelsFromScores(probabilities)
-            return probabilities, classes, orientationWarning(labels, foreground)
+            warning = orientationWarning(labels if labels.ndim == 3 else labelsFromScores(labels), foreground)
+            return labels, probabilities, classes, warnings + ([warning] if warning else [])
 
         def apply(result) -> SegmentResult:
-            probabilities, classes, warning = result
+            labels, probabilities, classes, warnings = result
             labelNames = names or [f"label {i}" for i in range(1, classes)]
-            colors = loaded.spec.labelColors or None
+            colors = (bundleColors(labelNames, scene) if bundle is not None
+                      else loaded.spec.labelColors or None)
             baseName = f"{inputVolume.GetName()} {loaded.spec.name}"
-            result = SegmentResult(segmentation=None, warnings=[warning] if warning else [])
+            result = SegmentResult(segmentation=None, warnings=list(warnings))
             if probabilityVolumes:
                 result.probabilities = [volumeFromTensor(probabilities[c + 1], inputVolume, scene,
                                                          f"{baseName} p({labelName})")
@@ -106,10 +125,10 @@ class SegmentationLogic(SceneLogic):
             if entropyVolume:
                 result.entropy = volumeFromTensor(entropyMap(probabilities), inputVolume, scene, f"{baseName} entropy")
             if outputSegmentation is None:
-                result.segmentation = segmentationFromTensor(probabilities, inputVolume, scene, labelNames, colors,
+                result.segmentation = segmentationFromTensor(labels, inputVolume, scene, labelNames, colors,
                                                              nodeName=f"{baseName} segmentation")
             else:  # overwrite the user's node last, once all else succeeded
-                updateSegmentationFromTensor(outputSegmentation, probabilities, inputVolume, labelNames, colors)
+                updateSegmentationFromTensor(outputSegmentation, labels, inputVolume, labelNames, colors)
                 result.segmentation = outputSegmentation
             checkOutputGeometry(inputVolume, result.segmentation)
             return result
