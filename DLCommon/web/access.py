@@ -75,7 +75,8 @@ def checkServeOptions(host: str, token: str, port: int, maxUploadMb: float, ssl:
     an upload limit that is not a positive number; TLS files that do not load."""
     if not token and not isLoopback(host):
         raise DLError(f"would let anyone who reaches {host}:{port} see and change the scene: --token \"\" turns the "
-                      "access token off, which only --host 127.0.0.1 (this machine) allows", node="meddl web",
+                      "access token off, which only --host 127.0.0.1 (this machine) allows",
+                      node="This meddl web server",
                       fix=f"leave out --token (a random one is made) or give one; and {tlsAdvice(port)}")
     if token and (len(token) < 8 or any(c.isspace() or not c.isprintable() for c in token)):
         raise DLError("needs a token of at least 8 printable characters without spaces", node="meddl web --token",
