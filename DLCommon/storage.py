@@ -14,7 +14,7 @@ import slicer
 from .errors import DLError
 from .scene import sceneTransaction
 
-__all__ = ["loadVolume", "loadSegmentation", "loadTransform", "loadFile", "loadNodeOfClass", "saveNode", "storageClassFor", "fileSuffixFor", "baseNameOf", "volumeFiles", "VOLUME_SUFFIXES"]
+__all__ = ["loadVolume", "loadSegmentation", "loadTransform", "loadFile", "loadLabels", "loadNodeOfClass", "saveNode", "storageClassFor", "fileSuffixFor", "baseNameOf", "volumeFiles", "VOLUME_SUFFIXES"]
 
 
 def _read(scene, path: str | Path, nodeClass: str, storageClass: str, name: str | None, what: str):
@@ -50,6 +50,14 @@ def loadSegmentation(path: str | Path, scene, name: str | None = None):
 def loadTransform(path: str | Path, scene, name: str | None = None):
     """Load an ITK transform file (``.h5``, ``.tfm``, ``.txt``) into a new transform node."""
     return _read(scene, path, "vtkMRMLTransformNode", "vtkMRMLTransformStorageNode", name, "transform")
+
+
+def loadLabels(path: str | Path, scene):
+    """A label file as a node: a ``.seg.nrrd`` as a segmentation node, any other (a labelmap saved as a volume
+    file) as a labelmap volume node, for the commands that take labels in either form."""
+    if str(path).lower().endswith(".seg.nrrd"):
+        return loadSegmentation(path, scene)
+    return loadVolume(path, scene, labelmap=True)
 
 
 TRANSFORM_SUFFIXES = (".h5", ".tfm", ".txt")

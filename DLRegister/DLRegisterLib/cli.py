@@ -116,14 +116,6 @@ def _files(paths: list[str]) -> list[str]:
     return list(paths)
 
 
-def _loadLabels(path: str, scene):
-    from DLCommon.storage import loadSegmentation, loadVolume
-
-    if str(path).lower().endswith(".seg.nrrd"):
-        return loadSegmentation(path, scene)
-    return loadVolume(path, scene, labelmap=True)
-
-
 def _saveLabels(node, fixedVolume, path: str) -> None:
     """Write warped labels as a .seg.nrrd, or as a labelmap volume for other extensions."""
     from DLCommon import saveNode
@@ -196,21 +188,21 @@ def _registerJob(args, fixedPath: Path, movingPath: Path, outputs: dict, scene):
     """The registration job of these flags, made by ``RegistrationLogic.registerJob`` (as the DL Register panel's,
     with the command's further options) on the files loaded into ``scene``: the command, its ``--dry-run`` and the
     Slicer widget run the same job. Returns ``(job, fixed volume node)``."""
-    from DLCommon.storage import loadTransform, loadVolume
+    from DLCommon.storage import loadLabels, loadTransform, loadVolume
 
     from .logic import RegistrationLogic
 
     fixed, moving = loadVolume(fixedPath, scene), loadVolume(movingPath, scene)
     options = {}
     if args.fixed_mask:
-        options["fixedMask"] = _loadLabels(args.fixed_mask, scene)
+        options["fixedMask"] = loadLabels(args.fixed_mask, scene)
     if args.moving_mask:
-        options["movingMask"] = _loadLabels(args.moving_mask, scene)
+        options["movingMask"] = loadLabels(args.moving_mask, scene)
     if args.initial_transform:
         options["initialTransform"] = loadTransform(args.initial_transform, scene)
-    movingLabels = _loadLabels(args.moving_labels, scene) if args.moving_labels else None
+    movingLabels = loadLabels(args.moving_labels, scene) if args.moving_labels else None
     if args.fixed_labels and movingLabels is not None:
-        options["fixedLabels"], options["movingLabels"] = _loadLabels(args.fixed_labels, scene), movingLabels
+        options["fixedLabels"], options["movingLabels"] = loadLabels(args.fixed_labels, scene), movingLabels
     if outputs["warpedLabels"]:
         options["warpSegmentation"] = movingLabels
     job = RegistrationLogic(scene).registerJob(fixed, moving, registrationConfigFrom(args),
@@ -269,7 +261,7 @@ def _trainJob(args, scene):
     """The training job of these flags, made by ``RegistrationLogic.trainJob`` (as the DL Register panel's, with
     the command's output folder and catalog choice) on the files loaded into ``scene``; ``(job, image count)``."""
     from DLCommon import DLError
-    from DLCommon.storage import loadVolume
+    from DLCommon.storage import loadLabels, loadVolume
 
     from .logic import RegistrationLogic
 
@@ -279,7 +271,7 @@ def _trainJob(args, scene):
         raise DLError(f"got {len(labels)} label files for {len(images)} images", node="--labels",
                       fix="give one label file per image, in the same order")
     volumes = [loadVolume(path, scene) for path in images]
-    segmentations = [_loadLabels(path, scene) for path in labels] or None
+    segmentations = [loadLabels(path, scene) for path in labels] or None
     job = RegistrationLogic(scene).trainJob(volumes, segmentations, trainingConfigFrom(args), modelName=args.name,
                                             outputDir=args.output_model, addToCatalog=args.add_to_catalog)
     return job, len(volumes)

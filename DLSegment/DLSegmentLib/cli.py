@@ -144,10 +144,9 @@ def _trainSegment(args) -> int:
     from DLCommon.distributed import isMainProcess
     from DLCommon.plots import historyCurves, saveCurvesPng
     from DLCommon.settings import valuesFrom
-    from DLCommon.storage import loadVolume
+    from DLCommon.storage import loadLabels, loadVolume
 
     from .config import SegmentationTrainingConfig
-    from .data import loadLabels
     from .logic import SegmentationLogic
 
     if len(args.images) != len(args.labels):

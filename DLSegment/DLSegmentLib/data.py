@@ -8,7 +8,6 @@ image's grid (Slicer's own resampling), never silently misaligned.
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -23,7 +22,7 @@ from DLCommon.models import ModelSpec
 
 from .config import AUGMENTATIONS  # one list, in the config
 
-__all__ = ["SegmentationSample", "sampleFromNodes", "loadLabels", "prepareSample", "PatchBatches",
+__all__ = ["SegmentationSample", "sampleFromNodes", "prepareSample", "PatchBatches",
            "AUGMENTATIONS", "checkFinite"]
 
 
@@ -64,15 +63,6 @@ def sampleFromNodes(volumeNode, segmentationNode, segmentIds: Sequence[str] | No
         raise DLError(f"is empty on the grid of volume '{volumeNode.GetName()}'", node=segmentationNode,
                       fix="paint the segments, or check that the segmentation overlaps the volume")
     return SegmentationSample(image=image, labels=labels, name=volumeNode.GetName()), names, colors
-
-
-def loadLabels(path: str | Path, scene):
-    """A ``.seg.nrrd`` file as a segmentation node, any other label file as a labelmap volume node."""
-    from DLCommon.storage import loadSegmentation, loadVolume
-
-    if str(path).lower().endswith(".seg.nrrd"):
-        return loadSegmentation(path, scene)
-    return loadVolume(path, scene, labelmap=True)
 
 
 def prepareSample(sample: SegmentationSample, spec: ModelSpec) -> SegmentationSample:
