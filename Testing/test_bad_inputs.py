@@ -17,7 +17,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "Python"))
 
-from conftest import makeVolume, obliqueAffine, sceneSnapshot  # noqa: E402 - Testing/Python's helpers (fixtures: Testing/conftest.py)
+from conftest import makeVolume, obliqueAffine, runAsync, sceneSnapshot  # noqa: E402 - Testing/Python's helpers (fixtures: Testing/conftest.py)
 
 from DLCommon import DLError  # noqa: E402
 from DLCommon.errors import JobCancelled  # noqa: E402
@@ -656,7 +656,6 @@ WEB_REQUESTS = {  # (token of the server, --shared, what the request carries, ex
 
 def _gate(token: str, shared: bool, request: dict) -> tuple[int, str, dict]:
     """Status, body and cookies of ``request`` through an AccessGate in front of a page and a websocket."""
-    import asyncio
 
     import aiohttp
     from aiohttp import web
@@ -708,7 +707,7 @@ def _gate(token: str, shared: bool, request: dict) -> tuple[int, str, dict]:
                 await owner.close()
             await server.close()
 
-    return asyncio.run(main())
+    return runAsync(main())
 
 
 @pytest.mark.parametrize("case", list(WEB_REQUESTS))

@@ -73,6 +73,16 @@ def randomRotation(rng: np.random.Generator) -> np.ndarray:
     return q
 
 
+def runAsync(coroutine):
+    """Run ``coroutine`` to its end in a thread of its own: after a browser test, Playwright's sync API keeps an
+    event loop running in the main thread, so ``asyncio.run`` there fails (test order decides; CI met it)."""
+    import asyncio
+    import concurrent.futures
+
+    with concurrent.futures.ThreadPoolExecutor(1) as thread:
+        return thread.submit(asyncio.run, coroutine).result()
+
+
 def makeVolume(scene, array_kji: np.ndarray, ijkToRas: np.ndarray, name: str = "vol", className="vtkMRMLScalarVolumeNode"):
     """Volume node from a (K, J, I) array and a 4x4 IJK-to-RAS matrix."""
     import slicer

@@ -22,6 +22,9 @@ from pathlib import Path
 
 import pytest
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "Python"))
+from conftest import runAsync  # noqa: E402,F401 - Testing/Python's helper, used by the web tests
+
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("MEDDL_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -283,11 +286,3 @@ class WslinkClient:
         raise AssertionError(f"the page's message never showed {contains!r}: {self.state.get('appMessage')!r}")
 
 
-def runAsync(coroutine):
-    """Run ``coroutine`` to its end in a thread of its own (Playwright's sync API keeps an event loop running in
-    this one, so ``asyncio.run`` cannot be used here)."""
-    import asyncio
-    import concurrent.futures
-
-    with concurrent.futures.ThreadPoolExecutor(1) as thread:
-        return thread.submit(asyncio.run, coroutine).result()
