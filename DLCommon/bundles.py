@@ -28,8 +28,16 @@ an unknown ``_target_``, an argument the installed MONAI no longer takes (with t
 ``metadata.json`` names), a missing optional package (with its pip name and the version the bundle names), a
 broken reference or expression.
 
-Not yet run here (see issue 19): bundles with several input keys, 2D (slice) bundles, and bundles of other tasks
-(classification, detection, registration, generation); those raise a :class:`DLError` from :meth:`Bundle.run`.
+Several inputs: a bundle's loader may read several keys (renalStructures_CECT_segmentation: ``artery``, ``vein``,
+``excret``) or several files stacked as the channels of one key (brats_mri_segmentation: ``image`` = T1c, T1, T2,
+FLAIR, named by the metadata's input ``channel_def``). :attr:`Bundle.inputs` lists them; the user maps each name to a
+volume (:meth:`Bundle.run`'s ``others``), and the result is on the first volume's grid. A label key that an inference
+config loads beside its images (renalStructures' ``label``) is optional.
+
+2D bundles whose inferer works slice by slice (``SliceInferer``, e.g. ventricular_short_axis_3label) run on the volume
+as they do on a NIfTI file: the inferer takes the slices.
+
+Not yet run here (see issue 19): bundles of other tasks (classification, detection, registration, generation).
 """
 
 from __future__ import annotations
@@ -52,7 +60,7 @@ from .devices import isOutOfMemory
 from .errors import DLError, JobCancelled
 from .models import SPEC_FILE_NAME, ModelSpec, _loadState, _loadTorchScript, _safeTorchLoad, _stateDictFrom
 
-__all__ = ["Bundle", "BundleOutput", "loadBundle", "bundleColors", "stableColor", "CONFIG_NAMES"]
+__all__ = ["Bundle", "BundleInput", "BundleOutput", "loadBundle", "bundleColors", "stableColor", "CONFIG_NAMES"]
 
 CONFIG_NAMES = ("inference.json", "inference.yaml", "inference.yml")
 PREPROCESSING_KEYS = ("preprocessing", "pre_transforms")  # MONAI Label's BundleConstants
@@ -68,24 +76,51 @@ RUNTIME_PACKAGES = {"KeepLargestConnectedComponent": "skimage", "KeepLargestConn
                     "RemoveSmallObjects": "skimage", "RemoveSmallObjectsd": "skimage"}
 
 
-@dataclasses.dataclass
-class BundleOutput:
-    """What :meth:`Bundle.run` returns, on the input's grid (its affine, its shape).
+@dataclasses.dataclass(frozen=True)
+class BundleInput:
+    """One image the bundle's loader reads (a ``LoadImaged`` key).
 
     Attributes:
-        labels: ``(I, J, K)`` uint8 (int16 past 255 classes), 0 = background, the bundle's own label map.
-        probabilities: ``(C, I, J, K)`` float32 class probabilities (channel 0 = background), or None when not
-            asked for. Taken before the bundle's first discretisation (``AsDiscreted``), after its own activation
-            (a softmax of the scores when it has none), and mapped to the input grid by the bundle's ``Invertd``
-            with linear interpolation.
-        classes: number of classes, background included: the network's output channels (2 for one sigmoid channel).
-        warnings: what the user should know about this result (e.g. labels rounded).
+        key: the loader's key (``image``; renalStructures_CECT_segmentation: ``artery``, ``vein``, ``excret``).
+        names: the volumes mapped to it: one per channel when the key takes several files stacked as channels
+            (brats_mri_segmentation's ``image``: ``T1c``, ``T1``, ``T2``, ``FLAIR``, from the metadata's input
+            ``channel_def``), else ``(key,)``. One vector volume with ``len(names)`` components may stand for all.
+        optional: a label key that an inference config loads beside its images (renalStructures' ``label``); left
+            out unless mapped.
+    """
+
+    key: str
+    names: tuple[str, ...]
+    optional: bool = False
+
+
+@dataclasses.dataclass
+class BundleOutput:
+    """What :meth:`Bundle.run` returns, on the grid of its first input (its affine, its shape).
+
+    Attributes:
+        labels: ``(I, J, K)`` uint8 (int16 past 255 labels), 0 = background, label ``n`` = ``names[n - 1]``.
+        names: segment names, one per label: the metadata's output ``channel_def`` when its labels are the channels
+            after a background channel 0; else (sigmoid channels merged by the bundle's own rule, e.g.
+            brats_mri_segmentation's 1, 2, 4) ``label <value>`` per value present, the values renumbered 1..n.
+        probabilities: ``(C, I, J, K)`` float32, or None when not asked for. Taken before the bundle's first
+            discretisation (``AsDiscreted``), after its own activation (a softmax of the scores when it has none),
+            and mapped to the input grid by the bundle's ``Invertd`` with linear interpolation.
+        probabilityNames: the name of each channel of ``probabilities``; None for a background channel (softmax
+            outputs have one; a single sigmoid channel gets ``1 - p`` as one; independent sigmoid channels none).
+        classes: the network's output channels (2 for one sigmoid channel: background and foreground).
+        warnings: what the user should know about this result (e.g. labels rounded, or resampled inputs).
     """
 
     labels: torch.Tensor
+    names: list[str]
     probabilities: torch.Tensor | None
     classes: int
+    probabilityNames: list[str | None] = dataclasses.field(default_factory=list)
     warnings: list[str] = dataclasses.field(default_factory=list)
+
+    exclusive: bool = True  # the probabilities are of exclusive classes (they sum to 1); False: independent sigmoid
+    # channels (brats_mri_segmentation, renalStructures_CECT_segmentation)
 
 
 @dataclasses.dataclass
@@ -112,9 +147,10 @@ class Bundle:
         self.version = str(metadata.get("version", ""))
         self.monaiVersion = str(metadata.get("monai_version", ""))
         self.labelNames = channelNames(metadata)
+        self.outputChannels = outputChannelNames(metadata)  # channel 0.. of the network's output, as named
         self.amp = _literal(parser, "evaluator", "amp") is True
         self._components: dict[str, _Components] = {}
-        self._inputKey = IMAGE_KEY
+        self.inputs: list[BundleInput] = []  # set while building, from the loader's keys
         self.reasonNotRunnable: str | None = None  # set while building: what MedDL cannot run yet
         self.hasPipeline = any(k in parser for k in PREPROCESSING_KEYS)  # False: only a network, run by the spec
 
@@ -141,6 +177,9 @@ class Bundle:
                          options={"bundle": {"name": self.name, "version": self.version,
                                              "monaiVersion": self.monaiVersion}})
         components = self.components(torch.device("cpu"))
+        if len(self.volumeNames) > 1:  # the panels name their input rows from the catalog's spec
+            spec.options["bundle"]["inputs"] = self.volumeNames
+            spec.options["bundle"]["requiredInputs"] = self.requiredVolumeNames
         from monai.transforms import NormalizeIntensityd, Orientationd, ScaleIntensityRanged, Spacingd
 
         for transform in components.preprocessing.transforms:
@@ -207,9 +246,6 @@ class Bundle:
         if inferer is None or not callable(inferer):
             raise DLError(f"has an 'inferer' that is not callable ({type(inferer).__name__})", node=self.label,
                           fix="set 'inferer' to a MONAI inferer, e.g. SlidingWindowInferer")
-        roi = getattr(inferer, "roi_size", None)
-        if (roi is not None and len(roi) == 2) or type(inferer).__name__ == "SliceInferer":
-            self.reasonNotRunnable = "is a 2D bundle (its inferer works on slices), which MedDL does not run yet"
         return _Components(_recompose(pre, preTransforms), inferer, _recompose(post, steps), steps)
 
     def _standIn(self, transform):
@@ -217,15 +253,89 @@ class Bundle:
         from monai.transforms import LoadImage, LoadImaged
 
         if isinstance(transform, LoadImaged):
-            keys = list(transform.keys)
-            if len(keys) != 1:
-                self.reasonNotRunnable = (f"loads {len(keys)} images ({', '.join(map(str, keys))}): bundles with "
-                                          "several inputs are not run by MedDL yet")
-            self._inputKey = keys[0]
+            self.inputs = self._inputsOf([str(k) for k in transform.keys])
             return _VolumeAsLoaded(transform)
         if isinstance(transform, LoadImage):
             self.reasonNotRunnable = "loads its image with an array transform (LoadImage), not LoadImaged"
         return transform
+
+    def _inputsOf(self, keys: list[str]) -> list[BundleInput]:
+        """The loader's keys as inputs: a label key is optional when there are image keys beside it; a lone image
+        key that the metadata gives several channels takes one volume per channel (named by its ``channel_def``)."""
+        optional = {k for k in keys if _isLabelKey(k)} if any(not _isLabelKey(k) for k in keys) else set()
+        required = [k for k in keys if k not in optional]
+        inputs = []
+        formats = (self.metadata.get("network_data_format") or {}).get("inputs") or {}
+        for key in keys:
+            names: tuple[str, ...] = (key,)
+            channels = int((formats.get(key) or {}).get("num_channels") or 1)
+            if len(required) == 1 and key in required and channels > 1:
+                defined = (formats.get(key) or {}).get("channel_def") or {}
+                names = tuple(_unique([str(defined.get(str(c), f"{key} {c + 1}")) for c in range(channels)]))
+            inputs.append(BundleInput(key, names, key in optional))
+        return inputs
+
+    @property
+    def volumeNames(self) -> list[str]:
+        """The names of the volumes the bundle takes, required ones first (``["image"]`` for one input)."""
+        ordered = [i for i in self.inputs if not i.optional] + [i for i in self.inputs if i.optional]
+        return [name for i in ordered for name in i.names]
+
+    @property
+    def requiredVolumeNames(self) -> list[str]:
+        return [name for i in self.inputs if not i.optional for name in i.names]
+
+    def inputData(self, image, others: dict | None = None) -> tuple[dict, list[str]]:
+        """The data the loader stand-in reads: ``image`` (the first volume, whose grid the result is on) and
+        ``others`` (volume name -> ``(C, I, J, K)`` MetaTensor) under the loader's keys; and warnings.
+
+        A vector volume whose components are a key's channels stands for all of them. Volumes on another grid
+        than ``image`` are resampled onto it (linear), as MONAI's loader would refuse them or the bundle's
+        concatenation fail; a warning says so.
+
+        Raises:
+            DLError: a name the bundle does not take, or a required volume not given.
+        """
+        others = dict(others or {})
+        required = self.requiredVolumeNames or [IMAGE_KEY]
+        unknown = sorted(set(others) - set(self.volumeNames) - {required[0]})
+        if unknown:
+            raise DLError(f"takes no input named {', '.join(map(repr, unknown))}", node=self.label,
+                          fix=f"name its inputs: {', '.join(self.volumeNames)}")
+        first = next((i for i in self.inputs if not i.optional), BundleInput(IMAGE_KEY, (IMAGE_KEY,)))
+        given = {required[0]: image, **others}
+        if len(first.names) > 1 and int(image.shape[0]) == len(first.names):  # one vector volume: all its channels
+            given.update({name: None for name in first.names[1:]})
+        missing = [n for n in required if n not in given]
+        if missing:
+            raise DLError(f"takes {len(required)} input volumes ({', '.join(required)}); "
+                          f"{', '.join(missing)} {'was' if len(missing) == 1 else 'were'} not given", node=self.label,
+                          fix="map each to a volume: in DL Segment, the model's input rows; on the command line, "
+                              f"--input {missing[0]}=FILE (one --input NAME=FILE per volume)")
+        data, warnings = {}, []
+        for entry in self.inputs:
+            volumes = [given.get(name) for name in entry.names]
+            if entry.optional and volumes[0] is None:
+                continue
+            volumes = [v for v in volumes if v is not None]
+            placed = []
+            for name, volume in zip(entry.names, volumes):
+                if volume is not image and not _sameGrid(volume, image):
+                    warnings.append(f"{self.label}: '{name}' ({volume.meta.get('name', name)}) is on another grid "
+                                    f"than '{required[0]}' ({image.meta.get('name', required[0])}); resampled onto it "
+                                    "(linear) before the bundle's preprocessing")
+                    meta = dict(volume.meta)
+                    volume = _onGrid(volume.float(), image, "bilinear")
+                    volume.meta["name"] = meta.get("name", name)
+                if len(volumes) > 1 and int(volume.shape[0]) != 1:
+                    raise DLError(f"'{name}' has {int(volume.shape[0])} components; each of "
+                                  f"{', '.join(entry.names)} is one scalar volume", node=self.label,
+                                  fix="pick a scalar volume for each")
+                placed.append(volume)
+            data[entry.key] = placed[0] if len(placed) == 1 else placed
+        if not self.inputs:
+            data[IMAGE_KEY] = image
+        return data, warnings
 
     def _checkPackages(self, transform, key: str) -> None:
         module = RUNTIME_PACKAGES.get(type(transform).__name__)
@@ -250,12 +360,14 @@ class Bundle:
 
     # --- running ---------------------------------------------------------------------------------------------
     def run(self, image, device: torch.device | str = "cpu", probabilities: bool = False,
-            windowBatchSize: int | None = None, progress: Callable[[float, str], None] | None = None) -> BundleOutput:
+            windowBatchSize: int | None = None, progress: Callable[[float, str], None] | None = None,
+            others: dict | None = None) -> BundleOutput:
         """Run the bundle on ``image`` and return its labels (and probabilities) on ``image``'s grid.
 
         Args:
             image: ``(C, I, J, K)`` MetaTensor, affine = IJK-to-RAS (:func:`~DLCommon.volumes.tensorFromVolume`);
-                it is not modified.
+                it is not modified. The bundle's first input (:attr:`volumeNames`).
+            others: the bundle's other inputs, volume name -> ``(C, I, J, K)`` MetaTensor (see :meth:`inputData`).
             device: where the network and the bundle's transforms run (the bundle's ``device`` key).
             probabilities: also return class probabilities ``(C, I, J, K)``.
             windowBatchSize: at most this many windows per network call (the bundle's ``sw_batch_size`` when
@@ -272,13 +384,17 @@ class Bundle:
         if windowBatchSize:
             first = max(1, min(first, int(windowBatchSize)))
 
+        data, warnings = self.inputData(image, others)
+
         def step(batchSize: int, stepDevice: torch.device) -> BundleOutput:
-            return self._run(image, stepDevice, batchSize, probabilities, report)
+            return self._run(data, image, stepDevice, batchSize, probabilities, report)
 
         output, _ = runWithOOMFallback(step, first, device)
+        output.warnings[:0] = warnings
         return output
 
-    def _run(self, image, device: torch.device, batchSize: int, probabilities: bool, report) -> BundleOutput:
+    def _run(self, given: dict, image, device: torch.device, batchSize: int, probabilities: bool,
+             report) -> BundleOutput:
         from monai.data import MetaTensor, decollate_batch, list_data_collate
 
         components = self.components(device)
@@ -292,7 +408,7 @@ class Bundle:
         network = self.network.to(device).eval()
         with self.bundlePath(), torch.no_grad():
             report(0.0, f"{self.name}: preprocessing")
-            data = self._apply(components.preprocessing, {self._inputKey: image}, "preprocessing")
+            data = self._apply(components.preprocessing, dict(given), "preprocessing")
             if IMAGE_KEY not in data:
                 raise DLError(f"has no '{IMAGE_KEY}' after its preprocessing, which its evaluator infers on",
                               node=self.label, fix="name the input image 'image' in the bundle's config")
@@ -315,13 +431,22 @@ class Bundle:
             item.update(decollate_batch({IMAGE_KEY: inputs, PRED_KEY: scores}, detach=True)[0])
             del batch, inputs, scores, data
             labelsData, probabilityData = self._postprocess(item, components, probabilities)
-        labels, warning = _labelsOnGrid(labelsData[PRED_KEY], image, classes, self)
-        result = BundleOutput(labels=labels, probabilities=None, classes=classes, warnings=[warning] if warning else [])
+        labels, warning = _labelsOnGrid(labelsData[PRED_KEY], image, self)
+        labels, names, naming = self._namedLabels(labels)
+        result = BundleOutput(labels=labels, names=names, probabilities=None, classes=classes,
+                              warnings=[w for w in (warning, naming) if w])
         if probabilityData is not None:
             values = _onGrid(probabilityData[PRED_KEY], image, "bilinear").float()
+            channels = list(self.outputChannels)
             if values.shape[0] == 1:  # one sigmoid channel: the foreground; background first, as for MedDL's models
                 values = MetaTensor(torch.cat([1 - values.as_tensor(), values.as_tensor()]), affine=values.affine)
-            result.probabilities = values
+                channels = [None, (self.labelNames or channels[-1:] or ["foreground"])[0]]
+            elif _isBackground(channels[0] if channels else "background"):
+                channels = [None] + [channels[c] if c < len(channels) else f"label {c}" for c in range(1, len(values))]
+            else:  # independent sigmoid channels, all foreground
+                channels = [channels[c] if c < len(channels) else f"channel {c}" for c in range(len(values))]
+            result.probabilities, result.probabilityNames = values, channels
+            result.exclusive = len(values) == 2 or not _sigmoidBeforeDiscretising(components.steps)
         report(1.0, f"{self.name}: done")
         return result
 
@@ -347,6 +472,23 @@ class Bundle:
                 linear.nearest_interp = (False,) * len(transform.nearest_interp)
                 scores = self._apply(Compose([linear]), scores, "postprocessing")
         return labels, scores
+
+    def _namedLabels(self, labels: torch.Tensor) -> tuple[torch.Tensor, list[str], str | None]:
+        """Labels ``(I, J, K)`` with their segment names (see :class:`BundleOutput`), and a warning when the
+        metadata does not name the values."""
+        values = [int(v) for v in torch.unique(labels).tolist() if v > 0]
+        top = max(values, default=0)
+        dtype = torch.uint8 if max(top, len(self.labelNames)) <= 255 else torch.int16
+        if self.labelNames and top <= len(self.labelNames):
+            return labels.to(dtype), list(self.labelNames), None
+        lookup = torch.zeros(top + 1, dtype=torch.int64)
+        lookup[values] = torch.arange(1, len(values) + 1)
+        named = ", ".join(self.outputChannels) if self.outputChannels else "none"
+        warning = (f"{self.label} gives the label values {', '.join(map(str, values))}, which its metadata does not "
+                   f"name one by one (its output channels: {named}); the segments are named by value "
+                   "(see the bundle's documentation for their meaning)") if values else None
+        compact = lookup[labels.long()].to(torch.uint8 if len(values) <= 255 else torch.int16)
+        return compact, [f"label {v}" for v in values], warning
 
     def _apply(self, transform, data: dict, key: str) -> dict:
         """Run one of the bundle's transform chains; a failure names the bundle and the config key."""
@@ -388,12 +530,20 @@ class _VolumeAsLoaded:
         d = dict(data)
         reader = self.loader._loader
         for key in self.keys:
-            volume = d[key]
-            if not isinstance(volume, MetaTensor) or volume.ndim != 4:
-                raise TypeError(f"'{key}' must be a (C, I, J, K) MetaTensor from the volume, got {type(volume)}")
+            if key not in d:  # an optional input (a label key) not mapped: left out
+                continue
+            volumes = d[key] if isinstance(d[key], (list, tuple)) else [d[key]]
+            for volume in volumes:
+                if not isinstance(volume, MetaTensor) or volume.ndim != 4:
+                    raise TypeError(f"'{key}' must be a (C, I, J, K) MetaTensor from a volume, got {type(volume)}")
+            volume = volumes[0]  # the loader's meta is the first file's
             values = volume.as_tensor().detach().cpu()
-            # a scalar file reads as (I, J, K) with no channel, a vector file with its components last
-            array, channelDim = (values[0], float("nan")) if values.shape[0] == 1 else (values.permute(1, 2, 3, 0), -1)
+            if len(volumes) > 1:  # several files: each (I, J, K), stacked as a new first (channel) axis
+                array = torch.stack([v.as_tensor().detach().cpu()[0] for v in volumes])
+                channelDim = 0
+            else:  # a scalar file reads as (I, J, K) with no channel, a vector file with its components last
+                array, channelDim = ((values[0], float("nan")) if values.shape[0] == 1
+                                     else (values.permute(1, 2, 3, 0), -1))
             affine = _withoutRoundOff(np.asarray(volume.affine, dtype=np.float64))
             space = SpaceKeys.RAS
             if _readsLps(reader):  # an ITKReader with affine_lps_to_ras=False keeps ITK's LPS
@@ -416,20 +566,28 @@ class _VolumeAsLoaded:
         return d
 
 
-def loadBundle(root: Path, device: torch.device | str = "cpu", weightsOnly: bool = True) -> Bundle:
+def loadBundle(root: Path, device: torch.device | str = "cpu", weightsOnly: bool = True,
+               trusted: bool = False) -> Bundle:
     """Read the bundle in ``root`` (a folder with ``configs/`` and ``models/``): parse its inference config with
     ``bundle_root`` set, build its network (``network_def`` and ``models/model.pt``, or ``models/model.ts``) and
-    the preprocessing, inferer and postprocessing :meth:`Bundle.run` uses.
+    the preprocessing, inferer and postprocessing :meth:`Bundle.run` uses. Its code must be trusted first
+    (:mod:`DLCommon.bundletrust`; ``trusted``: the caller verified the checksum the user pinned): nothing of the
+    config is evaluated before.
 
     Raises:
-        DLError: naming the bundle, the config key and the fix, for a bundle that cannot be built.
+        DLError: naming the bundle, the config key and the fix, for a bundle that cannot be built; for a bundle
+            whose code the user has not trusted, showing that code.
     """
     from monai.bundle import ConfigParser
+
+    from .bundletrust import checkTrusted
 
     configs = root / "configs"
     configFile = next((configs / n for n in CONFIG_NAMES if (configs / n).exists()), None)
     if configFile is None:
         raise DLError("has no configs/inference.json or .yaml", file=root, fix="add the bundle's inference config")
+    if not trusted:  # its code runs from here on (imports, '$' expressions, scripts): only with the user's consent
+        checkTrusted(root)
     metadata: dict = {}
     metadataFile = configs / "metadata.json"
     parser = ConfigParser()
@@ -540,14 +698,25 @@ def packageError(bundle: Bundle, key: str, module: str, detail: str) -> DLError:
                    fix=f"install it: pip install {spec} (in Slicer: slicer.util.pip_install('{spec}'))")
 
 
-def channelNames(metadata: dict) -> list[str]:
-    """Foreground names 1..n from ``network_data_format.outputs.pred.channel_def`` (gaps named ``label k``)."""
+def _channelDef(metadata: dict) -> dict[int, str]:
     outputs = ((metadata.get("network_data_format") or {}).get("outputs") or {})
     pred = outputs.get(PRED_KEY) or next(iter(outputs.values()), {}) or {}
-    channels = {int(k): str(v) for k, v in (pred.get("channel_def") or {}).items() if str(k).lstrip("-").isdigit()}
-    if not channels or max(channels) < 1:
+    return {int(k): str(v) for k, v in (pred.get("channel_def") or {}).items() if str(k).lstrip("-").isdigit()}
+
+
+def channelNames(metadata: dict) -> list[str]:
+    """Foreground names 1..n from ``network_data_format.outputs.pred.channel_def`` (gaps named ``label k``), when
+    its channel 0 is the background (labels = channels); else none (independent sigmoid channels)."""
+    channels = _channelDef(metadata)
+    if not channels or max(channels) < 1 or not _isBackground(channels.get(0, "background")):
         return []
     return [channels.get(i, f"label {i}") for i in range(1, max(channels) + 1)]
+
+
+def outputChannelNames(metadata: dict) -> list[str]:
+    """The names of the network's output channels 0..n-1 from the metadata's ``channel_def`` (gaps: ``channel k``)."""
+    channels = _channelDef(metadata)
+    return [channels.get(i, f"channel {i}") for i in range(max(channels) + 1)] if channels else []
 
 
 def stableColor(name: str) -> tuple[float, float, float]:
@@ -571,6 +740,45 @@ def bundleColors(names: Sequence[str], scene=None) -> list[tuple[float, float, f
 
 
 # --- helpers ---------------------------------------------------------------------------------------------------
+
+def _sigmoidBeforeDiscretising(steps: list) -> bool:
+    """True when the postprocessing applies a sigmoid before its first discretisation: its channels are independent
+    probabilities, not exclusive classes."""
+    from monai.transforms import Activations, Activationsd, AsDiscrete, AsDiscreted
+
+    for step in steps:
+        if isinstance(step, (AsDiscrete, AsDiscreted)):
+            return False
+        if isinstance(step, Activationsd) and any(step.sigmoid):  # one flag per key
+            return True
+        if isinstance(step, Activations) and step.sigmoid:
+            return True
+    return False
+
+
+def _isBackground(name: str) -> bool:
+    return _key(name) in {"background", "bg", "_background_", "backgroundclass"}
+
+
+def _isLabelKey(key: str) -> bool:
+    """A loader key holding a reference segmentation, not an image (``label``, ``seg``, ``label_1``, ``mask``)."""
+    return _key(key).startswith(("label", "seg", "mask", "gt"))
+
+
+def _unique(names: list[str]) -> list[str]:
+    seen: dict[str, int] = {}
+    out = []
+    for name in names:
+        seen[name] = seen.get(name, 0) + 1
+        out.append(name if seen[name] == 1 else f"{name} {seen[name]}")
+    return out
+
+
+def _sameGrid(volume, image) -> bool:
+    return (tuple(volume.shape[1:]) == tuple(image.shape[1:])
+            and torch.allclose(torch.as_tensor(volume.affine, dtype=torch.float64).cpu(),
+                               torch.as_tensor(image.affine, dtype=torch.float64).cpu(), atol=1e-4))
+
 
 def _key(name: str) -> str:
     return "".join(name.lower().replace("_", " ").split())
@@ -639,7 +847,7 @@ def _countingPredictor(network, inputs, inferer, report, name: str):
     return predictor
 
 
-def _labelsOnGrid(pred, image, classes: int, bundle: Bundle) -> tuple[torch.Tensor, str | None]:
+def _labelsOnGrid(pred, image, bundle: Bundle) -> tuple[torch.Tensor, str | None]:
     """The label map ``(I, J, K)`` on ``image``'s grid from the bundle's final prediction (one channel of labels,
     or one-hot / probabilities over channels: argmax), and a warning when its labels had to be rounded."""
     from monai.data import MetaTensor
@@ -660,14 +868,13 @@ def _labelsOnGrid(pred, image, classes: int, bundle: Bundle) -> tuple[torch.Tens
                        f"nearest_interp false): {float((labels != rounded).float().mean()):.0%} of the voxels held "
                        "fractional labels, rounded to the nearest label")
         labels = rounded
-        if labels.numel() and (float(labels.min()) < 0 or float(labels.max()) >= max(classes, 2)):
-            raise DLError(f"gives labels {float(labels.min()):g}..{float(labels.max()):g} for {classes} classes",
-                          node=bundle.label, fix="check the bundle's postprocessing")
+        if labels.numel() and (float(labels.min()) < 0 or float(labels.max()) > 32767):
+            raise DLError(f"gives labels {float(labels.min()):g}..{float(labels.max()):g}, not 0 (background) and "
+                          "positive labels", node=bundle.label, fix="check the bundle's postprocessing")
     else:
         labels = values.argmax(0).float()
-    dtype = torch.uint8 if classes <= 256 else torch.int16
     labels = MetaTensor(labels[None], affine=_affineOf(pred, image))
-    return _onGrid(labels, image, "nearest")[0].round().to(dtype), warning
+    return _onGrid(labels, image, "nearest")[0].round().to(torch.int16), warning
 
 
 def _affineOf(pred, image) -> torch.Tensor:

@@ -163,11 +163,15 @@ class ModelCatalog:
         return self.get(modelId).sha256
 
     def importFile(self, path: str | Path, modelId: str | None = None, title: str = "",
-                   sha256: str | None = None, spec: ModelSpec | dict | None = None) -> CatalogEntry:
+                   sha256: str | None = None, spec: ModelSpec | dict | None = None,
+                   trustBundle: bool | str = False) -> CatalogEntry:
         """Copy a local model file (TorchScript, bundle zip, checkpoint .pt) into the cache and list it.
 
         A checkpoint's ``.json`` spec beside the ``.pt`` is copied too. ``sha256``, if given, is
         checked first (so a file received over an untrusted channel is verified before it is trusted).
+        A bundle is loaded first (a bundle that cannot run is not listed) and its spec recorded (names, inputs);
+        its code runs only when trusted (:mod:`DLCommon.bundletrust`): ``trustBundle`` True records the user's
+        consent, a code SHA-256 pins the code the user reviewed.
         """
         source = Path(path).expanduser()
         if not source.is_file():
@@ -176,6 +180,13 @@ class ModelCatalog:
         if sha256:
             verifySha256(source, sha256)
         kind = detectFormat(source)
+        if kind == "bundle":
+            from .bundletrust import trustBundle as trust
+
+            if trustBundle:
+                trust(source, trustBundle if isinstance(trustBundle, str) else None)
+            loaded = loadModel(source)  # refuses an untrusted or broken bundle before anything is listed
+            spec = spec or loaded.spec
         entry = CatalogEntry(id=modelId or source.stem, url=source.resolve().as_uri(), sha256=digest,
                              title=title or source.stem, format=kind, fileName=source.name,
                              spec=(spec.toDict() if isinstance(spec, ModelSpec) else dict(spec or {})))

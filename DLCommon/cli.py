@@ -68,7 +68,12 @@ def buildParser() -> argparse.ArgumentParser:
     imported.add_argument("--id", help="catalog id (default: file name)")
     imported.add_argument("--title", default="")
     imported.add_argument("--sha256", help="expected checksum; the import is refused if it differs")
+    addTrustArgument(imported)
     imported.set_defaults(handler=_modelsImport)
+    inspect = modelCommands.add_parser("inspect", help="show the code a MONAI bundle runs (imports, '$' expressions, "
+                                                       "targets, scripts) and its code SHA-256")
+    inspect.add_argument("file", help="bundle folder or .zip")
+    inspect.set_defaults(handler=_modelsInspect)
     verify = modelCommands.add_parser("verify", help="re-hash cached models against the catalog")
     verify.add_argument("ids", nargs="*", help="model ids (default: all)")
     verify.set_defaults(handler=_modelsVerify)
@@ -223,13 +228,48 @@ def _modelsList(args) -> int:
         return 0
     for entry in entries:
         cached = "cached" if catalog.cachedPath(entry.id).exists() else "not cached"
-        print(f"{entry.id:24s} {entry.format or '?':12s} {entry.sha256[:12]}  {cached:10s} {entry.title}")
+        inputs = ((entry.spec.get("options") or {}).get("bundle") or {}).get("inputs")
+        print(f"{entry.id:24s} {entry.format or '?':12s} {entry.sha256[:12]}  {cached:10s} {entry.title}"
+              + (f"  (inputs: {', '.join(inputs)})" if inputs else ""))
     return 0
 
 
+def addTrustArgument(parser) -> None:
+    """``--trust-bundle [SHA256]``: consent to run a MONAI bundle's code (:mod:`DLCommon.bundletrust`)."""
+    parser.add_argument("--trust-bundle", nargs="?", const=True, default=False, metavar="SHA256",
+                        help="run this MONAI bundle's code (its imports, '$' expressions and scripts: see `meddl models "
+                             "inspect FILE`); with its code SHA-256, only if the code is exactly that")
+
+
+def trustFromArguments(path, args) -> None:
+    """Record the consent ``--trust-bundle`` gives for the bundle at ``path`` (a no-op for other models and ids);
+    without the flag, on a terminal, show the code and ask."""
+    from .bundletrust import bundleCode, isTrusted, trustBundle
+    from .models import detectFormat
+
+    path = Path(str(path)).expanduser()
+    if not path.exists() or detectFormat(path) != "bundle":
+        return
+    if args.trust_bundle:
+        trustBundle(path, args.trust_bundle if isinstance(args.trust_bundle, str) else None)
+    elif sys.stdin.isatty() and sys.stderr.isatty() and not isTrusted(path) and bundleCode(path).runsCode:
+        print(bundleCode(path).report(), file=sys.stderr)
+        if input("Run this bundle's code? [y/N] ").strip().lower() in ("y", "yes"):
+            trustBundle(path)
+
+
 def _modelsImport(args) -> int:
+    trustFromArguments(args.file, args)
     entry = _catalog(args).importFile(args.file, modelId=args.id, title=args.title, sha256=args.sha256)
     print(f"Imported '{entry.id}' ({entry.format}, sha256 {entry.sha256})")
+    return 0
+
+
+def _modelsInspect(args) -> int:
+    from .bundletrust import bundleCode, isTrusted
+
+    print(bundleCode(args.file).report())
+    print("trusted: yes" if isTrusted(args.file) else "trusted: no (run with --trust-bundle to consent)")
     return 0
 
 

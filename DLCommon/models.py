@@ -171,7 +171,9 @@ def loadModel(source: str | Path, sha256: str | None = None, device: torch.devic
 
     Args:
         source: path (see module docstring for the formats).
-        sha256: expected SHA-256; a mismatch raises before anything is deserialised.
+        sha256: expected SHA-256; a mismatch raises before anything is deserialised. For a MONAI bundle, a
+            verified checksum is also the consent to run its code (:mod:`DLCommon.bundletrust`): the catalog
+            passes the checksum recorded when the user imported it.
         device: where to put the network.
         weightsOnly: keep ``True`` for files you did not make: ``torch.load(weights_only=True)`` refuses
             pickled code. Only set ``False`` for a file from a source you trust.
@@ -186,8 +188,8 @@ def loadModel(source: str | Path, sha256: str | None = None, device: torch.devic
         verifySha256(path, sha256)  # a checkpoint's checksum is that of its weights file, checked below
     if kind == "torchscript":
         network, spec = _loadTorchScript(path, device)
-    elif kind == "bundle":
-        network, spec, bundle = _loadBundle(path, device, weightsOnly)
+    elif kind == "bundle":  # a verified checksum pins the bundle the user chose: consent to its code
+        network, spec, bundle = _loadBundle(path, device, weightsOnly, trusted=bool(sha256))
     else:
         network, spec, networkDef = _loadCheckpoint(path, device, weightsOnly, sha256)
     network.eval()
@@ -277,12 +279,12 @@ def _loadState(network: torch.nn.Module, state: dict, path: Path) -> None:
                       fix="use the network spec the weights were trained with") from None
 
 
-def _loadBundle(path: Path, device, weightsOnly: bool):
+def _loadBundle(path: Path, device, weightsOnly: bool, trusted: bool = False):
     """A bundle's network, its descriptive spec and the :class:`~DLCommon.bundles.Bundle` that runs it unchanged
     (its own preprocessing, inferer and postprocessing; see :mod:`DLCommon.bundles`)."""
     from .bundles import loadBundle
 
-    bundle = loadBundle(_bundleRoot(path), device, weightsOnly)
+    bundle = loadBundle(_bundleRoot(path), device, weightsOnly, trusted=trusted)
     return bundle.network, bundle.spec(), bundle
 
 

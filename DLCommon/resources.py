@@ -15,6 +15,7 @@ import dataclasses
 import math
 import os
 import time
+import weakref
 from typing import Callable
 
 import torch
@@ -132,23 +133,143 @@ def makeEstimate(what: str, device: torch.device | str, deviceBytes: int, hostBy
 def _windowCost(network: torch.nn.Module, channels: int, roi: tuple[int, ...], device: torch.device
                 ) -> tuple[int, float]:
     """``(activation bytes, seconds)`` of one window through ``network`` on ``device`` (measured: on CUDA the
-    allocator's peak; on the CPU the layer outputs, see :func:`_cpuActivations`)."""
-    window = torch.zeros((1, channels) + roi, device=device)
+    allocator's peak, on the second call, as the first pays one-off costs such as cuDNN's kernel choice; on the CPU
+    the layer outputs of one timed call, see :func:`_cpuActivations`). Remembered per network, input channels,
+    window and device: a cohort or a second run of the same model measures nothing again."""
+    key = (int(channels), tuple(int(r) for r in roi), str(device))
+    known = _WINDOW_COSTS.setdefault(network, {})
+    if key in known:
+        return known[key]
     network.eval()
+    if device.type != "cuda":
+        known[key] = _cpuWindowCost(network, channels, roi, device)
+        return known[key]
+    window = torch.zeros((1, channels) + roi, device=device)
     with torch.no_grad():
-        network(window)  # the first call pays one-off costs (allocations, cuDNN's kernel choice): measure the second
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-            torch.cuda.reset_peak_memory_stats(device)
-            base = torch.cuda.memory_allocated(device)
+        network(window)
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
         started = time.perf_counter()
         network(window)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+        torch.cuda.synchronize(device)
         seconds = time.perf_counter() - started
-    if device.type == "cuda":
-        return int(torch.cuda.max_memory_allocated(device) - base), seconds
-    return _cpuActivations(network, window), seconds
+    known[key] = (int(torch.cuda.max_memory_allocated(device) - base), seconds)
+    return known[key]
+
+
+_WINDOW_COSTS: "weakref.WeakKeyDictionary[torch.nn.Module, dict]" = weakref.WeakKeyDictionary()
+
+
+def _cpuWindowCost(network: torch.nn.Module, channels: int, roi: tuple[int, ...], device: torch.device
+                   ) -> tuple[int, float]:
+    """One window's ``(activation bytes, seconds)`` on a device without a peak counter, without running a window
+    (a plan must not cost as much as the run it plans: a bundle's image often fits one window).
+
+    The layer outputs and the floating-point operations come from a probe window (:func:`_probeCost`); the time is
+    the operations at this machine's measured convolution speed plus the layer outputs written and read at its
+    measured copy speed: an estimate (measured on 2 CPU cores: 0.6x the time of a renalStructures SegResNet window,
+    0.3x that of a small U-Net, whose thin layers convolve below that speed). A network the probe does not fit, or
+    one whose window takes under :data:`CHEAP_WINDOW_SECONDS`, is timed on one real window."""
+    shadow = _probeCost(network, channels, roi, device)
+    if shadow is not None:
+        activations, flops = shadow
+        seconds = flops / _flopsPerSecond(device) + 4 * activations / _bytesPerSecond(device)
+        if seconds > CHEAP_WINDOW_SECONDS:
+            return activations, seconds
+    window = torch.zeros((1, channels) + roi, device=device)
+    started = time.perf_counter()
+    measured = _cpuActivations(network, window)
+    return (shadow[0] if shadow is not None else measured), time.perf_counter() - started
+
+
+CHEAP_WINDOW_SECONDS = 0.05  # below this a real window costs nothing worth saving, and is exact
+
+
+def _probeCost(network: torch.nn.Module, channels: int, roi: tuple[int, ...], device: torch.device
+               ) -> tuple[int, int] | None:
+    """``(activation bytes, floating-point operations)`` of one window, from a probe window of 16 (or 32) voxels a
+    side scaled by the voxel count: exact for convolutional networks, whose every layer output scales with the
+    window when its edges divide by the probe's (a meta-device pass would need no arithmetic, but its batch-norm
+    decomposition imports TorchDynamo: 1.4 s on the first plan). None where the probe does not fit (edges that do
+    not divide, a network whose output is not window-shaped, TorchScript)."""
+    if isinstance(network, torch.jit.ScriptModule):
+        return None
+    for edge in (16, 32):
+        if any(r % edge for r in roi):
+            return None
+        probe = torch.zeros((1, channels) + (edge,) * len(roi), device=device)
+        try:
+            outputs, flops, shape = _layerCosts(network, probe)
+        except Exception as exc:  # noqa: BLE001 - e.g. SwinUNETR's ValueError below 32 voxels a side
+            if isOutOfMemory(exc):
+                raise
+            continue
+        if tuple(shape[2:]) != tuple(probe.shape[2:]):
+            return None
+        scale = math.prod(roi) / edge ** len(roi)
+        return int(outputs * scale) // 2, int(flops * scale)  # activations as _cpuActivations counts them
+    return None
+
+
+def _flopsPerSecond(device: torch.device) -> float:
+    """This machine's speed of a 3D convolution on ``device`` (FLOP/s), measured once per process (~0.05 s)."""
+    key = str(device)
+    if key not in _FLOP_RATES:
+        convolution = torch.nn.Conv3d(32, 32, 3, padding=1).to(device).eval()
+        volume = torch.zeros((1, 32, 32, 32, 32), device=device)
+        with torch.no_grad():
+            convolution(volume)  # the first call pays one-off costs
+            started = time.perf_counter()
+            convolution(volume)
+            seconds = max(time.perf_counter() - started, 1e-6)
+        _FLOP_RATES[key] = 2 * 32 * 32 * 27 * 32 ** 3 / seconds
+    return _FLOP_RATES[key]
+
+
+def _bytesPerSecond(device: torch.device) -> float:
+    """This machine's copy speed on ``device`` (bytes read and written per second), measured once per process."""
+    key = str(device)
+    if key not in _COPY_RATES:
+        source, target = torch.ones(1 << 22, device=device), torch.empty(1 << 22, device=device)
+        target.copy_(source)
+        started = time.perf_counter()
+        target.copy_(source)
+        _COPY_RATES[key] = 2 * 4 * (1 << 22) / max(time.perf_counter() - started, 1e-6)
+    return _COPY_RATES[key]
+
+
+_FLOP_RATES: dict[str, float] = {}
+_COPY_RATES: dict[str, float] = {}
+
+
+def _layerCosts(network: torch.nn.Module, window: torch.Tensor) -> tuple[int, int, tuple]:
+    """``(bytes of all leaf layers' outputs, floating-point operations of its convolutions and linear layers, the
+    output's shape)`` of one forward pass of ``window`` (forward hooks). Counted by hand: ``torch.utils.flop_counter``
+    imports TorchDynamo, 1.6 s on the first plan."""
+    sizes, flops = [0], [0]
+
+    def record(module, inputs, output):
+        if not isinstance(output, torch.Tensor):
+            return
+        sizes[0] += output.numel() * output.element_size()
+        if isinstance(module, torch.nn.modules.conv._ConvNd):
+            kernel = math.prod(module.kernel_size) * module.in_channels // module.groups
+            if module.transposed:  # each input voxel spreads over a kernel of every output channel
+                flops[0] += 2 * inputs[0].numel() * math.prod(module.kernel_size) * module.out_channels // module.groups
+            else:
+                flops[0] += 2 * output.numel() * kernel
+        elif isinstance(module, torch.nn.Linear):
+            flops[0] += 2 * output.numel() * module.in_features
+
+    handles = [m.register_forward_hook(record) for m in network.modules() if not list(m.children())]
+    try:
+        with torch.no_grad():
+            output = network(window)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return sizes[0], flops[0], tuple(output.shape) if isinstance(output, torch.Tensor) else ()
 
 
 def _cpuActivations(network: torch.nn.Module, window: torch.Tensor) -> int:
@@ -159,20 +280,7 @@ def _cpuActivations(network: torch.nn.Module, window: torch.Tensor) -> int:
     would save for backward are counted (about 3/4 of the layer outputs of the same U-Net), two thirds of them.
     """
     if not isinstance(network, torch.jit.ScriptModule):
-        sizes: list[int] = []
-
-        def record(module, inputs, output):
-            if isinstance(output, torch.Tensor):
-                sizes.append(output.numel() * output.element_size())
-
-        handles = [m.register_forward_hook(record) for m in network.modules() if not list(m.children())]
-        try:
-            with torch.no_grad():
-                network(window)
-        finally:
-            for handle in handles:
-                handle.remove()
-        return sum(sizes) // 2
+        return _layerCosts(network, window)[0] // 2
     saved: dict[int, int] = {}
 
     def pack(tensor):
@@ -277,7 +385,7 @@ def estimateSlidingWindow(network: torch.nn.Module, image, spec, device: torch.d
     if spec.spacing:  # the grid the network sees
         shape = [max(1, round(n * s / t)) for n, s, t in zip(shape, spacing, spec.spacing)]
     roi = tuple(int(r) for r in spec.roiSize) if spec.roiSize else tuple(shape)
-    channels = int(image.shape[0])
+    channels = int(spec.inputChannels or image.shape[0])  # a bundle's network may take several volumes as channels
     voxels, inputVoxels = math.prod(shape), math.prod(inputShape)
     classes = max(2, len(spec.labelNames or []) + 1)
     host = 4 * channels * (inputVoxels + voxels)  # the input and its resampled / normalised copy

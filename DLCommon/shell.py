@@ -218,9 +218,34 @@ class ModuleWidgetMixin:
             self.ensureDependencies()  # the catalog reads models with torch
             from DLCommon import ModelCatalog
 
+            if not self.consentToBundleCode(path):
+                return
             entry = ModelCatalog().importFile(path)
             self.refreshModels()
             self._parameterNode.modelId = entry.id
+
+    def consentToBundleCode(self, path: str) -> bool:
+        """For a MONAI bundle whose code is not trusted yet: show what it runs (its imports, '$' expressions,
+        targets and scripts, in the dialog's details) and record the user's consent; False if declined."""
+        import slicer
+
+        from DLCommon.bundletrust import bundleCode, isTrusted, trustBundle
+        from DLCommon.models import detectFormat
+
+        if detectFormat(path) != "bundle" or isTrusted(path):
+            return True
+        code = bundleCode(path)
+        if not code.runsCode:
+            return True
+        # Base/Python/slicer/util.py: confirmYesNoDisplay passes detailedText to ctkMessageBox (and answers Yes in
+        # testing mode, so self-tests import without a click)
+        if not slicer.util.confirmYesNoDisplay(
+                f"The MONAI bundle '{code.name}' runs Python code when it is loaded: {code.summary()}.\n\n"
+                "Run it only if you trust its source. Trust this bundle's code and import it?",
+                windowTitle="Trust MONAI bundle code", detailedText=code.report()):
+            return False
+        trustBundle(path, code.sha256)
+        return True
 
     def ensureDependencies(self) -> None:
         """Override: install PyTorch and the module's requirements if missing (the shell knows its file)."""

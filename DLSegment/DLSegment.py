@@ -89,6 +89,7 @@ class DLSegmentWidget(ModuleWidgetMixin, ScriptedLoadableModuleWidget, VTKObserv
     def _updateButtons(self, caller=None, event=None) -> None:
         p = self._parameterNode
         self.syncModelSelector()
+        self.showModelInputs()
         self.ui.applyButton.enabled = self.isIdle and bool(p and p.inputVolume and p.modelId)
         self.ui.trainButton.enabled = self.isIdle and bool(p and p.trainingVolumes and p.modelName)
         self.ui.cancelButton.enabled = self.ui.cancelTrainButton.enabled = not self.isIdle
@@ -98,6 +99,24 @@ class DLSegmentWidget(ModuleWidgetMixin, ScriptedLoadableModuleWidget, VTKObserv
             for volume, segmentation in zip(p.trainingVolumes, p.trainingSegmentations):
                 if volume is not None and segmentation is not None:  # a deleted node reads None
                     self.ui.pairsListWidget.addItem(f"{volume.GetName()}  +  {segmentation.GetName()}")
+
+    def showModelInputs(self) -> None:
+        """Name the input rows after the selected model's inputs (a bundle's T1c, T1, T2, FLAIR); hide the rows it
+        does not use."""
+        modelId = self._parameterNode.modelId if self._parameterNode else ""
+        if getattr(self, "_inputsShownFor", None) == modelId:
+            return
+        self._inputsShownFor = modelId
+        try:
+            names = parameters.modelInputNames(modelId)
+        except Exception:  # noqa: BLE001 - an unreadable catalog: the plain rows (Apply reports the error)
+            names = []
+        self.ui.label_1.text = f"{names[0]}:" if names else _("Input volume:")
+        for n in parameters.OTHER_INPUTS:
+            label, selector = getattr(self.ui, f"inputVolume{n}Label"), getattr(self.ui, f"inputVolume{n}Selector")
+            label.visible = selector.visible = len(names) >= n
+            if len(names) >= n:
+                label.text = f"{names[n - 1]}:"
 
     # --- actions -------------------------------------------------------------------------------------------
     def onImportModel(self) -> None:

@@ -14,21 +14,26 @@ TRAINING_FLAGS = ("loss", "network", "epochs", "batchesPerEpoch", "batchSize", "
 
 
 def addCommands(commands) -> None:
+    from DLCommon.cli import addTrustArgument
     from DLCommon.settings import addArguments, defaultOf
 
     from .config import SegmentationTrainingConfig
 
     segment = commands.add_parser("segment", help="segment a volume (or every volume in a folder) with a model")
     segment.add_argument("--model", required=True, help="catalog id or model file / bundle")
-    segment.add_argument("--input", required=True,
+    segment.add_argument("--input", required=True, action="append", metavar="FILE | NAME=FILE",
                          help="volume file, or a cohort: a folder of volumes or a CSV with an 'input' column "
-                              "(optional 'name', 'output'); sharded over torchrun processes, resumable")
+                              "(optional 'name', 'output'); sharded over torchrun processes, resumable. A bundle "
+                              "that takes several volumes: one --input NAME=FILE each (its names: `meddl models "
+                              "list`; e.g. --input T1c=a.nii.gz --input T1=b.nii.gz ...), or a CSV with a "
+                              "column per name")
     segment.add_argument("--output", required=True,
                          help="output .seg.nrrd (for a cohort: an output folder, with manifest.csv)")
     segment.add_argument("--probabilities", help="also write class probabilities (a 4D .nrrd / a folder)")
     segment.add_argument("--mirror", action="store_true",
                          help="test-time augmentation: average with the left-right mirrored prediction (2x time)")
     segment.add_argument("--device", default="auto")
+    addTrustArgument(segment)
     segment.set_defaults(handler=_segment, dryRun=True)
 
     train = commands.add_parser("train-segment", help="train a segmentation model on image / label files")
@@ -52,62 +57,104 @@ def _segment(args) -> int:
     from DLCommon.cohort import CohortItem, cohortItems, isCohortSource, runCohortCommand
     from DLCommon.storage import checkWritable
 
+    from DLCommon.cli import trustFromArguments
+
     from .logic import resolveModel
 
-    cohort = isCohortSource(args.input)
+    trustFromArguments(args.model, args)
+    model = resolveModel(args.model)
+    inputs = _namedInputFiles(args.input, model)
+    cohort = len(inputs) == 1 and isCohortSource(next(iter(inputs.values())))
     for option in ("output", "probabilities"):  # before any work: a typo in an output path costs no run
         if getattr(args, option) and not args.dry_run:
             checkWritable(Path(getattr(args, option)) / "manifest.csv" if cohort else getattr(args, option))
-    model = resolveModel(args.model)
     if args.dry_run:
-        return _segmentDryRun(model, args)
+        return _segmentDryRun(model, inputs, args)
 
     def process(item: CohortItem, output: Path) -> None:
-        _segmentFile(model, item.inputs["input"], output, args, item.name)
+        _segmentFile(model, item.inputs, output, args, item.name)
 
-    if not isCohortSource(args.input):
-        process(CohortItem(Path(args.input).name, {"input": Path(args.input)}, Path(args.output)), Path(args.output))
+    if not cohort:
+        first = next(iter(inputs.values()))
+        process(CohortItem(first.name, inputs, Path(args.output)), Path(args.output))
         return 0
     folder = Path(args.output)
-    items = cohortItems(args.input, lambda name: folder / f"{name}.seg.nrrd")
+    bundle = getattr(model, "bundle", None)  # a bundle with several inputs: a CSV column per input name
+    names = bundle.requiredVolumeNames if bundle is not None and len(bundle.volumeNames) > 1 else ["input"]
+    items = cohortItems(next(iter(inputs.values())), lambda name: folder / f"{name}.seg.nrrd", columns=names)
     return runCohortCommand(items, process, folder / "manifest.csv", "segment")
 
 
-def _applyJob(model, path: Path, args, scene):
-    """The job the DL Segment panel makes for these settings (``parameters.applyJob``), on ``path`` loaded into
-    ``scene``: the command, its ``--dry-run`` and the Slicer widget run the same job."""
+def _namedInputFiles(entries: list[str], model) -> dict[str, Path]:
+    """``--input`` entries as input name -> path, the model's first input first: ``FILE`` is the first input
+    (``input`` for a cohort's column); ``NAME=FILE`` names a bundle's input (``=`` in a file name that exists is
+    the file's)."""
+    from DLCommon import DLError
+
+    bundle = getattr(model, "bundle", None)
+    names = bundle.volumeNames if bundle is not None and len(bundle.volumeNames) > 1 else []
+    first = names[0] if names else "input"
+    named: dict[str, Path] = {}
+    for entry in entries:
+        name, sep, path = entry.partition("=")
+        if not sep or Path(entry).exists() or not name or "/" in name or "\\" in name:
+            name, path = first, entry
+        if name in named:
+            raise DLError(f"is given twice ({named[name]}, {path})", node=f"--input {name}",
+                          fix="give each input once")
+        named[name] = Path(path)
+    unknown = [n for n in named if n not in names + [first]]
+    if unknown:
+        raise DLError(f"names {', '.join(map(repr, unknown))}, which the model does not take", node="--input",
+                      fix=f"name its inputs: {', '.join(names)}" if names else "give one --input FILE")
+    if first not in named:
+        raise DLError(f"does not give the model's first input '{first}'", node="--input",
+                      fix=f"add --input {first}=FILE (its result is on that volume's grid)")
+    return {first: named.pop(first), **named}
+
+
+def _applyJob(model, inputs: dict[str, Path], args, scene):
+    """The job the DL Segment panel makes for these settings (``parameters.applyJob``), on the files ``inputs``
+    (input name -> path, the first input first) loaded into ``scene``: the command, its ``--dry-run`` and the Slicer
+    widget run the same job."""
     import types
 
     from DLCommon.storage import loadVolume
 
     from . import MODULE
 
-    settings = types.SimpleNamespace(inputVolume=loadVolume(path, scene), modelId=model, outputSegmentation=None,
+    volumes = {name: loadVolume(path, scene) for name, path in inputs.items()}
+    first = next(iter(volumes))
+    settings = types.SimpleNamespace(inputVolume=volumes.pop(first), modelId=model, outputSegmentation=None,
                                      probabilityVolumes=bool(args.probabilities), entropyVolume=False,
-                                     mirror=args.mirror)
+                                     mirror=args.mirror, otherInputs=volumes)
     return MODULE.makeJob("apply", MODULE.makeEngine(scene), settings, device=args.device), settings.inputVolume
 
 
-def _segmentDryRun(model, args) -> int:
+def _segmentDryRun(model, inputs: dict[str, Path], args) -> int:
     """Print each input's resource estimate (the job's plan, as JSON lines); 2 when one would not fit here."""
     import slicer
 
-    from DLCommon.cohort import inputFiles
+    from DLCommon.cohort import inputFiles, isCohortSource
     from DLCommon.commands import printJobEstimate
 
+    first = next(iter(inputs.values()))
+    cases = ([{"input": path} for path in inputFiles(first)] if len(inputs) == 1 and isCohortSource(first)
+             else [inputs])
     status = 0
-    for path in inputFiles(args.input):
+    for case in cases:
         scene = slicer.vtkMRMLScene()
         try:
-            status = max(status, printJobEstimate(lambda: _applyJob(model, path, args, scene)[0], input=str(path)))
+            status = max(status, printJobEstimate(lambda: _applyJob(model, case, args, scene)[0],
+                                                  input=str(next(iter(case.values())))))
         finally:
             scene.Clear(1)
     return status
 
 
-def _segmentFile(model, path: Path, output: Path, args, name: str) -> None:
-    """Segment one volume file into ``output`` (.seg.nrrd) with the panel's job, and its class probabilities (one
-    4D file: background first) if asked."""
+def _segmentFile(model, inputs: dict[str, Path], output: Path, args, name: str) -> None:
+    """Segment one case (input name -> volume file, the first input first) into ``output`` (.seg.nrrd) with the
+    panel's job, and its probabilities (one 4D file: background first when the classes are exclusive) if asked."""
     import slicer
     import torch
 
@@ -115,16 +162,17 @@ def _segmentFile(model, path: Path, output: Path, args, name: str) -> None:
     from DLCommon.cohort import isCohortSource
     from DLCommon.commands import runWithProgressBar
 
+    path = next(iter(inputs.values()))
     scene = slicer.vtkMRMLScene()
     try:
-        job, volume = _applyJob(model, path, args, scene)
+        job, volume = _applyJob(model, inputs, args, scene)
         result = runWithProgressBar(job, Path(path).name, leave=False)
         for warning in result.warnings:
             print(f"meddl: warning: {Path(path).name}: {warning}", file=sys.stderr)
         if args.probabilities:
             classes = torch.stack([tensorFromVolume(node)[0] for node in result.probabilities])
-            scores = torch.cat([(1 - classes.sum(0)).clamp(min=0)[None], classes])
-            target = (Path(args.probabilities) / f"{name}_probabilities.nrrd" if isCohortSource(args.input)
+            scores = torch.cat([(1 - classes.sum(0)).clamp(min=0)[None], classes]) if result.exclusive else classes
+            target = (Path(args.probabilities) / f"{name}_probabilities.nrrd" if isCohortSource(args.input[0])
                       else Path(args.probabilities))
             saveNode(volumeFromTensor(scores, volume, scene, "probabilities"), target)
         saveNode(result.segmentation, output)

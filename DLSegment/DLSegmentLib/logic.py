@@ -44,6 +44,8 @@ class SegmentResult:
     probabilities: list = dataclasses.field(default_factory=list)
     entropy: object = None
     warnings: list[str] = dataclasses.field(default_factory=list)  # e.g. a likely axis-order mistake of the model
+    exclusive: bool = True  # the probabilities are of exclusive classes (background = 1 - their sum); False:
+    # independent sigmoid channels (a bundle such as brats_mri_segmentation)
 
 
 class SegmentationLogic(SceneLogic):
@@ -52,11 +54,14 @@ class SegmentationLogic(SceneLogic):
     # --- inference ---------------------------------------------------------------------------------------
     def segmentJob(self, inputVolume, model, outputSegmentation=None, probabilityVolumes: bool = False,
                    entropyVolume: bool = False, device: str = "auto", overlap: float = 0.25,
-                   mirror: bool = False) -> Job:
+                   mirror: bool = False, otherInputs: dict | None = None) -> Job:
         """A :class:`Job` that segments ``inputVolume``; its ``apply`` creates / updates the nodes.
         ``mirror``: average with the left-right mirrored prediction (test-time augmentation, twice the time).
         A MONAI bundle runs its own pipeline (:mod:`DLCommon.bundles`): its preprocessing, inferer (with its own
-        window overlap, so ``overlap`` is not used) and postprocessing; ``mirror`` is refused for it."""
+        window overlap, so ``overlap`` is not used) and postprocessing; ``mirror`` is refused for it.
+        ``otherInputs``: a bundle's inputs after the first, input name -> volume node (``{"T1": t1Node, ...}``;
+        the names: ``resolveModel(model).bundle.volumeNames``), or a list of nodes in that order (the panel's
+        Input 2..4; None where empty); the result is on ``inputVolume``'s grid."""
         if inputVolume is None:
             raise DLError("No input volume was selected", fix="select the volume to segment")
         loaded = resolveModel(model)
@@ -66,12 +71,23 @@ class SegmentationLogic(SceneLogic):
             if mirror:
                 raise DLError("runs its own pipeline, which has no mirror test-time augmentation", node=bundle.label,
                               fix="turn Mirror off")
+        otherInputs = _namedInputs(otherInputs, bundle)
+        if otherInputs and bundle is None:
+            raise DLError(f"takes one input volume; {', '.join(otherInputs)} given besides",
+                          node=f"Model '{loaded.spec.name}'", fix="clear the other inputs, or pick a bundle that takes them")
         image = tensorFromVolume(inputVolume)  # read before the job: the worker never touches the scene
         scene = self.scene(inputVolume)
+        for name, node in otherInputs.items():
+            if self.scene(node) is not scene:
+                raise DLError(f"(input '{name}') is not in the input volume's scene", node=node, fix="pick another")
+        others = {name: tensorFromVolume(node) for name, node in otherInputs.items()}
         if outputSegmentation is not None and outputSegmentation.GetScene() is not scene:
             raise DLError("is not in the input volume's scene", node=outputSegmentation, fix="pick another output")
         names = loaded.spec.labelNames
-        checkModelInput(loaded, image)
+        if bundle is not None:  # the bundle checks its inputs (names, channels) itself, before any work
+            bundle.inputData(image, others)
+        else:
+            checkModelInput(loaded, image)
         threeD = not loaded.spec.roiSize or len(loaded.spec.roiSize) == 3
         labelsOnly = not (probabilityVolumes or entropyVolume or mirror)
         subject = nodeLabel(inputVolume)  # the plan runs in the worker: it reads no node
@@ -93,9 +109,9 @@ class SegmentationLogic(SceneLogic):
             warnings = []
             if bundle is not None:  # the bundle's own pipeline; its labels, not an argmax of its probabilities
                 output = bundle.run(image, device=runDevice, probabilities=not labelsOnly, windowBatchSize=batchSize,
-                                    progress=context.report)
-                labels, probabilities, classes, warnings = (output.labels, output.probabilities, output.classes,
-                                                            output.warnings)
+                                    progress=context.report, others=others)
+                warning = orientationWarning(output.labels, foreground)
+                return output, output.warnings + ([warning] if warning else [])
             elif not labelsOnly:
                 probabilities = predictProbabilities(loaded, image, device=runDevice, overlap=overlap,
                                                      windowBatchSize=batchSize, progress=context.report,
@@ -112,18 +128,24 @@ class SegmentationLogic(SceneLogic):
             return labels, probabilities, classes, warnings + ([warning] if warning else [])
 
         def apply(result) -> SegmentResult:
-            labels, probabilities, classes, warnings = result
-            labelNames = names or [f"label {i}" for i in range(1, classes)]
-            colors = (bundleColors(labelNames, scene) if bundle is not None
-                      else loaded.spec.labelColors or None)
+            if bundle is not None:
+                output, warnings = result
+                labels, probabilities, labelNames = output.labels, output.probabilities, output.names
+                colors, exclusive = bundleColors(labelNames, scene), output.exclusive
+                channels = list(enumerate(output.probabilityNames))
+            else:
+                labels, probabilities, classes, warnings = result
+                labelNames = names or [f"label {i}" for i in range(1, classes)]
+                colors, exclusive = loaded.spec.labelColors or None, True
+                channels = [(c + 1, name) for c, name in enumerate(labelNames)]
             baseName = f"{inputVolume.GetName()} {loaded.spec.name}"
-            result = SegmentResult(segmentation=None, warnings=list(warnings))
+            result = SegmentResult(segmentation=None, warnings=list(warnings), exclusive=exclusive)
             if probabilityVolumes:
-                result.probabilities = [volumeFromTensor(probabilities[c + 1], inputVolume, scene,
-                                                         f"{baseName} p({labelName})")
-                                        for c, labelName in enumerate(labelNames)]
+                result.probabilities = [volumeFromTensor(probabilities[c], inputVolume, scene, f"{baseName} p({name})")
+                                        for c, name in channels if name is not None]
             if entropyVolume:
-                result.entropy = volumeFromTensor(entropyMap(probabilities), inputVolume, scene, f"{baseName} entropy")
+                result.entropy = volumeFromTensor(entropyMap(probabilities, exclusive), inputVolume, scene,
+                                                  f"{baseName} entropy")
             if outputSegmentation is None:
                 result.segmentation = segmentationFromTensor(labels, inputVolume, scene, labelNames, colors,
                                                              nodeName=f"{baseName} segmentation")
@@ -137,10 +159,11 @@ class SegmentationLogic(SceneLogic):
 
     def segment(self, inputVolume, model, outputSegmentation=None, probabilityVolumes: bool = False,
                 entropyVolume: bool = False, device: str = "auto", overlap: float = 0.25,
-                progress: Callable[[float, str], None] | None = None, mirror: bool = False) -> SegmentResult:
+                progress: Callable[[float, str], None] | None = None, mirror: bool = False,
+                otherInputs: dict | None = None) -> SegmentResult:
         """Segment ``inputVolume`` with ``model`` (catalog id, path or LoadedModel); see :meth:`segmentJob`."""
         job = self.segmentJob(inputVolume, model, outputSegmentation, probabilityVolumes, entropyVolume, device,
-                              overlap, mirror)
+                              overlap, mirror, otherInputs)
         return job.run(progress)
 
     # --- training ----------------------------------------------------------------------------------------
@@ -185,3 +208,20 @@ class SegmentationLogic(SceneLogic):
         """Train (or fine-tune) on scene pairs; returns the model, history and where it was saved."""
         job = self.trainJob(pairs, config, modelName, validationPairs, baseModel, outputDir, addToCatalog)
         return job.run(progress)
+
+
+def _namedInputs(otherInputs, bundle) -> dict:
+    """``otherInputs`` (name -> node, or nodes in the bundle's order after its first input) as name -> node."""
+    if not otherInputs:
+        return {}
+    if isinstance(otherInputs, dict):
+        return {name: node for name, node in otherInputs.items() if node is not None}
+    names = bundle.volumeNames[1:] if bundle is not None else []
+    extra = [f"Input {i + 2}" for i, node in enumerate(otherInputs) if node is not None and i >= len(names)]
+    if extra and bundle is not None:
+        raise DLError(f"takes {len(names) + 1} input volume(s) ({', '.join(bundle.volumeNames)}); "
+                      f"{', '.join(extra)} {'is' if len(extra) == 1 else 'are'} set too", node=bundle.label,
+                      fix="clear the extra input rows")
+    if bundle is None:
+        return {f"Input {i + 2}": node for i, node in enumerate(otherInputs) if node is not None}
+    return {names[i]: node for i, node in enumerate(otherInputs) if node is not None}

@@ -12,10 +12,15 @@ from DLCommon.settings import defaultOf, parameterOf
 from DLSegmentLib.config import SegmentationTrainingConfig as Training  # absolute: the shell check loads this file alone
 
 VOLUME, SEGMENTATION = ("vtkMRMLScalarVolumeNode",), ("vtkMRMLSegmentationNode",)
+OTHER_INPUTS = (2, 3, 4)  # a bundle's inputs after the first (brats_mri_segmentation takes four MR sequences)
 
 PARAMETERS = (
     Parameter("inputVolume", "node", label="Input volume", nodeClasses=VOLUME, tooltip="The volume to segment."),
     Parameter("modelId", "str", "", label="Model", tooltip="Catalog id of the segmentation model."),
+    *(Parameter(f"inputVolume{n}", "node", label=f"Input {n}", nodeClasses=VOLUME,
+                tooltip=f"A model that takes several volumes (a MONAI bundle, e.g. MR sequences or CT phases): its "
+                        f"input {n}, in the order the model lists them; empty for a model with one input.")
+      for n in OTHER_INPUTS),
     Parameter("outputSegmentation", "node", output=True, label="Output segmentation", nodeClasses=SEGMENTATION,
               tooltip="Segmentation to overwrite; none: a new one."),
     Parameter("probabilityVolumes", "bool", False, label="Probability volumes",
@@ -44,12 +49,27 @@ PARAMETERS = (
 
 
 def applyJob(logic, p, volumeNode=None, outputSegmentation=None, device: str = "auto"):
-    """The segmentation job for ``volumeNode`` (default: ``p.inputVolume`` into ``p.outputSegmentation``);
-    ``device``: ``meddl segment --device`` (the panels let MedDL choose)."""
+    """The segmentation job for ``volumeNode`` (default: ``p.inputVolume`` into ``p.outputSegmentation``), with a
+    bundle's other inputs ``p.inputVolume2..4`` (or ``p.otherInputs``, name -> node, as ``meddl segment --input
+    NAME=FILE`` gives them); ``device``: ``meddl segment --device`` (the panels let MedDL choose)."""
     if volumeNode is None:
         volumeNode, outputSegmentation = p.inputVolume, p.outputSegmentation
+    others = getattr(p, "otherInputs", None)
+    if others is None:  # the panel's rows, as many as the model names (rows a former model used are ignored)
+        count = len(modelInputNames(p.modelId)) or len(OTHER_INPUTS) + 1
+        others = [getattr(p, f"inputVolume{n}", None) for n in OTHER_INPUTS[:count - 1]]
     return logic.segmentJob(volumeNode, p.modelId, outputSegmentation, p.probabilityVolumes, p.entropyVolume,
-                            device=device, mirror=p.mirror)
+                            device=device, mirror=p.mirror, otherInputs=others if any(others) else None)
+
+
+def modelInputNames(modelId: str) -> list[str]:
+    """The input names of catalog model ``modelId`` when it takes several volumes (a bundle's ``T1c``, ``T1``, ...,
+    recorded in its spec at import), else ``[]``; the panels name their input rows with them."""
+    from DLCommon.catalog import ModelCatalog  # imports torch: only when a model is chosen
+
+    entry = ModelCatalog().entries.get(modelId) if modelId else None
+    bundle = ((entry.spec.get("options") or {}).get("bundle") or {}) if entry is not None else {}
+    return [str(name) for name in bundle.get("inputs") or []]
 
 
 def trainJob(logic, p):

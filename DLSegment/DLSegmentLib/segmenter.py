@@ -125,10 +125,16 @@ class _SliceNetwork(torch.nn.Module):
         return self.network(x[..., 0])[..., None]
 
 
-def entropyMap(probabilities: torch.Tensor) -> torch.Tensor:
-    """Voxel-wise predictive entropy ``-sum_c p_c log p_c`` (nats), ``(I, J, K)``; 0 = certain."""
+def entropyMap(probabilities: torch.Tensor, exclusive: bool = True) -> torch.Tensor:
+    """Voxel-wise predictive entropy (nats), ``(I, J, K)``; 0 = certain. ``probabilities`` ``(C, I, J, K)``:
+    exclusive classes (they sum to 1): ``-sum_c p_c log p_c``; independent (sigmoid) channels: the sum of each
+    channel's binary entropy."""
     p = probabilities.as_tensor() if hasattr(probabilities, "as_tensor") else probabilities
-    return -(p * torch.log(p.clamp_min(1e-12))).sum(0)
+
+    def plogp(q):
+        return q * torch.log(q.clamp_min(1e-12))
+
+    return -(plogp(p).sum(0) if exclusive else (plogp(p) + plogp(1 - p)).sum(0))
 
 
 def dicePerLabel(labels: torch.Tensor, reference: torch.Tensor, numLabels: int,

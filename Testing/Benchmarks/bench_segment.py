@@ -27,26 +27,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT), str(ROOT / "DLSegment")]
 
+from peakmemory import peakRssBytes, resetPeak  # noqa: E402 - this folder's helper
+
 ROI, OVERLAP, WINDOW_BATCH = (64, 64, 64), 0.25, 4
-
-
-def _status(field: str) -> int:
-    with open("/proc/self/status") as stream:
-        for line in stream:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError(f"{field} not in /proc/self/status")
-
-
-def resetPeak() -> int:
-    """Reset the kernel's peak-RSS counter (Linux) and return the current RSS, the baseline."""
-    with open("/proc/self/clear_refs", "w") as stream:
-        stream.write("5")
-    return _status("VmRSS")
-
-
-def peakRssBytes() -> int:
-    return _status("VmHWM")
 
 
 def makeModel(folder: Path) -> Path:

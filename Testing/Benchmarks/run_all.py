@@ -28,6 +28,7 @@ BENCHMARKS = {  # name: (script, arguments, what its ratio compares)
     "volumes": ("bench_volumes.py", [], "volume node <-> tensor vs NumPy / memcpy"),
     "training": ("bench_training.py", [], "training step throughput vs a plain PyTorch / MONAI loop"),
     "segment": ("bench_segment.py", [], "DLSegment end to end vs raw MONAI sliding_window_inference"),
+    "bundles": ("bench_bundles.py", [], "Model Zoo bundles: MedDL's run vs MONAI's own ConfigWorkflow"),
     "register": ("bench_register.py", [], "DLRegister vs itk-elastix and ANTs SyN"),
     "synthesize": ("bench_synthesize.py", [], "DLSynthesize super-resolution vs cubic B-splines"),
     "classify": ("bench_classify.py", [], "DLClassify standard planes and ordinal grading"),

@@ -150,6 +150,9 @@ def test_model_zoo_style_bundle_runs_unchanged(scene, tmp_path):
     reference = UNet(**{k: v for k, v in networkDef.items() if k != "_target_"}).eval()
     torch.save(reference.state_dict(), root / "models" / "model.pt")
 
+    from DLCommon.bundletrust import trustBundle
+
+    trustBundle(root)  # its '$' expressions run only with the user's consent
     model = loadModel(root)
     spec = model.spec
     assert spec.labelNames == ["spleen"] and spec.spacing == [1.5, 1.5, 2.0] and spec.orientation == "RAS"

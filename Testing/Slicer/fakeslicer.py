@@ -279,6 +279,7 @@ class FakeSlicer:
         self.scene, self.monkeypatch = scene, monkeypatch
         self.errors, self.warnings, self.layouts, self.shownTables, self.charts = [], [], [], [], []
         self.confirm = True
+        self.questions = []
         self.widgets = []
         FakeTimer.instances = []
         _VALUES.clear()
@@ -312,11 +313,17 @@ class FakeSlicer:
         monkeypatch.setattr(util, "errorDisplay", lambda text, *a, **k: self.errors.append(str(text)))
         monkeypatch.setattr(util, "warningDisplay", lambda text, *a, **k: self.warnings.append(str(text)))
         monkeypatch.setattr(util, "confirmOkCancelDisplay", lambda *a, **k: self.confirm)
+        monkeypatch.setattr(util, "confirmYesNoDisplay", self._confirmYesNo)
         monkeypatch.setattr(util, "setSliceViewerLayers", lambda **kwargs: None)
         monkeypatch.setattr(util, "tryWithErrorDisplay", self._tryWithErrorDisplay)
         for name in [n for n in sys.modules if n.split(".")[0] in ("DLSegment", "DLRegister", "DLSynthesize",
                                                                      "DLClassify")]:
             monkeypatch.delitem(sys.modules, name)  # each test imports the shells against these stand-ins
+
+    def _confirmYesNo(self, text, windowTitle=None, parent=None, **kwargs):
+        """slicer.util.confirmYesNoDisplay (util.py): the question and its details are kept; answers ``confirm``."""
+        self.questions.append({"text": str(text), "windowTitle": windowTitle, **kwargs})
+        return self.confirm
 
     @contextlib.contextmanager
     def _tryWithErrorDisplay(self, message=None, show=True, waitCursor=False):

@@ -8,6 +8,8 @@ import time
 
 import numpy as np
 import psutil
+from pathlib import Path
+
 import pytest
 import torch
 from fakeslicer import FakeSlicer
@@ -183,6 +185,45 @@ def test_import_model_installs_the_dependencies_first_and_selects_it(fake, scene
     click(widget, "importModelButton")
     assert calls and fake.errors == []
     assert widget.ui.modelComboBox.items == ["seg"] and widget._parameterNode.modelId == "seg"  # id: the file name
+
+
+@pytest.mark.parametrize("consent", [False, True], ids=["declined", "given"])
+def test_importing_a_bundle_asks_consent_to_its_code_and_names_the_input_rows(fake, scene, tmp_path, monkeypatch,
+                                                                              consent):
+    """Import model file... on a MONAI bundle whose code is not trusted: a Yes / No question naming what it runs, its
+    details the whole listing; declined, nothing is imported; given, it is trusted and imported, and the panel's
+    input rows take the bundle's input names (hidden rows for inputs it does not have)."""
+    import shutil
+
+    import torch
+    from monai.bundle import ConfigParser
+
+    from DLCommon.bundletrust import isTrusted
+    from DLCommon.catalog import ModelCatalog
+
+    shell, _, widget = fake.open("DLSegment")
+    monkeypatch.setattr(shell, "ensureDependencies", lambda: True)
+    zoo = Path(__file__).resolve().parents[1] / "Data" / "modelzoo" / "renalStructures_CECT_segmentation"
+    root = tmp_path / zoo.name
+    shutil.copytree(zoo, root)
+    (root / "models").mkdir()
+    parser = ConfigParser()
+    parser.read_config(str(root / "configs" / "inference.json"))
+    torch.save(parser.get_parsed_content("network_def").state_dict(), root / "models" / "model.pt")
+    fake.fileToOpen = shutil.make_archive(str(tmp_path / "renal"), "zip", tmp_path, root.name)
+    fake.confirm = consent
+    click(widget, "importModelButton")
+    assert len(fake.questions) == 1 and fake.errors == []
+    question = fake.questions[0]
+    assert "runs Python code when it is loaded" in question["text"] and "scripts/my_transforms.py" in question["text"]
+    assert "target      preprocessing#transforms#4: scripts.my_transforms.ConcatImages" in question["detailedText"]
+    assert isTrusted(fake.fileToOpen) is consent
+    assert ("renal" in ModelCatalog().entries) is consent
+    if consent:
+        assert widget._parameterNode.modelId == "renal"
+        assert widget.ui.label_1.text == "artery:" and widget.ui.inputVolume2Label.text == "vein:"
+        assert widget.ui.inputVolume3Label.text == "excret:" and widget.ui.inputVolume4Label.text == "label:"
+        assert widget.ui.inputVolume2Selector.visible and widget.ui.inputVolume4Selector.visible
 
 
 @pytest.mark.parametrize("moduleName", MODULES)
