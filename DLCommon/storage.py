@@ -12,6 +12,7 @@ from pathlib import Path
 import slicer
 
 from .errors import DLError
+from .filechecks import checkBeforeReading, checkNode
 from .scene import sceneTransaction
 
 __all__ = ["loadVolume", "loadSegmentation", "loadTransform", "loadFile", "loadLabels", "loadNodeOfClass", "saveNode", "storageClassFor", "fileSuffixFor", "baseNameOf", "volumeFiles", "VOLUME_SUFFIXES"]
@@ -21,6 +22,7 @@ def _read(scene, path: str | Path, nodeClass: str, storageClass: str, name: str 
     path = Path(path).expanduser()
     if not path.is_file():
         raise DLError("does not exist", file=path, fix="check the path")
+    facts = checkBeforeReading(path)  # the native readers trust the file: its header is checked first
     with sceneTransaction(scene):
         node = scene.AddNewNodeByClass(nodeClass, name or baseNameOf(path))
         storage = scene.AddNewNodeByClass(storageClass)
@@ -31,6 +33,7 @@ def _read(scene, path: str | Path, nodeClass: str, storageClass: str, name: str 
         if not storage.ReadData(node):
             raise DLError(f"could not be read as a {what}", file=path,
                           fix="check that the file is complete and in a format Slicer reads")
+        checkNode(node, facts, path)
         if hasattr(node, "CreateDefaultDisplayNodes"):
             node.CreateDefaultDisplayNodes()
     return node
@@ -173,7 +176,7 @@ def baseNameOf(path: Path) -> str:
     return path.stem
 
 
-VOLUME_SUFFIXES = (".nrrd", ".nii", ".nii.gz", ".mha", ".mhd")
+VOLUME_SUFFIXES = (".nrrd", ".nhdr", ".nii", ".nii.gz", ".mha", ".mhd")
 
 
 def volumeFiles(path: str | Path) -> list[Path]:

@@ -48,7 +48,7 @@ def test_a_batch_keeps_a_manifest_and_a_second_run_does_only_what_is_left(fakeMo
     rows = readManifest(output / "manifest.csv")
     assert list(rows[0]) == MANIFEST_COLUMNS  # the command line's cohort columns
     assert [(r["item"], r["status"]) for r in rows] == [("case0", "done"), ("case1", "failed"), ("case2", "done")]
-    assert "could not be read as a volume" in rows[1]["error"]
+    assert "case1.nrrd' is not a NRRD file" in rows[1]["error"]  # refused before the reader (filechecks)
     written = [path for row in rows for path in row["output"].split("; ") if path]
     assert len(written) == 2 and all(Path(path).parent == output and Path(path).exists() for path in written)
 

@@ -252,7 +252,7 @@ def test_bad_input_gets_a_message_and_the_app_keeps_serving(page, server, tmp_pa
     page.locator(".load-files input[type=file]").set_input_files([str(notes), str(broken)])
     shown = page.locator(".app-message")
     expect(shown).to_contain_text("File 'notes.pdf' is not a file MedDL reads", timeout=30_000)
-    expect(shown).to_contain_text("File 'broken.nrrd' could not be read as a volume")
+    expect(shown).to_contain_text("File 'broken.nrrd' holds 2 bytes of voxel data, 4,000 declared")  # filechecks
     # a run with missing inputs
     openTab(page, "segment")
     press(page, "segment", "apply")
