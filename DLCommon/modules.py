@@ -42,6 +42,9 @@ class ModuleDescription:
         modelTask: which catalog models its model selector lists (None: it has none).
         desktopOnly: settings only the Slicer widget has (e.g. its "add pair" pickers).
         samples: ``{name: add(scene) -> nodes}``: sample data its workflows use, offered by ``meddl web``.
+        modelInputs: ``modelInputs(modelId) -> names``: the volumes a selected model takes when it takes several (a
+            bundle's ``T1c``, ``T1``, ...), naming the input rows (``inputVolume``, ``inputVolume2``...) of the Slicer
+            widget and the web panel; ``[]`` for one input. None: its models take one volume.
     """
 
     key: str
@@ -58,6 +61,7 @@ class ModuleDescription:
     modelTask: str | None = None
     desktopOnly: tuple[str, ...] = ()
     samples: Mapping[str, Callable] = dataclasses.field(default_factory=dict)
+    modelInputs: Callable[[str], list] | None = None
 
     def makeEngine(self, scene):
         """The module's Qt-free logic on ``scene`` (imports the engine: PyTorch loads then)."""

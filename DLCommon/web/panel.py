@@ -67,6 +67,10 @@ class ModulePanel:
         for name, value in defaults(module.parameters).items():
             state[self.var(name)] = value
             state[self.var(name, "items")] = []
+            state[self.var(name, "label")] = self.parameters[name].label or name
+            state[self.var(name, "shown")] = not self._isExtraInput(name)
+        if module.modelInputs is not None and "modelId" in self.parameters:
+            state.change(self.var("modelId"))(self.nameInputs)
         for name, value in (("busy", False), ("progress", 0), ("status", ""), ("message", ""), ("messageType", "info"),
                             ("estimate", ""), ("estimateFits", True), ("rows", []), ("headers", []), ("models", [])):
             state[self.var(name)] = value
@@ -265,6 +269,24 @@ class ModulePanel:
             self.job.cancel()
             self.state[self.var("status")] = "Cancelling..."
 
+    # --- a model's input rows ------------------------------------------------------------------------------
+    def _inputRows(self) -> list[str]:
+        return [name for name in self.parameters if name == "inputVolume" or self._isExtraInput(name)]
+
+    def _isExtraInput(self, name: str) -> bool:
+        return name.startswith("inputVolume") and name[len("inputVolume"):].isdigit()
+
+    def nameInputs(self, **_) -> None:
+        """Name the input rows after the selected model's inputs (a bundle's T1c, T1, ...); show only the rows it
+        uses (as the Slicer widget does)."""
+        try:
+            names = self.module.modelInputs(self.state[self.var("modelId")] or "")
+        except Exception:  # noqa: BLE001 - an unreadable catalog: the plain rows (Apply reports the error)
+            names = []
+        for index, name in enumerate(self._inputRows()):
+            self.state[self.var(name, "label")] = names[index] if index < len(names) else self.parameters[name].label
+            self.state[self.var(name, "shown")] = index == 0 or index < len(names)
+
     # --- controls ---------------------------------------------------------------------------------------------
     def _showIf(self, when) -> dict:
         return {"v_show": (when.javascript(self.var(when.setting)),)} if when else {}
@@ -278,6 +300,8 @@ class ModulePanel:
         if name == "modelId":
             control = v.VSelect(items=(self.var("models"),), clearable=True, **common)
         elif p.kind in ("node", "nodes"):
+            if p.kind == "node":  # a model may rename or hide the input rows (nameInputs)
+                common.update(label=(self.var(name, "label"),), v_show=(self.var(name, "shown"),))
             control = v.VSelect(items=(self.var(name, "items"),), item_title="title", item_value="value",
                                 clearable=True, multiple=p.kind == "nodes", chips=p.kind == "nodes", **common)
         elif p.kind == "choice":

@@ -13,4 +13,4 @@ MODULE = registerModule(ModuleDescription(
              "batch": lambda logic, p, volumeNode: parameters.applyJob(logic, p, volumeNode)},
     engine=f"{__name__}.logic:SegmentationLogic", cli=f"{__name__}.cli",
     sections=frontend.SECTIONS, icon=frontend.ICON, modelTask=frontend.MODEL_TASK, desktopOnly=frontend.DESKTOP_ONLY,
-    samples=frontend.SAMPLES))
+    samples=frontend.SAMPLES, modelInputs=parameters.modelInputNames))

@@ -647,6 +647,8 @@ def test_trust_is_recorded_per_code_checksum(tmp_path, scene, capsys):
     assert modelInputNames("renal") == ["artery", "vein", "excret", "label"]  # the panel's input rows
     capsys.readouterr()
     assert main(["models", "list"]) == 0 and "(inputs: artery, vein, excret, label)" in capsys.readouterr().out
+    assert webInputRows("renal") == [("artery", True), ("vein", True), ("excret", True), ("label", True)]
+    assert webInputRows("") == [("Input volume", True), ("Input 2", False), ("Input 3", False), ("Input 4", False)]
     assert isTrusted(root)
     config = root / "configs" / "inference.json"  # one expression changed: new code, a new consent
     config.write_text(config.read_text().replace("'/eval'", "'/elsewhere'"))
@@ -658,6 +660,26 @@ def test_trust_is_recorded_per_code_checksum(tmp_path, scene, capsys):
     assert "It is not trusted yet" in capsys.readouterr().err
     assert main(command + ["--trust-bundle"]) == 0 and isTrusted(root)
     assert '"fits": true' in capsys.readouterr().out.replace(" ", " ")
+
+
+def webInputRows(modelId: str) -> list[tuple[str, bool]]:
+    """The DL Segment web panel's input rows (label, shown) once ``modelId`` is selected (its state, no browser)."""
+    import types
+
+    from DLCommon.modules import moduleByPackage
+    from DLCommon.web.panel import ModulePanel
+
+    class State(dict):
+        def change(self, name):
+            return lambda handler: self.setdefault("hooks", {}).setdefault(name, handler)
+
+    state = State()
+    panel = ModulePanel(types.SimpleNamespace(server=types.SimpleNamespace(state=state)), moduleByPackage("DLSegmentLib"))
+    state["segment_modelId"] = modelId
+    state["hooks"]["segment_modelId"]()  # what trame calls when the page changes the model
+    names = ["inputVolume", "inputVolume2", "inputVolume3", "inputVolume4"]
+    assert list(panel._inputRows()) == names
+    return [(state[f"segment_{n}_label"], state[f"segment_{n}_shown"]) for n in names]
 
 
 def test_zz_report_agreement():
