@@ -72,7 +72,9 @@ def message(page: Page, module: str, contains: str, timeout: float = RUN_SECONDS
 def followRun(page: Page, module: str, done: str) -> tuple[str, str]:
     """Wait for a started run: its progress / ETA line while it runs, then the message ``done``."""
     status = page.locator(f".status-{module}")
-    expect(status).to_contain_text("%", timeout=30_000)
+    # the first progress line comes after the job's preparation (e.g. sampling planes): 30 s was short on a loaded
+    # 2-core machine (a wait, not a speed check)
+    expect(status).to_contain_text("%", timeout=120_000)
     seen = status.inner_text()
     return seen, message(page, module, done)
 
