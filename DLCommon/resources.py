@@ -132,10 +132,10 @@ def makeEstimate(what: str, device: torch.device | str, deviceBytes: int, hostBy
 
 def _windowCost(network: torch.nn.Module, channels: int, roi: tuple[int, ...], device: torch.device
                 ) -> tuple[int, float]:
-    """``(activation bytes, seconds)`` of one window through ``network`` on ``device`` (measured: on CUDA the
-    allocator's peak, on the second call, as the first pays one-off costs such as cuDNN's kernel choice; on the CPU
-    the layer outputs of one timed call, see :func:`_cpuActivations`). Remembered per network, input channels,
-    window and device: a cohort or a second run of the same model measures nothing again."""
+    """``(activation bytes, seconds)`` of one window through ``network`` on ``device`` (on CUDA measured: the
+    allocator's peak, on the second call, as the first pays one-off costs such as cuDNN's kernel choice; elsewhere
+    from a probe window, see :func:`_cpuWindowCost`). Remembered per network, input channels, window and device: a
+    cohort or a second run of the same model measures nothing again."""
     key = (int(channels), tuple(int(r) for r in roi), str(device))
     known = _WINDOW_COSTS.setdefault(network, {})
     if key in known:
@@ -171,16 +171,16 @@ def _cpuWindowCost(network: torch.nn.Module, channels: int, roi: tuple[int, ...]
     measured copy speed: an estimate (measured on 2 CPU cores: 0.6x the time of a renalStructures SegResNet window,
     0.3x that of a small U-Net, whose thin layers convolve below that speed). A network the probe does not fit, or
     one whose window takes under :data:`CHEAP_WINDOW_SECONDS`, is timed on one real window."""
-    shadow = _probeCost(network, channels, roi, device)
-    if shadow is not None:
-        activations, flops = shadow
+    probed = _probeCost(network, channels, roi, device)
+    if probed is not None:
+        activations, flops = probed
         seconds = flops / _flopsPerSecond(device) + 4 * activations / _bytesPerSecond(device)
         if seconds > CHEAP_WINDOW_SECONDS:
             return activations, seconds
     window = torch.zeros((1, channels) + roi, device=device)
     started = time.perf_counter()
     measured = _cpuActivations(network, window)
-    return (shadow[0] if shadow is not None else measured), time.perf_counter() - started
+    return (probed[0] if probed is not None else measured), time.perf_counter() - started
 
 
 CHEAP_WINDOW_SECONDS = 0.05  # below this a real window costs nothing worth saving, and is exact
