@@ -17,7 +17,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "Python"))
 
-from conftest import makeVolume, obliqueAffine, runAsync, sceneSnapshot  # noqa: E402 - Testing/Python's helpers (fixtures: Testing/conftest.py)
+from conftest import TrameState, makeVolume, obliqueAffine, runAsync, sceneSnapshot  # noqa: E402 - Testing/Python's helpers (fixtures: Testing/conftest.py)
 
 from DLCommon import DLError  # noqa: E402
 from DLCommon.errors import JobCancelled  # noqa: E402
@@ -746,7 +746,7 @@ def test_web_panel_setting_that_names_a_path(case, scene):
 
     setting, value, expected = WEB_SETTINGS[case]
     module = next(m for m in registeredModules() if m.key == "segment")
-    app = types.SimpleNamespace(server=types.SimpleNamespace(state={}), scene=scene)
+    app = types.SimpleNamespace(server=types.SimpleNamespace(state=TrameState()), scene=scene)
     panel = ModulePanel(app, module)
     panel.state[panel.var(setting)] = value
     outcome = runCase(scene, panel.values)

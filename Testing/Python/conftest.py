@@ -83,6 +83,18 @@ def runAsync(coroutine):
         return thread.submit(asyncio.run, coroutine).result()
 
 
+class TrameState(dict):
+    """A stand-in for a trame server's state (the web panel's settings, no browser): items, and ``change(name)``
+    registering the handler trame calls when the page changes ``name`` (kept in ``handlers``)."""
+
+    def __init__(self):
+        super().__init__()
+        self.handlers = {}
+
+    def change(self, name):
+        return lambda handler: self.handlers.setdefault(name, handler)
+
+
 def makeVolume(scene, array_kji: np.ndarray, ijkToRas: np.ndarray, name: str = "vol", className="vtkMRMLScalarVolumeNode"):
     """Volume node from a (K, J, I) array and a 4x4 IJK-to-RAS matrix."""
     import slicer

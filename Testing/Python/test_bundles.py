@@ -666,17 +666,15 @@ def webInputRows(modelId: str) -> list[tuple[str, bool]]:
     """The DL Segment web panel's input rows (label, shown) once ``modelId`` is selected (its state, no browser)."""
     import types
 
+    from conftest import TrameState
+
     from DLCommon.modules import moduleByPackage
     from DLCommon.web.panel import ModulePanel
 
-    class State(dict):
-        def change(self, name):
-            return lambda handler: self.setdefault("hooks", {}).setdefault(name, handler)
-
-    state = State()
+    state = TrameState()
     panel = ModulePanel(types.SimpleNamespace(server=types.SimpleNamespace(state=state)), moduleByPackage("DLSegmentLib"))
     state["segment_modelId"] = modelId
-    state["hooks"]["segment_modelId"]()  # what trame calls when the page changes the model
+    state.handlers["segment_modelId"]()  # what trame calls when the page changes the model
     names = ["inputVolume", "inputVolume2", "inputVolume3", "inputVolume4"]
     assert list(panel._inputRows()) == names
     return [(state[f"segment_{n}_label"], state[f"segment_{n}_shown"]) for n in names]
