@@ -252,10 +252,12 @@ def trustFromArguments(path, args) -> None:
         return
     if args.trust_bundle:
         trustBundle(path, args.trust_bundle if isinstance(args.trust_bundle, str) else None)
-    elif sys.stdin.isatty() and sys.stderr.isatty() and not isTrusted(path) and bundleCode(path).runsCode:
-        print(bundleCode(path).report(), file=sys.stderr)
-        if input("Run this bundle's code? [y/N] ").strip().lower() in ("y", "yes"):
-            trustBundle(path)
+    elif sys.stdin.isatty() and sys.stderr.isatty() and not isTrusted(path):
+        code = bundleCode(path)  # read once: the checksum trusted is the code shown
+        if code.runsCode:
+            print(code.report(), file=sys.stderr)
+            if input("Run this bundle's code? [y/N] ").strip().lower() in ("y", "yes"):
+                trustBundle(path, code.sha256)
 
 
 def _modelsImport(args) -> int:

@@ -214,13 +214,12 @@ def _checkNrrdGeometry(fields: dict, dimension: int, path: Path) -> None:
             raise DLError(f"has an unreadable space origin {origin[:80]!r}", file=path,
                           fix="check the file's header") from None
         _checkMatrix(matrix.T, offset, path, "its space directions / origin")
-    for key in ("spacings", "thicknesses"):
-        if key == "spacings" and fields.get(key):
-            values = [v for v in fields[key].split() if v.lower() != "nan"]
-            numbers = [float(v) for v in values if _isNumber(v)]
-            if len(numbers) != len(values) or any(not math.isfinite(v) or v == 0 for v in numbers):
-                raise DLError(f"has spacings {fields[key][:80]!r} that are not finite and non-zero", file=path,
-                              fix="check the file's header")
+    if fields.get("spacings"):
+        values = [v for v in fields["spacings"].split() if v.lower() != "nan"]  # NaN: a non-spatial axis
+        numbers = [float(v) for v in values if _isNumber(v)]
+        if len(numbers) != len(values) or any(not math.isfinite(v) or v == 0 for v in numbers):
+            raise DLError(f"has spacings {fields['spacings'][:80]!r} that are not finite and non-zero", file=path,
+                          fix="check the file's header")
 
 
 def _checkSegments(pairs: dict, sizes: list[int], kinds: list[str], path: Path) -> int:
